@@ -1,0 +1,135 @@
+//! # magi-bus: how orchestrators, node agents and taps meet
+//!
+//! The [`Bus`] trait is everything the rest of MAGI-rs knows about transport. Two
+//! implementations exist: [`memory::MemoryBus`] (in-process, the embedded default and the
+//! fast tests) and `magi-bus-amqp` (RabbitMQ). The same node-agent and orchestrator code
+//! runs on both.
+//!
+//! The model follows the original's addressing:
+//! - a node agent attaches under its node name ([`Bus::attach_node`]) and receives
+//!   [`Call`]s addressed to it by name or to a group of a run it has joined;
+//! - an orchestrator opens a run ([`Bus::open_run`]), publishes calls to the run's groups
+//!   or to named nodes, and receives the run's triggers and records, plus every node's
+//!   heartbeat;
+//! - a tap ([`Bus::tap`]) sees everything of one run or of all runs, without anyone's
+//!   cooperation.
+//!
+//! Links are plain channels plus a shared "port" for sending, so that many tasks can send
+//! while one task receives.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use magi_proto::{Call, NodeStatus, Record, Trigger};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// What can go wrong on the bus.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BusError {
+    /// Nobody is subscribed where the message was sent: a group with no member, a node
+    /// that is not attached.
+    #[error("no node received it: {0}")]
+    NoRoute(String),
+    /// The broker refused the message (negative confirm, permission).
+    #[error("the broker refused it: {0}")]
+    Refused(String),
+    /// The connection is gone and could not be restored.
+    #[error("the bus is disconnected: {0}")]
+    Disconnected(String),
+}
+
+/// How far a published call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Number of node agents it reached, when the transport can tell (the in-process bus
+    /// can; AMQP only knows "at least one").
+    pub receivers: Option<usize>,
+}
+
+/// Everything an orchestrator receives for its run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A trigger for this run.
+    Trigger(Trigger),
+    /// A data record of this run.
+    Record(Record),
+    /// A node agent's announcement or heartbeat (any node; filter by name).
+    Node(NodeStatus),
+}
+
+/// One message seen by a tap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapItem {
+    /// `call`, `trigger`, `record` or `node`.
+    pub kind: String,
+    /// The run, if the message belongs to one.
+    pub run: Option<String>,
+    /// The group a call was published to (`None` for node-addressed calls).
+    pub group: Option<String>,
+    /// The nodes concerned: a call's named nodes, a trigger's or record's sender.
+    pub nodes: Vec<String>,
+    /// The message itself.
+    pub body: serde_json::Value,
+}
+
+/// A node agent's sending side.
+#[async_trait]
+pub trait NodePort: Send + Sync {
+    /// Subscribe to the calls of `group` in `run`.
+    async fn join(&self, run: &str, group: &str) -> Result<(), BusError>;
+    /// Unsubscribe from a group of a run.
+    async fn leave(&self, run: &str, group: &str) -> Result<(), BusError>;
+    /// Send a trigger to the run's orchestrator.
+    async fn send_trigger(&self, trigger: Trigger) -> Result<(), BusError>;
+    /// Send a data record to the run's collector.
+    async fn send_record(&self, record: Record) -> Result<(), BusError>;
+    /// Announce this node (start, heartbeat, shutdown).
+    async fn announce(&self, status: NodeStatus) -> Result<(), BusError>;
+}
+
+/// An attached node agent: its inbox and its port.
+pub struct NodeLink {
+    /// Calls for this node, in the order they were published.
+    pub calls: mpsc::UnboundedReceiver<Call>,
+    /// Sending side, shareable between tasks.
+    pub port: Arc<dyn NodePort>,
+}
+
+/// An orchestrator's sending side for one run.
+#[async_trait]
+pub trait RunPort: Send + Sync {
+    /// Publish a call to every member of a group of this run.
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, BusError>;
+    /// Publish a call to each named node (whether or not it is in a group yet).
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError>;
+    /// Forget the run's bus resources (its groups, its inbox).
+    async fn close(&self) -> Result<(), BusError>;
+}
+
+/// An orchestrator's link for one run.
+pub struct RunLink {
+    /// Triggers, records and heartbeats.
+    pub inbound: mpsc::UnboundedReceiver<Inbound>,
+    /// Sending side.
+    pub port: Arc<dyn RunPort>,
+}
+
+/// A tap's stream.
+pub struct TapLink {
+    /// Everything seen, in arrival order.
+    pub items: mpsc::UnboundedReceiver<TapItem>,
+}
+
+/// A transport.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Attach a node agent under its name.
+    async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError>;
+    /// Open the orchestrator's side of a run.
+    async fn open_run(&self, run: &str) -> Result<RunLink, BusError>;
+    /// Watch one run (`Some`) or everything (`None`).
+    async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError>;
+}

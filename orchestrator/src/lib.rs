@@ -1,0 +1,2 @@
+//! # magi: the orchestrator and the user's commands
+pub mod cli;
