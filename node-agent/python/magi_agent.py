@@ -1,0 +1,237 @@
+"""magi_agent: write a MAGI-rs agent in Python in a few lines (stdlib only, Python 3.9+).
+
+    from magi_agent import Agent, run
+
+    class Greeter(Agent):
+        greeting = "hello"                  # execargs {greeting: hi} set this attribute
+
+        def greet(self, who="world"):       # AAL: method greet, args {who: alice}
+            self.log("greeting %s" % who)
+            return {"text": "%s %s" % (self.greeting, who)}
+
+    if __name__ == "__main__":
+        run(Greeter)
+
+The node agent runs the module's command with this file's directory on PYTHONPATH and
+speaks the line-delimited JSON protocol of docs/agent-protocol.md over stdin/stdout. This
+module does the protocol: it applies the `start` line (name, node, hosts, address, and
+`execargs` through `setConfiguration(**execargs)`, as the original did), runs each call in
+a thread pool so a slow method never blocks the others, turns return values and exceptions
+into `return` and `error` lines, and calls `stop()` before exiting on `stop` or end of input.
+
+Public methods of the subclass are callable by name, as in the original (names starting
+with `_` are not). Arguments the method does not accept are dropped, unless it takes
+`**kwargs`. `print()` is safe: stdout is redirected to stderr, which the node logs.
+"""
+
+import inspect
+import json
+import os
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["Agent", "AgentError", "run"]
+
+
+class AgentError(Exception):
+    """An error meant for the procedure's author; its text is reported as is."""
+
+
+class Agent:
+    """Base class of an agent. Set by `start`: name, node (alias hostname), run_name,
+    address, hosts (node name -> address) and execargs (also applied as attributes)."""
+
+    name = None
+    node = None
+    hostname = None
+    run_name = None
+    address = None
+    hosts = {}
+    execargs = {}
+    _channel = None
+
+    # --- configuration, as in the original (magi/util/agent.py) -------------------------
+
+    def setConfiguration(self, **kwargs):
+        """Sets each keyword as an attribute; returns confirmConfiguration()."""
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        return self.confirmConfiguration()
+
+    def confirmConfiguration(self):
+        """Override to check the configuration; return False to refuse it."""
+        return True
+
+    # --- talking to the node ---------------------------------------------------------------
+
+    def trigger(self, event, **args):
+        """Sends a trigger of its own (`event` plus arguments) to the run."""
+        self._send({"kind": "trigger", "event": event, "args": args})
+
+    def record(self, **data):
+        """Sends a data record (field -> value) to the run's data layer."""
+        self._send({"kind": "record", "data": data})
+
+    def log(self, message, level="info"):
+        """Sends a log line (level: error, warn, info or debug)."""
+        self._send({"kind": "log", "level": level, "message": str(message)})
+
+    # --- hooks -----------------------------------------------------------------------------
+
+    def stop(self):
+        """Called once before the process exits (on `stop` or end of input): clean up."""
+
+    def method_missing(self, method, args):
+        """Called for a method the agent does not have; by default that is an error."""
+        raise AgentError("agent %s has no method %s" % (self.name, method))
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _send(self, message):
+        if self._channel is None:
+            raise AgentError("the agent is not running under magi_agent.run()")
+        self._channel.send(message)
+
+    def _write_raw(self, text):
+        """Writes a raw line to the protocol stream (for tests of bad agents only)."""
+        self._channel.write_raw(text)
+
+    def _call(self, method, args):
+        """Looks a method up and calls it with the arguments it accepts."""
+        function = None
+        if isinstance(method, str) and method and not method.startswith("_"):
+            function = getattr(self, method, None)
+        if function is None or not callable(function):
+            return self.method_missing(method, args)
+        return function(**_accepted(function, args))
+
+    def _start(self, message):
+        self.name = message.get("name")
+        self.node = self.hostname = message.get("node")
+        self.run_name = message.get("run")
+        self.address = message.get("address")
+        self.hosts = message.get("hosts") or {}
+        self.execargs = message.get("execargs") or {}
+        if self.setConfiguration(**self.execargs) is False:
+            raise AgentError("the configuration was refused: %r" % (self.execargs,))
+
+
+def _accepted(function, args):
+    """The arguments `function` accepts: all with **kwargs, else those it names."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return args
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return args
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in args.items() if k in names}
+
+
+def _describe(error):
+    """One line for a person: `Type: message (file:line in function)`."""
+    text = "%s: %s" % (type(error).__name__, error)
+    if isinstance(error, AgentError):
+        text = str(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += " (%s:%d in %s)" % (os.path.basename(last.filename), last.lineno, last.name)
+    return text
+
+
+class _Channel:
+    """The protocol pipes. fd 0 and 1 are moved out of the way so that print() and child
+    processes cannot corrupt the protocol: fd 0 becomes /dev/null, fd 1 goes to stderr."""
+
+    def __init__(self):
+        self._input = os.fdopen(os.dup(0), "rb")
+        self._output = os.fdopen(os.dup(1), "wb")
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        self._lock = threading.Lock()
+
+    def lines(self):
+        while True:
+            line = self._input.readline()
+            if not line:
+                return
+            yield line
+
+    def send(self, message):
+        self.write_raw(json.dumps(message, allow_nan=False, separators=(",", ":")))
+
+    def write_raw(self, text):
+        data = (text + "\n").encode("utf-8")
+        with self._lock:
+            self._output.write(data)
+            self._output.flush()
+
+    def reply(self, call_id, value):
+        try:
+            line = json.dumps({"kind": "return", "id": call_id, "value": value},
+                              allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as error:
+            self.send({"kind": "error", "id": call_id,
+                       "error": "the return value is not JSON: %s" % error})
+            return
+        self.write_raw(line)
+
+
+def _serve(agent, channel, message):
+    call_id = message.get("id")
+    try:
+        args = message.get("args") or {}
+        value = agent._call(message.get("method"), args)
+    except BaseException as error:  # noqa: B036 - every failure must answer the call
+        traceback.print_exc(file=sys.stderr)
+        channel.send({"kind": "error", "id": call_id, "error": _describe(error)})
+        return
+    channel.reply(call_id, value)
+
+
+def run(agent_class, max_workers=32):
+    """Runs an agent: serves the protocol on stdin/stdout until `stop`; never returns."""
+    channel = _Channel()
+    agent = agent_class()
+    agent._channel = channel
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="magi-call")
+    for raw in channel.lines():
+        try:
+            message = json.loads(raw)
+            kind = message.get("kind")
+        except (ValueError, AttributeError):
+            sys.stderr.write("magi_agent: ignoring a bad line from the node: %r\n" % raw[:200])
+            continue
+        if kind == "start":
+            try:
+                agent._start(message)
+            except BaseException as error:  # noqa: B036 - report, then exit
+                traceback.print_exc(file=sys.stderr)
+                channel.send({"kind": "error", "error": _describe(error)})
+                _exit(1)
+            channel.send({"kind": "ready"})
+        elif kind == "call":
+            pool.submit(_serve, agent, channel, message)
+        elif kind == "stop":
+            break
+        else:
+            sys.stderr.write("magi_agent: ignoring a line of unknown kind %r\n" % (kind,))
+    try:
+        agent.stop()
+    except BaseException:  # noqa: B036 - exiting anyway
+        traceback.print_exc(file=sys.stderr)
+    _exit(0)
+
+
+def _exit(code):
+    """Exits at once: calls still running in the pool must not hold the process."""
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

@@ -1,0 +1,879 @@
+//! An agent running as a child process, spoken to with the line-delimited JSON protocol of
+//! [`magi_proto::agent`].
+//!
+//! [`AgentProcess::spawn`] starts the manifest's command in the module directory, in a
+//! process group of its own, sends the `start` line and waits (with a timeout) for `ready`.
+//! After that, [`AgentProcess::call`] writes calls without waiting, and everything the agent
+//! says arrives as [`AgentEvent`]s on a channel, ending with exactly one
+//! [`AgentEvent::Exited`] that lists the calls left unanswered.
+//!
+//! Teardown is by process group, so that what an agent started (curl, a web server) dies
+//! with it: [`AgentProcess::stop`] sends `stop`, waits a grace period, then SIGTERM, then
+//! SIGKILL to the whole group; when the agent exits by itself, what is left of its group gets
+//! the same treatment. Dropping an [`AgentProcess`] kills the group. A child that moved to
+//! another process group or session (a daemon that detaches) escapes all of this.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use magi_proto::agent::{FromAgent, ToAgent};
+use magi_proto::Object;
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::manifest::{Manifest, ManifestError};
+
+/// The longest protocol line read from an agent; longer ones are reported as garbage.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// How many of the agent's last stderr lines are kept for crash reports.
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// The Python helper's file name; put its directory on `PYTHONPATH`.
+pub const PYTHON_HELPER_FILE: &str = "magi_agent.py";
+
+/// Longest stderr line kept (the rest of the line is dropped).
+const MAX_STDERR_LINE: usize = 16 * 1024;
+
+/// Longest garbage line quoted in an event.
+const GARBAGE_QUOTE: usize = 1000;
+
+/// How long processes left in a group get between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the output readers get to drain after the group is gone.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The source of the Python helper module (`magi_agent.py`).
+pub fn python_helper_source() -> &'static str {
+    include_str!("../python/magi_agent.py")
+}
+
+/// Writes the Python helper as `<dir>/magi_agent.py` (atomically, only if it differs) and
+/// returns `dir`, the directory to put on `PYTHONPATH`.
+pub fn write_python_helper(dir: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(PYTHON_HELPER_FILE);
+    let source = python_helper_source();
+    if std::fs::read(&path).ok().as_deref() == Some(source.as_bytes()) {
+        return Ok(dir.to_path_buf());
+    }
+    let tmp = dir.join(format!(".{PYTHON_HELPER_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, source)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(dir.to_path_buf())
+}
+
+/// How to start an agent process.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    /// Extra environment variables (the node's own environment is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    /// How long the agent has to answer `start` with `ready`.
+    pub ready_timeout: Duration,
+    /// A file the agent's stderr is appended to; without it stderr goes to `tracing`.
+    pub stderr_log: Option<PathBuf>,
+    /// A directory put first on `PYTHONPATH` (where [`write_python_helper`] wrote the helper).
+    pub python_path: Option<PathBuf>,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            env: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
+            stderr_log: None,
+            python_path: None,
+        }
+    }
+}
+
+/// What an agent process says or does, in order; [`AgentEvent::Exited`] comes last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// A call returned (`null` means no value: the trigger carries `retVal: true`).
+    Returned {
+        /// The call's id.
+        id: u64,
+        /// The returned value.
+        value: Value,
+    },
+    /// A call failed, or (without `id`) the agent reports a failure outside any call.
+    Failed {
+        /// The call's id, if the error answers a call.
+        id: Option<u64>,
+        /// What went wrong.
+        error: String,
+    },
+    /// A trigger the agent sent on its own.
+    Trigger {
+        /// Its name.
+        event: String,
+        /// Its arguments.
+        args: Object,
+    },
+    /// A data record.
+    Record {
+        /// The fields.
+        data: Object,
+    },
+    /// A log line.
+    Log {
+        /// `error`, `warn`, `info` or `debug`.
+        level: String,
+        /// The text.
+        message: String,
+    },
+    /// A line that is not a protocol line (quoted, cut to 1000 bytes); the agent goes on.
+    Garbage {
+        /// The offending line.
+        line: String,
+    },
+    /// The agent process has exited and its process group is gone.
+    Exited(AgentExit),
+}
+
+/// How an agent process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentExit {
+    /// The exit code, if it exited.
+    pub code: Option<i32>,
+    /// The signal, if a signal killed it.
+    pub signal: Option<i32>,
+    /// Its last stderr lines, oldest first.
+    pub stderr_tail: Vec<String>,
+    /// Calls it never answered, in id order.
+    pub pending: Vec<u64>,
+    /// True when the exit followed [`AgentProcess::stop`] (not a crash).
+    pub stopped: bool,
+}
+
+impl fmt::Display for AgentExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exited with code {code}"),
+            (None, Some(sig)) => write!(f, "was killed by signal {sig} ({})", signal_name(sig)),
+            (None, None) => f.write_str("ended (exit status unknown)"),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// Why an agent could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The manifest's command could not be resolved.
+    #[error(transparent)]
+    Command(#[from] ManifestError),
+    /// The first line given was not `start`.
+    #[error("the first line to an agent must be `start`")]
+    NotStart,
+    /// The program could not be executed.
+    #[error("cannot start agent {name} ({}): {source}", .program.display())]
+    Exec {
+        /// The agent's name.
+        name: String,
+        /// The program.
+        program: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The agent answered `start` with an error.
+    #[error("agent {name} refused to start: {error}{}", tail(.stderr_tail))]
+    Refused {
+        /// The agent's name.
+        name: String,
+        /// Its error text.
+        error: String,
+        /// Its last stderr lines.
+        stderr_tail: Vec<String>,
+    },
+    /// The agent exited before `ready`.
+    #[error("agent {name} {exit} before it was ready{}", tail(&.exit.stderr_tail))]
+    ExitedEarly {
+        /// The agent's name.
+        name: String,
+        /// How it ended.
+        exit: AgentExit,
+    },
+    /// No `ready` within the timeout; the agent was killed.
+    #[error("agent {name} was not ready within {timeout:?}{}", tail(.stderr_tail))]
+    Timeout {
+        /// The agent's name.
+        name: String,
+        /// The timeout.
+        timeout: Duration,
+        /// Its last stderr lines.
+        stderr_tail: Vec<String>,
+    },
+}
+
+/// Formats a stderr tail for an error message.
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr ends with:\n  {}", lines.join("\n  "))
+    }
+}
+
+/// Why a call could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The agent has exited or is stopping.
+    #[error("agent {name} is no longer running")]
+    NotRunning {
+        /// The agent's name.
+        name: String,
+    },
+    /// A call with this id is still pending.
+    #[error("call id {id} is already pending on agent {name}")]
+    DuplicateId {
+        /// The agent's name.
+        name: String,
+        /// The id.
+        id: u64,
+    },
+    /// The arguments could not be encoded.
+    #[error("cannot encode the call: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// State shared by the handle and the tasks serving one agent process.
+struct Shared {
+    name: String,
+    /// The process group, equal to the agent's pid (it leads its own group).
+    pgid: libc::pid_t,
+    state: Mutex<State>,
+    stderr_tail: Mutex<VecDeque<String>>,
+    exit: watch::Sender<Option<AgentExit>>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: BTreeSet<u64>,
+    /// Set, with `pending` taken, when the exit is final: no call may be added after.
+    exited: bool,
+    stopping: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn stderr_tail(&self) -> Vec<String> {
+        lock(&self.stderr_tail).iter().cloned().collect()
+    }
+
+    fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Signals the agent's process group, unless it is known to be gone.
+    fn signal_group(&self, signal: libc::c_int) {
+        if !self.has_exited() {
+            signal_group(self.pgid, signal);
+        }
+    }
+}
+
+/// Sends `signal` to process group `pgid`; true if some process got it.
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> bool {
+    // killpg(0) or (1) would hit our own group or init: never.
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe { libc::killpg(pgid, signal) == 0 }
+}
+
+/// A running agent process. Dropping it kills the agent's process group.
+pub struct AgentProcess {
+    shared: Arc<Shared>,
+    lines: mpsc::UnboundedSender<String>,
+}
+
+impl fmt::Debug for AgentProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentProcess")
+            .field("name", &self.shared.name)
+            .field("pid", &self.shared.pgid)
+            .finish()
+    }
+}
+
+impl AgentProcess {
+    /// Starts the module in `dir` as described by `manifest`, sends `start` and waits for
+    /// `ready`. An error, an exit or silence before `ready` is a load failure; the process
+    /// group is then killed and reaped before this returns.
+    pub async fn spawn(
+        dir: &Path,
+        manifest: &Manifest,
+        start: ToAgent,
+        options: SpawnOptions,
+    ) -> Result<(AgentProcess, mpsc::UnboundedReceiver<AgentEvent>), SpawnError> {
+        let ToAgent::Start { name, .. } = &start else {
+            return Err(SpawnError::NotStart);
+        };
+        let name = name.clone();
+        let program = manifest.program(dir)?;
+        let exec_err = |source| SpawnError::Exec {
+            name: name.clone(),
+            program: program.clone(),
+            source,
+        };
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(manifest.args())
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            // Unpacked modules are shared, content-addressed cache entries: keep them pristine.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(options.env.iter().map(|(k, v)| (k, v)));
+        if let Some(helper_dir) = &options.python_path {
+            let inherited = options
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PYTHONPATH")
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var_os("PYTHONPATH"));
+            let mut paths = vec![helper_dir.clone()];
+            if let Some(inherited) = inherited {
+                paths.extend(std::env::split_paths(&inherited));
+            }
+            let joined = std::env::join_paths(paths)
+                .map_err(|e| exec_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            command.env("PYTHONPATH", joined);
+        }
+        let mut child = command.spawn().map_err(exec_err)?;
+        let pgid = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .ok_or_else(|| exec_err(io::Error::other("the process has no pid")))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(exec_err(io::Error::other("the process has no pipes")));
+        };
+
+        let (exit_tx, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            pgid,
+            state: Mutex::new(State::default()),
+            stderr_tail: Mutex::new(VecDeque::new()),
+            exit: exit_tx,
+        });
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (lines_tx, lines_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_lines(stdin, lines_rx));
+        let reader = tokio::spawn(read_protocol(
+            stdout,
+            shared.clone(),
+            events_tx.clone(),
+            ready_tx,
+        ));
+        let stderr_reader = tokio::spawn(read_stderr(stderr, shared.clone(), options.stderr_log));
+        tokio::spawn(supervise(
+            child,
+            shared.clone(),
+            reader,
+            stderr_reader,
+            events_tx,
+        ));
+
+        let agent = AgentProcess {
+            shared,
+            lines: lines_tx,
+        };
+        let first = serde_json::to_string(&start).map_err(|e| exec_err(io::Error::other(e)))?;
+        let _ = agent.lines.send(first);
+        match agent.handshake(ready_rx, options.ready_timeout).await {
+            Ok(()) => Ok((agent, events_rx)),
+            Err(mut e) => {
+                agent.shared.signal_group(libc::SIGKILL);
+                let exit = agent.wait().await;
+                // Only now is stderr fully drained: the tail explains the failure best.
+                if let SpawnError::Refused { stderr_tail, .. }
+                | SpawnError::Timeout { stderr_tail, .. } = &mut e
+                {
+                    *stderr_tail = exit.stderr_tail;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn handshake(
+        &self,
+        mut ready: oneshot::Receiver<Result<(), String>>,
+        timeout: Duration,
+    ) -> Result<(), SpawnError> {
+        let name = || self.shared.name.clone();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ready_open = true;
+        loop {
+            tokio::select! {
+                // Biased: `ready` is always delivered before the exit is published, so an
+                // agent that says ready and then dies at once still counts as loaded.
+                biased;
+                answer = &mut ready, if ready_open => match answer {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(error)) => {
+                        return Err(SpawnError::Refused {
+                            name: name(),
+                            error,
+                            stderr_tail: self.shared.stderr_tail(),
+                        })
+                    }
+                    // Its stdout closed without `ready`: wait for the exit.
+                    Err(_) => ready_open = false,
+                },
+                exit = self.wait() => return Err(SpawnError::ExitedEarly { name: name(), exit }),
+                () = &mut deadline => {
+                    return Err(SpawnError::Timeout {
+                        name: name(),
+                        timeout,
+                        stderr_tail: self.shared.stderr_tail(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The agent's process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.shared.pgid.unsigned_abs()
+    }
+
+    /// Sends a call; the answer arrives as [`AgentEvent::Returned`] or [`AgentEvent::Failed`]
+    /// with the same `id`, or the id is listed in [`AgentExit::pending`]. Never blocks.
+    pub fn call(&self, id: u64, method: &str, args: Object) -> Result<(), CallError> {
+        let line = serde_json::to_string(&ToAgent::Call {
+            id,
+            method: method.to_string(),
+            args,
+        })?;
+        let mut state = lock(&self.shared.state);
+        if state.exited || state.stopping {
+            return Err(CallError::NotRunning {
+                name: self.shared.name.clone(),
+            });
+        }
+        if !state.pending.insert(id) {
+            return Err(CallError::DuplicateId {
+                name: self.shared.name.clone(),
+                id,
+            });
+        }
+        if self.lines.send(line).is_err() {
+            state.pending.remove(&id);
+            return Err(CallError::NotRunning {
+                name: self.shared.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The ids of calls sent and not yet answered.
+    pub fn pending(&self) -> Vec<u64> {
+        lock(&self.shared.state).pending.iter().copied().collect()
+    }
+
+    /// The agent's last stderr lines, oldest first.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.shared.stderr_tail()
+    }
+
+    /// True once the agent has exited and its process group is gone.
+    pub fn has_exited(&self) -> bool {
+        self.shared.has_exited()
+    }
+
+    /// Waits until the agent has exited and its process group is gone.
+    pub async fn wait(&self) -> AgentExit {
+        let mut rx = self.shared.exit.subscribe();
+        loop {
+            if let Some(exit) = rx.borrow_and_update().clone() {
+                return exit;
+            }
+            if rx.changed().await.is_err() {
+                // The supervisor always publishes before it ends; this is unreachable,
+                // but an answer beats a hang.
+                return AgentExit {
+                    code: None,
+                    signal: None,
+                    stderr_tail: self.shared.stderr_tail(),
+                    pending: self.pending(),
+                    stopped: true,
+                };
+            }
+        }
+    }
+
+    /// Stops the agent: `stop` line, up to `grace` to exit, then SIGTERM to its process
+    /// group, then SIGKILL. Returns once the agent and its group are gone and reaped.
+    pub async fn stop(&self, grace: Duration) -> AgentExit {
+        lock(&self.shared.state).stopping = true;
+        if let Ok(line) = serde_json::to_string(&ToAgent::Stop) {
+            let _ = self.lines.send(line);
+        }
+        if let Ok(exit) = tokio::time::timeout(grace, self.wait()).await {
+            return exit;
+        }
+        self.shared.signal_group(libc::SIGTERM);
+        if let Ok(exit) = tokio::time::timeout(TERM_GRACE, self.wait()).await {
+            return exit;
+        }
+        self.shared.signal_group(libc::SIGKILL);
+        self.wait().await
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        // The supervisor task still reaps the process; the runtime's kill_on_drop covers
+        // the case where that task never runs again.
+        self.shared.signal_group(libc::SIGKILL);
+    }
+}
+
+/// Writes protocol lines to the agent's stdin until the handle is dropped or the pipe breaks.
+async fn write_lines(mut stdin: ChildStdin, mut lines: mpsc::UnboundedReceiver<String>) {
+    while let Some(mut line) = lines.recv().await {
+        line.push('\n');
+        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            break;
+        }
+    }
+    // Dropping stdin closes it: an agent reading EOF stops, as if told to.
+}
+
+/// Outcome of reading one bounded line.
+enum LineRead {
+    Eof,
+    Line,
+    /// A line longer than the limit; the buffer holds its start. The total length is given.
+    TooLong(usize),
+}
+
+/// Reads one `\n`-terminated line into `buf` (without the newline), keeping at most `max`
+/// bytes: the rest of an overlong line is read and dropped, so memory stays bounded.
+async fn read_bounded_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    let mut total = 0usize;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match total {
+                0 => LineRead::Eof,
+                n if n > max => LineRead::TooLong(n),
+                _ => LineRead::Line,
+            });
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        total = total.saturating_add(chunk.len());
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(if total > max {
+                LineRead::TooLong(total)
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+/// Quotes at most [`GARBAGE_QUOTE`] bytes of a line.
+fn quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= GARBAGE_QUOTE {
+        return text.into_owned();
+    }
+    let mut end = GARBAGE_QUOTE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Reads the agent's stdout, turning protocol lines into events.
+async fn read_protocol(
+    stdout: ChildStdout,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut ready = Some(ready);
+    let mut buf = Vec::new();
+    loop {
+        let event = match read_bounded_line(&mut reader, &mut buf, MAX_LINE).await {
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::TooLong(total)) => AgentEvent::Garbage {
+                line: format!(
+                    "{} ({total} bytes, over the {MAX_LINE}-byte line limit)",
+                    quote(&buf)
+                ),
+            },
+            Ok(LineRead::Line) => {
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<FromAgent>(&buf) {
+                    Err(_) => AgentEvent::Garbage { line: quote(&buf) },
+                    Ok(FromAgent::Ready) => match ready.take() {
+                        Some(tx) => {
+                            let _ = tx.send(Ok(()));
+                            continue;
+                        }
+                        None => AgentEvent::Garbage { line: quote(&buf) },
+                    },
+                    Ok(FromAgent::Error { id: None, error }) if ready.is_some() => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(Err(error));
+                        }
+                        continue;
+                    }
+                    Ok(FromAgent::Return { id, value }) => {
+                        if lock(&shared.state).pending.remove(&id) {
+                            AgentEvent::Returned { id, value }
+                        } else {
+                            // An answer to no pending call: a protocol violation.
+                            AgentEvent::Garbage { line: quote(&buf) }
+                        }
+                    }
+                    Ok(FromAgent::Error {
+                        id: Some(id),
+                        error,
+                    }) => {
+                        if lock(&shared.state).pending.remove(&id) {
+                            AgentEvent::Failed {
+                                id: Some(id),
+                                error,
+                            }
+                        } else {
+                            AgentEvent::Garbage { line: quote(&buf) }
+                        }
+                    }
+                    Ok(FromAgent::Error { id: None, error }) => {
+                        AgentEvent::Failed { id: None, error }
+                    }
+                    Ok(FromAgent::Trigger { event, args }) => AgentEvent::Trigger { event, args },
+                    Ok(FromAgent::Record { data }) => AgentEvent::Record { data },
+                    Ok(FromAgent::Log { level, message }) => AgentEvent::Log { level, message },
+                }
+            }
+        };
+        // The receiver may be gone (nobody listens any more); keep draining regardless,
+        // so that the agent never blocks on a full pipe.
+        let _ = events.send(event);
+    }
+}
+
+/// Reads the agent's stderr: keeps its tail, and appends it to a log file or to `tracing`.
+async fn read_stderr(stderr: ChildStderr, shared: Arc<Shared>, log: Option<PathBuf>) {
+    let mut file = match &log {
+        Some(path) => match tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(agent = %shared.name, log = %path.display(), "cannot open the agent's stderr log: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        match read_bounded_line(&mut reader, &mut buf, MAX_STDERR_LINE).await {
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::Line) | Ok(LineRead::TooLong(_)) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(f) = file.as_mut() {
+            let mut bytes = buf.clone();
+            bytes.push(b'\n');
+            if f.write_all(&bytes).await.is_err() {
+                file = None;
+            }
+        } else {
+            tracing::debug!(agent = %shared.name, "stderr: {line}");
+        }
+        let mut tail = lock(&shared.stderr_tail);
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    if let Some(mut f) = file {
+        let _ = f.flush().await;
+    }
+}
+
+/// Waits for the agent to exit, clears its process group, drains its output and publishes
+/// the exit, last of all its events.
+async fn supervise(
+    mut child: Child,
+    shared: Arc<Shared>,
+    mut reader: JoinHandle<()>,
+    mut stderr_reader: JoinHandle<()>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+) {
+    let status = child.wait().await;
+    // The leader is gone; what it started (curl, a server) must not outlive it. The
+    // window for pid reuse here is nil in practice: the group id is only freed once the
+    // last member has been reaped, and pids are not reused that fast.
+    clear_group(shared.pgid).await;
+    // The pipes close once no process holds them; bound the wait all the same.
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut stderr_reader)
+        .await
+        .is_err()
+    {
+        stderr_reader.abort();
+    }
+    let (code, signal) = match &status {
+        Ok(status) => (status.code(), status.signal()),
+        Err(_) => (None, None),
+    };
+    let (pending, stopped) = {
+        let mut state = lock(&shared.state);
+        state.exited = true;
+        (std::mem::take(&mut state.pending), state.stopping)
+    };
+    let exit = AgentExit {
+        code,
+        signal,
+        stderr_tail: shared.stderr_tail(),
+        pending: pending.into_iter().collect(),
+        stopped,
+    };
+    let _ = events.send(AgentEvent::Exited(exit.clone()));
+    shared.exit.send_replace(Some(exit));
+}
+
+/// Ends what is left of a process group: SIGTERM, a short grace, then SIGKILL.
+async fn clear_group(pgid: libc::pid_t) {
+    if !signal_group(pgid, libc::SIGTERM) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + TERM_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Signal 0 probes; zombies still count, so this may wait out the grace.
+        if !signal_group(pgid, 0) {
+            return;
+        }
+    }
+    signal_group(pgid, libc::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<(String, Option<usize>)> {
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_bounded_line(&mut reader, &mut buf, max).await.unwrap() {
+                LineRead::Eof => return out,
+                LineRead::Line => out.push((String::from_utf8_lossy(&buf).into_owned(), None)),
+                LineRead::TooLong(n) => {
+                    out.push((String::from_utf8_lossy(&buf).into_owned(), Some(n)))
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn overlong_lines_are_cut_and_the_next_line_is_intact() {
+        let got = lines(b"short\n0123456789abcdef\nnext\nlast", 8).await;
+        assert_eq!(
+            got,
+            [
+                ("short".to_string(), None),
+                ("01234567".to_string(), Some(16)),
+                ("next".to_string(), None),
+                ("last".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn exits_describe_themselves() {
+        let mut exit = AgentExit {
+            code: Some(3),
+            signal: None,
+            stderr_tail: vec![],
+            pending: vec![],
+            stopped: false,
+        };
+        assert_eq!(exit.to_string(), "exited with code 3");
+        exit.code = None;
+        exit.signal = Some(libc::SIGKILL);
+        assert_eq!(exit.to_string(), "was killed by signal 9 (SIGKILL)");
+    }
+}
