@@ -1,0 +1,279 @@
+//! The PostgreSQL backend: one table (default `magi_records`), data as `jsonb`.
+use std::str::FromStr;
+
+use magi_proto::Record;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+use serde_json::Value;
+
+use crate::sqlite::parse_data;
+use crate::store::{Backend, Query, StoreError, StoredRecord};
+
+/// The default table name.
+pub(crate) const DEFAULT_TABLE: &str = "magi_records";
+
+/// Rows per INSERT statement.
+const CHUNK: usize = 5000;
+
+/// A store in one PostgreSQL table.
+pub(crate) struct PgStore {
+    client: Client,
+    table: String,
+    shown: String,
+}
+
+/// Splits our own `table=` parameter off a URL; returns (url for the driver, table).
+fn split_table(url: &str) -> Result<(String, String), StoreError> {
+    let invalid = |reason: String| StoreError::InvalidTarget {
+        target: redact(url),
+        reason,
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), DEFAULT_TABLE.to_string()));
+    };
+    let mut table = DEFAULT_TABLE.to_string();
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("table", t)) => table = t.to_string(),
+            _ => kept.push(pair),
+        }
+    }
+    let valid = !table.is_empty()
+        && table.len() <= 48
+        && table
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(invalid(format!(
+            "table name {table:?} must be 1-48 characters of a-z, 0-9 and _, not starting with a digit"
+        )));
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, table))
+}
+
+/// The URL with any password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, tail) = match rest.find('@') {
+        Some(i) if !rest[..i].contains('/') => (&rest[..i], &rest[i..]),
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects (no TLS) and creates the table and its index if needed.
+    pub(crate) fn connect(target: &str) -> Result<Self, StoreError> {
+        let (url, table) = split_table(target)?;
+        let shown = format!("{} (table {table})", redact(&url));
+        let config = postgres::Config::from_str(&url).map_err(|e| StoreError::Postgres {
+            url: shown.clone(),
+            source: e,
+        })?;
+        let mut client = config.connect(NoTls).map_err(|e| StoreError::Postgres {
+            url: shown.clone(),
+            source: e,
+        })?;
+        let schema = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                id      BIGSERIAL PRIMARY KEY,
+                run     TEXT NOT NULL,
+                agent   TEXT NOT NULL,
+                host    TEXT NOT NULL,
+                created DOUBLE PRECISION NOT NULL,
+                data    JSONB NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {table}_agent_host_created ON {table} (agent, host, created);
+            CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created);"
+        );
+        client
+            .batch_execute(&schema)
+            .map_err(|e| StoreError::Postgres {
+                url: shown.clone(),
+                source: e,
+            })?;
+        Ok(PgStore {
+            client,
+            table,
+            shown,
+        })
+    }
+
+    fn err(&self, source: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            url: self.shown.clone(),
+            source,
+        }
+    }
+}
+
+impl Backend for PgStore {
+    fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO {} (run, agent, host, created, data)
+             SELECT r, a, h, c, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS t(r, a, h, c, d)",
+            self.table
+        );
+        let shown = self.shown.clone();
+        let err = |source| StoreError::Postgres {
+            url: shown.clone(),
+            source,
+        };
+        let mut tx = self.client.transaction().map_err(err)?;
+        let st = tx.prepare(&sql).map_err(err)?;
+        for chunk in records.chunks(CHUNK) {
+            let runs: Vec<&str> = chunk.iter().map(|r| r.run.as_str()).collect();
+            let agents: Vec<&str> = chunk.iter().map(|r| r.agent.as_str()).collect();
+            let hosts: Vec<&str> = chunk.iter().map(|r| r.host.as_str()).collect();
+            let created: Vec<f64> = chunk.iter().map(|r| r.created).collect();
+            let data: Vec<String> = chunk
+                .iter()
+                .map(|r| Value::Object(r.data.clone()).to_string())
+                .collect();
+            tx.execute(&st, &[&runs, &agents, &hosts, &created, &data])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn query(&mut self, q: &Query) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut sql = format!(
+            "SELECT id, run, agent, host, created, data::text FROM {} WHERE TRUE",
+            self.table
+        );
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        for (col, v) in [("run", &q.run), ("agent", &q.agent), ("host", &q.host)] {
+            if let Some(v) = v {
+                params.push(Box::new(v.clone()));
+                sql.push_str(&format!(" AND {col} = ${}", params.len()));
+            }
+        }
+        if let Some(t) = q.from {
+            params.push(Box::new(t));
+            sql.push_str(&format!(" AND created >= ${}", params.len()));
+        }
+        if let Some(t) = q.to {
+            params.push(Box::new(t));
+            sql.push_str(&format!(" AND created <= ${}", params.len()));
+        }
+        if let Some(id) = q.after_id {
+            params.push(Box::new(id));
+            sql.push_str(&format!(" AND id > ${}", params.len()));
+        }
+        for (k, v) in &q.fields {
+            params.push(Box::new(k.clone()));
+            params.push(Box::new(v.to_string()));
+            let p = params.len();
+            sql.push_str(&format!(" AND data -> ${} = ${p}::jsonb", p - 1));
+        }
+        if q.after_id.is_some() {
+            sql.push_str(" ORDER BY id");
+        } else {
+            sql.push_str(" ORDER BY created, id");
+        }
+        if let Some(n) = q.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
+        let rows = self.client.query(&sql, &refs).map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+            let text: String = row.try_get(5).map_err(|e| self.err(e))?;
+            let data = parse_data(&text).map_err(|reason| StoreError::Corrupt {
+                store: self.shown.clone(),
+                id,
+                reason,
+            })?;
+            out.push(StoredRecord {
+                id,
+                record: Record {
+                    run: row.try_get(1).map_err(|e| self.err(e))?,
+                    agent: row.try_get(2).map_err(|e| self.err(e))?,
+                    host: row.try_get(3).map_err(|e| self.err(e))?,
+                    created: row.try_get(4).map_err(|e| self.err(e))?,
+                    data,
+                },
+            });
+        }
+        if q.after_id.is_some() {
+            out.sort_by(|a, b| {
+                a.record
+                    .created
+                    .total_cmp(&b.record.created)
+                    .then(a.id.cmp(&b.id))
+            });
+        }
+        Ok(out)
+    }
+
+    fn count(&mut self) -> Result<u64, StoreError> {
+        let row = self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
+            .map_err(|e| self.err(e))?;
+        let n: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn last_id(&mut self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                &format!("SELECT coalesce(max(id), 0)::bigint FROM {}", self.table),
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        row.try_get(0).map_err(|e| self.err(e))
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        // Every batch is committed when inserted.
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_parameter_is_split_off_and_checked() {
+        let (u, t) =
+            split_table("postgres://root@127.0.0.1/test?table=abc_1&connect_timeout=5").unwrap();
+        assert_eq!(u, "postgres://root@127.0.0.1/test?connect_timeout=5");
+        assert_eq!(t, "abc_1");
+        let (u, t) = split_table("postgres://root@127.0.0.1/test").unwrap();
+        assert_eq!(
+            (u.as_str(), t.as_str()),
+            ("postgres://root@127.0.0.1/test", DEFAULT_TABLE)
+        );
+        assert!(split_table("postgres://h/db?table=x;drop").is_err());
+        assert!(split_table("postgres://h/db?table=1x").is_err());
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
