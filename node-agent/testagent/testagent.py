@@ -4,7 +4,8 @@ Methods: ret(value), fail(message), crash(code=3), garbage(), sleep(ms), emit(ev
 record(**data), spawn_sleeper(seconds=1000); any other method returns nothing (retVal: true),
 so procedures shaped like the case studies (startServer, startClient, ...) run with it.
 Execargs: fail_on (method names that return False) and crash_on (method names that exit
-the process with code 3), each a list or a comma-separated string.
+the process with code 3), each a list or a comma-separated string; refuse_start (true: the
+agent refuses its configuration, so the load fails).
 """
 
 import os
@@ -26,6 +27,10 @@ def _names(value):
 class TestAgent(Agent):
     fail_on = ()
     crash_on = ()
+    refuse_start = False
+
+    def confirmConfiguration(self):
+        return not self.refuse_start
 
     def _call(self, method, args):
         if method in _names(self.crash_on):
