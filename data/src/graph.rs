@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 
 use magi_proto::Object;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 use serde_json::Value;
 
@@ -675,14 +676,12 @@ pub fn render_png(cfg: &GraphConfig, series: &[SeriesData], out: &Path) -> Resul
     root.fill(&WHITE).map_err(|e| draw_err(&e))?;
     let mut builder = ChartBuilder::on(&root);
     builder
-        .margin_top(20)
+        .margin_top(if cfg.title.is_some() { 55 } else { 20 })
         .margin_right(80)
         .margin_left(20)
-        .x_label_area_size(55)
+        .margin_bottom(10)
+        .x_label_area_size(50)
         .y_label_area_size(75);
-    if let Some(t) = &cfg.title {
-        builder.caption(t, ("sans-serif", 22).into_font());
-    }
     let mut chart = builder
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| draw_err(&e))?;
@@ -704,6 +703,16 @@ pub fn render_png(cfg: &GraphConfig, series: &[SeriesData], out: &Path) -> Resul
         mesh.y_desc(l);
     }
     mesh.draw().map_err(|e| draw_err(&e))?;
+    if let Some(t) = &cfg.title {
+        // Centred over the axes, as matplotlib does.
+        let (xr, yr) = chart.plotting_area().get_pixel_range();
+        let style = ("sans-serif", 22)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        root.draw_text(t, &style, ((xr.start + xr.end) / 2, yr.start - 12))
+            .map_err(|e| draw_err(&e))?;
+    }
 
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
