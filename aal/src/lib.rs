@@ -1,5 +1,100 @@
 //! # magi-aal: the Agent Activation Language
 //!
-//! Raw YAML with spans is turned into a validated [`Procedure`] in one place.
+//! Raw YAML with spans is turned into a validated [`Procedure`] in one place:
+//!
+//! - [`sources`]: reading the files (the only I/O here) and joining several into one text,
+//!   as the original did, with a map back to each file's lines;
+//! - `yaml`: `saphyr-parser` events to a small spanned tree (aliases expanded, duplicate
+//!   keys reported), and YAML syntax errors explained with their real cause;
+//! - `validate`: the tree to a [`Procedure`], resolving which nodes every wait needs
+//!   (spec §1.5) and collecting every [`Diagnostic`] on the way;
+//! - [`plan`] and [`dot`]: what `magi check` prints, as text or as a Graphviz graph.
+//!
+//! ```
+//! let checked = magi_aal::check_str("p.aal", "groups: {g: [n1]}\nagents: {}\n\
+//!     streamstarts: [main]\neventstreams: {main: [{type: trigger, triggers: [{timeout: 10}]}]}\n");
+//! assert!(checked.is_ok());
+//! assert_eq!(checked.procedure.unwrap().streams[0].name, "main");
+//! ```
+
+pub mod diagnostic;
+pub mod dot;
+pub mod plan;
 pub mod procedure;
+pub mod sources;
+mod suggest;
+mod validate;
+mod yaml;
+
+pub use diagnostic::{Diagnostic, Severity};
 pub use procedure::*;
+pub use sources::{read_source, read_sources, source, ReadError};
+
+use std::path::Path;
+
+/// The outcome of checking a procedure: the procedure when it is valid, and every
+/// diagnostic (sorted by place).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The source files, for rendering diagnostics.
+    pub files: Vec<SourceFile>,
+    /// The validated procedure; `None` when there is an error.
+    pub procedure: Option<Procedure>,
+    /// Errors and warnings, sorted by file, line and column.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Whether the procedure is valid (no errors; warnings allowed).
+    pub fn is_ok(&self) -> bool {
+        self.procedure.is_some()
+    }
+
+    /// How many errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// How many warnings.
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+
+    /// Every diagnostic rendered like rustc's, separated by blank lines.
+    pub fn render(&self, color: bool) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(&self.files, color))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Checks a procedure made of the given files (in command-line order).
+pub fn check(files: Vec<SourceFile>) -> Checked {
+    let parsed = yaml::parse(&files);
+    let mut diagnostics = parsed.diagnostics;
+    let procedure = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        let (procedure, more) = validate::validate(parsed.root.as_ref(), parsed.start, &files);
+        diagnostics.extend(more);
+        procedure
+    };
+    diagnostics.sort_by_key(|d| (d.span.file, d.span.line, d.span.col));
+    Checked {
+        files,
+        procedure,
+        diagnostics,
+    }
+}
+
+/// Checks a procedure given as text.
+pub fn check_str(path: &str, text: &str) -> Checked {
+    check(vec![source(path, text)])
+}
+
+/// Reads the files and checks them; `Err` lists the files that could not be read.
+pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Checked, Vec<ReadError>> {
+    read_sources(paths).map(check)
+}

@@ -256,7 +256,9 @@ impl Procedure {
         if group == magi_proto::ALL_GROUP {
             self.all_nodes()
         } else {
-            self.group(group).map(|g| g.nodes.clone()).unwrap_or_default()
+            self.group(group)
+                .map(|g| g.nodes.clone())
+                .unwrap_or_default()
         }
     }
 

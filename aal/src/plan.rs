@@ -1,0 +1,223 @@
+//! The plan `magi check` prints: what setup builds and loads, then per stream what is sent
+//! to whom and what each wait needs (resolved nodes, count, match arguments, target).
+
+use crate::procedure::{Agent, AgentSource, Entry, EventTrigger, Procedure, Span, Target, Trigger};
+use magi_proto::Object;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// Node lists longer than this are shortened in the text (the JSON plan has them all).
+const SHOWN_NODES: usize = 6;
+
+/// The plan as text.
+pub fn render(p: &Procedure) -> String {
+    let mut out = String::new();
+    let paths: Vec<&str> = p.files.iter().map(|f| f.path.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "procedure {}: {} group(s), {} agent(s) to load, {} stream(s)",
+        paths.join(" + "),
+        p.groups.len(),
+        p.loadable_agents().count(),
+        p.streams.len()
+    );
+    setup(&mut out, p);
+    let _ = writeln!(
+        out,
+        "\nafter setup, start together: {}",
+        p.streamstarts.join(", ")
+    );
+    let agents: HashMap<&str, &Agent> = p.agents.iter().map(|a| (a.name.as_str(), a)).collect();
+    let mut all_nodes: Option<Vec<String>> = None;
+    for stream in &p.streams {
+        let started = p.streamstarts.contains(&stream.name);
+        let _ = writeln!(
+            out,
+            "\nstream {} ({}{})",
+            stream.name,
+            where_(p, stream.span),
+            if started {
+                ""
+            } else {
+                ", runs only when jumped to"
+            }
+        );
+        if stream.entries.is_empty() {
+            let _ = writeln!(out, "  (no entries)");
+        }
+        for (i, entry) in stream.entries.iter().enumerate() {
+            let n = i + 1;
+            match entry {
+                Entry::Event(e) => {
+                    let (group, nodes, dock) = match agents.get(e.agent.as_str()) {
+                        Some(a) => {
+                            let nodes = if a.group == magi_proto::ALL_GROUP {
+                                all_nodes.get_or_insert_with(|| p.all_nodes()).clone()
+                            } else {
+                                p.group(&a.group)
+                                    .map(|g| g.nodes.clone())
+                                    .unwrap_or_default()
+                            };
+                            (a.group.as_str(), nodes, a.dock.as_str())
+                        }
+                        None => ("?", Vec::new(), "?"),
+                    };
+                    let _ = write!(
+                        out,
+                        "  {n}. send {}.{}({}) to {group} {} (dock {dock})",
+                        e.agent,
+                        e.method,
+                        args(&e.args),
+                        nodes_text(&nodes)
+                    );
+                    if let Some(t) = &e.trigger {
+                        let _ = write!(out, "; each node reports `{t}`");
+                    }
+                    let _ = writeln!(out, "  [{}]", where_(p, e.span));
+                }
+                Entry::Wait(w) => {
+                    if let [only] = w.triggers.as_slice() {
+                        let _ = writeln!(
+                            out,
+                            "  {n}. wait for {}  [{}]",
+                            trigger(only),
+                            where_(p, w.span)
+                        );
+                        children(&mut out, only, 6);
+                    } else {
+                        let _ = writeln!(
+                            out,
+                            "  {n}. wait for the first of:  [{}]",
+                            where_(p, w.span)
+                        );
+                        for t in &w.triggers {
+                            let _ = writeln!(out, "       - {}", trigger(t));
+                            children(&mut out, t, 9);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nat `exit`: unload every agent, then leave every group (also when a node reports a failure)"
+    );
+    out
+}
+
+fn setup(out: &mut String, p: &Procedure) {
+    let _ = writeln!(out, "\nsetup, step 1: build every group at once");
+    for g in &p.groups {
+        let _ = writeln!(out, "  {} {}", g.name, nodes_text(&g.nodes));
+    }
+    let _ = writeln!(out, "setup, step 2: load every agent at once");
+    let mut loaded = 0;
+    for a in p.loadable_agents() {
+        loaded += 1;
+        let source = match &a.source {
+            Some(AgentSource::Path(path)) => format!("path {path}"),
+            Some(AgentSource::Tardata(t)) => format!("tardata ({} bytes of base64)", t.len()),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} on {} {}, dock {}, from {source}, execargs {}, load timeout {} ms",
+            a.name,
+            a.group,
+            nodes_text(&p.nodes_of(&a.group)),
+            a.dock,
+            args(&a.execargs),
+            a.load_timeout_ms
+        );
+    }
+    if loaded == 0 {
+        let _ = writeln!(out, "  (no agent to load)");
+    }
+    let daemon: Vec<&str> = p
+        .agents
+        .iter()
+        .filter(|a| !a.is_loadable())
+        .map(|a| a.name.as_str())
+        .collect();
+    if !daemon.is_empty() {
+        let _ = writeln!(
+            out,
+            "  not loaded, their events go to the node agent (dock daemon): {}",
+            daemon.join(", ")
+        );
+    }
+}
+
+/// `file:line` when several files, else `line N`.
+fn where_(p: &Procedure, span: Span) -> String {
+    if p.files.len() > 1 {
+        let path = p
+            .files
+            .get(span.file)
+            .map(|f| f.path.as_str())
+            .unwrap_or("?");
+        format!("{path}:{}", span.line)
+    } else {
+        format!("line {}", span.line)
+    }
+}
+
+fn args(args: &Object) -> String {
+    serde_json::Value::Object(args.clone()).to_string()
+}
+
+/// `[a, b, c]` or `[a, b, c, ... z] (50 nodes)`.
+pub(crate) fn nodes_text(nodes: &[String]) -> String {
+    if nodes.len() <= SHOWN_NODES {
+        format!("[{}]", nodes.join(", "))
+    } else {
+        format!(
+            "[{}, ... {}] ({} nodes)",
+            nodes[..SHOWN_NODES - 1].join(", "),
+            nodes[nodes.len() - 1],
+            nodes.len()
+        )
+    }
+}
+
+/// One trigger in words, with its target.
+fn trigger(t: &Trigger) -> String {
+    let what = match t {
+        Trigger::Event(e) => event_trigger(e),
+        Trigger::Timeout(t) => format!("{} ms", t.timeout_ms),
+        Trigger::All(_) => "all of:".to_string(),
+        Trigger::Any(_) => "any of:".to_string(),
+    };
+    match t.target() {
+        None => what,
+        Some(Target::Exit) => format!("{what} -> exit"),
+        Some(Target::Stream(s)) => format!("{what} -> jump to {s}"),
+    }
+}
+
+/// The children of an AND/OR, indented.
+fn children(out: &mut String, t: &Trigger, indent: usize) {
+    if let Trigger::All(c) | Trigger::Any(c) = t {
+        for child in &c.triggers {
+            let _ = writeln!(out, "{:indent$}- {}", "", trigger(child));
+            children(out, child, indent + 3);
+        }
+    }
+}
+
+fn event_trigger(e: &EventTrigger) -> String {
+    let from = if e.nodes.is_empty() {
+        format!("from any {} node(s)", e.count)
+    } else if e.count == e.nodes.len() {
+        format!("from all {} node(s) {}", e.count, nodes_text(&e.nodes))
+    } else {
+        format!(
+            "from {} of the {} node(s) {}",
+            e.count,
+            e.nodes.len(),
+            nodes_text(&e.nodes)
+        )
+    };
+    format!("`{}` {from} with {}", e.event, args(&e.args))
+}

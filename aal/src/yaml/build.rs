@@ -1,0 +1,543 @@
+//! Building the spanned tree from `saphyr-parser` events.
+//!
+//! The parser is a state machine, and so is this builder (an explicit stack, no recursion),
+//! so that no input can overflow the stack; nesting is capped at [`MAX_DEPTH`] anyway, which
+//! keeps every later recursive walk over the tree safe.
+
+use super::scalar::{plain_value, tagged_value};
+use super::{key_text, Kind, Node, Scalar};
+use crate::diagnostic::{location, Diagnostic};
+use crate::procedure::{SourceFile, Span};
+use crate::sources::Joined;
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Tag};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Deepest nesting accepted (an AAL needs about six levels).
+pub(crate) const MAX_DEPTH: usize = 200;
+
+/// Most nodes that alias expansion may create in total.
+const ALIAS_BUDGET: usize = 1_000_000;
+
+/// The result of building.
+pub(super) struct Outcome {
+    /// The merged root, when there is content and no fatal error.
+    pub root: Option<Node>,
+    /// Warnings (duplicate keys, ignored tags, ...) and fatal errors of the builder itself.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The parser's syntax error, if any.
+    pub error: Option<ScanError>,
+    /// Where the first document starts.
+    pub start: Span,
+    /// Joined line ranges (first, last) of scalars written over several lines, whose text
+    /// may hold tabs.
+    pub multiline_scalars: Vec<(usize, usize)>,
+}
+
+/// A collection being built.
+struct Frame {
+    span: Span,
+    width: u32,
+    anchor: usize,
+    /// The raw start, to read the anchor's name when there is one.
+    raw: saphyr_parser::Span,
+    content: Content,
+}
+
+enum Content {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
+}
+
+/// An anchored node, ready to be copied by its aliases.
+struct Anchored {
+    node: Node,
+    size: usize,
+    depth: usize,
+}
+
+struct Builder<'a> {
+    joined: &'a Joined,
+    files: &'a [SourceFile],
+    /// Byte offset of each joined line's start (for reading anchor names).
+    line_starts: Vec<usize>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Anchored>,
+    anchor_names: HashMap<String, Span>,
+    expanded: usize,
+    documents: Vec<Node>,
+    diagnostics: Vec<Diagnostic>,
+    failed: bool,
+    multiline_scalars: Vec<(usize, usize)>,
+}
+
+/// Parses the joined text and builds the tree.
+pub(super) fn build(joined: &Joined, files: &[SourceFile]) -> Outcome {
+    let mut builder = Builder {
+        joined,
+        files,
+        line_starts: std::iter::once(0)
+            .chain(joined.text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        anchor_names: HashMap::new(),
+        expanded: 0,
+        documents: Vec::new(),
+        diagnostics: Vec::new(),
+        failed: false,
+        multiline_scalars: Vec::new(),
+    };
+    let mut parser = Parser::new_from_str(&joined.text);
+    let mut error = None;
+    while let Some(next) = parser.next_event() {
+        match next {
+            Ok((event, span)) => {
+                builder.on_event(event, span);
+                if builder.failed {
+                    break;
+                }
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let start = builder.documents.first().map(|d| d.span).unwrap_or(Span {
+        file: 0,
+        line: 1,
+        col: 1,
+    });
+    let root = if error.is_some() || builder.failed {
+        None
+    } else {
+        builder.merge_documents()
+    };
+    Outcome {
+        root,
+        diagnostics: builder.diagnostics,
+        error,
+        start,
+        multiline_scalars: builder.multiline_scalars,
+    }
+}
+
+impl Builder<'_> {
+    fn span(&self, raw: saphyr_parser::Span) -> (Span, u32) {
+        let (s, e) = (raw.start, raw.end);
+        let width = if e.line() == s.line() {
+            e.col().saturating_sub(s.col())
+        } else {
+            1
+        };
+        (
+            self.joined.span(s.line(), s.col()),
+            u32::try_from(width.max(1)).unwrap_or(1),
+        )
+    }
+
+    fn on_event(&mut self, event: Event<'_>, raw: saphyr_parser::Span) {
+        let (span, width) = self.span(raw);
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                if raw.end.line() > raw.start.line() {
+                    self.multiline_scalars
+                        .push((raw.start.line(), raw.end.line()));
+                }
+                let node = self.scalar(text.into_owned(), style, tag.as_deref(), span, width);
+                self.finish(node, anchor, raw);
+            }
+            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+                if let Some(tag) = tag {
+                    self.ignored_tag(tag, span, width);
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fatal(
+                        Diagnostic::error(span, "the YAML is nested too deeply")
+                            .note(format!(
+                                "more than {MAX_DEPTH} levels of lists and mappings"
+                            ))
+                            .help("an AAL needs only a few levels; look for unbalanced `[` or `{`"),
+                    );
+                    return;
+                }
+                let content = if matches!(event, Event::SequenceStart(..)) {
+                    Content::Seq(Vec::new())
+                } else {
+                    Content::Map {
+                        entries: Vec::new(),
+                        key: None,
+                    }
+                };
+                self.stack.push(Frame {
+                    span,
+                    width,
+                    anchor,
+                    raw,
+                    content,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = self.stack.pop() else {
+                    return;
+                };
+                let kind = match frame.content {
+                    Content::Seq(items) => Kind::Seq(items),
+                    Content::Map { mut entries, key } => {
+                        if let Some(key) = key {
+                            let null = null_at(key.span);
+                            entries.push((key, null));
+                        }
+                        Kind::Map(self.finish_map(entries))
+                    }
+                };
+                let node = Node {
+                    span: frame.span,
+                    width: frame.width,
+                    kind,
+                };
+                self.finish(node, frame.anchor, frame.raw);
+            }
+            Event::Alias(id) => self.alias(id, span, width, raw),
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        span: Span,
+        width: u32,
+    ) -> Node {
+        let typed = match tag {
+            Some(tag) if tag.is_yaml_core_schema() => tagged_value(&tag.suffix, &text),
+            _ => None,
+        };
+        let value = match typed {
+            Some(v) => v,
+            None => {
+                if let Some(tag) = tag {
+                    self.ignored_tag(tag, span, width);
+                }
+                if style == ScalarStyle::Plain {
+                    plain_value(&text)
+                } else {
+                    Value::String(text.clone())
+                }
+            }
+        };
+        Node {
+            span,
+            width,
+            kind: Kind::Scalar(Scalar {
+                quoted: style != ScalarStyle::Plain,
+                text,
+                value,
+            }),
+        }
+    }
+
+    fn ignored_tag(&mut self, tag: &Tag, span: Span, width: u32) {
+        self.diagnostics.push(
+            Diagnostic::warning(span, format!("the tag `{tag}` is ignored"))
+                .width(width as usize)
+                .help("AAL values are plain YAML; remove the tag"),
+        );
+    }
+
+    /// Registers an anchored node and hands the node to its parent.
+    fn finish(&mut self, node: Node, anchor: usize, raw: saphyr_parser::Span) {
+        if anchor > 0 {
+            let name = self.anchor_name(raw, '&');
+            if let Some(first) = self.anchor_names.insert(name.clone(), node.span) {
+                self.diagnostics.push(
+                    Diagnostic::warning(node.span, format!("the anchor `&{name}` is defined again"))
+                        .width(name.len() + 1)
+                        .note(format!(
+                            "first defined at {}; aliases after this point use this one",
+                            location(first, self.files)
+                        ))
+                        .help("give each anchor its own name (the original MAGI rejected a repeated anchor)"),
+                );
+            }
+            let (size, depth) = measure(&node);
+            self.anchors.insert(
+                anchor,
+                Anchored {
+                    node: node.clone(),
+                    size,
+                    depth,
+                },
+            );
+        }
+        self.push(node);
+    }
+
+    fn alias(&mut self, id: usize, span: Span, width: u32, raw: saphyr_parser::Span) {
+        let name = self.anchor_name(raw, '*');
+        let Some(anchored) = self.anchors.get(&id) else {
+            self.fatal(
+                Diagnostic::error(
+                    span,
+                    format!("the alias `*{name}` refers to a node that contains it"),
+                )
+                .width(width as usize)
+                .help("an alias cannot be used inside the node its anchor names"),
+            );
+            return;
+        };
+        if self.stack.len() + anchored.depth > MAX_DEPTH {
+            self.fatal(
+                Diagnostic::error(
+                    span,
+                    format!("the alias `*{name}` nests the YAML too deeply"),
+                )
+                .width(width as usize)
+                .note(format!(
+                    "more than {MAX_DEPTH} levels of lists and mappings"
+                )),
+            );
+            return;
+        }
+        self.expanded = self.expanded.saturating_add(anchored.size);
+        if self.expanded > ALIAS_BUDGET {
+            self.fatal(
+                Diagnostic::error(span, format!("aliases expand to too much data at `*{name}`"))
+                    .width(width as usize)
+                    .note(format!(
+                        "aliases expanded to more than {ALIAS_BUDGET} values; this looks like an alias bomb"
+                    ))
+                    .help("use fewer nested aliases"),
+            );
+            return;
+        }
+        let mut node = anchored.node.clone();
+        node.span = span;
+        node.width = width;
+        self.push(node);
+    }
+
+    /// The name of the anchor (`&`) or alias (`*`) written at a raw span's start.
+    fn anchor_name(&self, raw: saphyr_parser::Span, sigil: char) -> String {
+        let start = self
+            .line_starts
+            .get(raw.start.line().saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let line = self.joined.text.get(start..).unwrap_or("");
+        let line = line.split('\n').next().unwrap_or("");
+        let from: String = line.chars().skip(raw.start.col()).collect();
+        // A tag may come before the anchor (`!!str &a x`).
+        let Some(at) = from.find(sigil) else {
+            return "?".into();
+        };
+        from[at + sigil.len_utf8()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+            .collect()
+    }
+
+    fn push(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            None => self.documents.push(node),
+            Some(Frame {
+                content: Content::Seq(items),
+                ..
+            }) => items.push(node),
+            Some(Frame {
+                content: Content::Map { entries, key },
+                ..
+            }) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+
+    /// Applies merge keys and removes duplicate keys (the later value wins, at the earlier
+    /// key's position, as a Python dict does).
+    fn finish_map(&mut self, entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+        let is_root = self.stack.is_empty();
+        let mut merged: Vec<(Node, Node)> = Vec::new();
+        let mut explicit: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            if is_merge_key(&key) {
+                self.merge_into(&mut merged, value);
+            } else {
+                explicit.push((key, value));
+            }
+        }
+        let explicit = self.dedupe(explicit, is_root);
+        if merged.is_empty() {
+            return explicit;
+        }
+        let own: std::collections::HashSet<String> =
+            explicit.iter().map(|(k, _)| key_text(k)).collect();
+        merged.retain(|(k, _)| !own.contains(&key_text(k)));
+        merged.extend(explicit);
+        merged
+    }
+
+    /// Adds the entries a `<<` value brings (a mapping, or a list of mappings where the
+    /// first one wins), without overriding what is already there.
+    fn merge_into(&mut self, merged: &mut Vec<(Node, Node)>, value: Node) {
+        let sources: Vec<Node> = match value.kind {
+            Kind::Map(_) => vec![value],
+            Kind::Seq(items) if items.iter().all(|i| i.map().is_some()) => items,
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        value.span,
+                        "a merge key `<<` needs a mapping or a list of mappings",
+                    )
+                    .width(value.width as usize)
+                    .help("write `<<: *anchor` where `&anchor` names a mapping"),
+                );
+                return;
+            }
+        };
+        let mut seen: std::collections::HashSet<String> =
+            merged.iter().map(|(k, _)| key_text(k)).collect();
+        for source in sources {
+            if let Kind::Map(entries) = source.kind {
+                for (k, v) in entries {
+                    if seen.insert(key_text(&k)) {
+                        merged.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+
+    fn dedupe(&mut self, entries: Vec<(Node, Node)>, is_root: bool) -> Vec<(Node, Node)> {
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+        let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let text = key_text(&key);
+            match index.get(&text) {
+                None => {
+                    index.insert(text, out.len());
+                    out.push((key, value));
+                }
+                Some(&i) => {
+                    let earlier = out[i].0.span;
+                    self.duplicate(&text, earlier, &key, is_root);
+                    out[i] = (key, value);
+                }
+            }
+        }
+        out
+    }
+
+    fn duplicate(&mut self, text: &str, earlier: Span, later: &Node, is_root: bool) {
+        let d = if is_root && earlier.file != later.span.file {
+            let path = |f: usize| self.files.get(f).map(|s| s.path.as_str()).unwrap_or("?");
+            Diagnostic::warning(
+                later.span,
+                format!(
+                    "`{text}` in {} replaces the `{text}` of {}",
+                    path(later.span.file),
+                    path(earlier.file)
+                ),
+            )
+            .note(format!(
+                "the replaced `{text}` is at {}; top-level keys of several files are not merged",
+                location(earlier, self.files)
+            ))
+            .help(format!(
+                "put everything under one `{text}:`, in one of the files"
+            ))
+        } else {
+            Diagnostic::warning(
+                later.span,
+                format!("duplicate key `{text}`: the later one wins"),
+            )
+            .note(format!(
+                "the earlier `{text}`, now ignored, is at {}",
+                location(earlier, self.files)
+            ))
+            .help("remove one of the two, or merge them")
+        };
+        self.diagnostics.push(d.width(later.width as usize));
+    }
+
+    /// One root out of the documents: every document's mapping merged key by key.
+    fn merge_documents(&mut self) -> Option<Node> {
+        let documents: Vec<Node> = std::mem::take(&mut self.documents)
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .collect();
+        if documents.len() <= 1 {
+            return documents.into_iter().next();
+        }
+        if let Some(other) = documents.iter().find(|d| d.map().is_none()) {
+            // Validation reports a root that is not a mapping.
+            return Some(other.clone());
+        }
+        let span = documents[0].span;
+        let width = documents[0].width;
+        let entries: Vec<(Node, Node)> = documents
+            .into_iter()
+            .flat_map(|d| match d.kind {
+                Kind::Map(entries) => entries,
+                _ => Vec::new(),
+            })
+            .collect();
+        let entries = self.dedupe(entries, true);
+        Some(Node {
+            span,
+            width,
+            kind: Kind::Map(entries),
+        })
+    }
+
+    fn fatal(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+        self.failed = true;
+    }
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.kind, Kind::Scalar(s) if !s.quoted && s.text == "<<")
+}
+
+fn null_at(span: Span) -> Node {
+    Node {
+        span,
+        width: 1,
+        kind: Kind::Scalar(Scalar {
+            text: String::new(),
+            value: Value::Null,
+            quoted: false,
+        }),
+    }
+}
+
+/// How many nodes a node holds, and how deep it is.
+fn measure(node: &Node) -> (usize, usize) {
+    match &node.kind {
+        Kind::Scalar(_) => (1, 0),
+        Kind::Seq(items) => items.iter().fold((1, 1), |(n, d), i| {
+            let (s, e) = measure(i);
+            (n.saturating_add(s), d.max(e + 1))
+        }),
+        Kind::Map(entries) => entries.iter().fold((1, 1), |(n, d), (k, v)| {
+            let (ks, kd) = measure(k);
+            let (vs, vd) = measure(v);
+            (
+                n.saturating_add(ks).saturating_add(vs),
+                d.max(kd.max(vd) + 1),
+            )
+        }),
+    }
+}
