@@ -179,7 +179,7 @@ impl Backend for PgStore {
             params.push(Box::new(k.clone()));
             params.push(Box::new(v.to_string()));
             let p = params.len();
-            sql.push_str(&format!(" AND data -> ${} = ${p}::jsonb", p - 1));
+            sql.push_str(&format!(" AND data -> ${} = ${p}::text::jsonb", p - 1));
         }
         if q.after_id.is_some() {
             sql.push_str(" ORDER BY id");
