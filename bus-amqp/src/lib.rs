@@ -1,1 +1,232 @@
-//! magi-bus-amqp
+//! # magi-bus-amqp: the MAGI-rs bus over RabbitMQ
+//!
+//! [`AmqpBus`] implements [`magi_bus::Bus`] with lapin, with the same behaviour as the
+//! in-process `MemoryBus`: a group call reaches exactly the members of that group of that
+//! run, a call nobody receives is [`BusError::NoRoute`], triggers reach only their run's
+//! orchestrator, and taps see everything without anyone's cooperation.
+//!
+//! Layout of the crate:
+//! - [`names`]: every exchange, queue and routing key (the topology is in `docs/bus.md`);
+//! - `wire`: JSON bodies, properties, inbound checks, duplicate suppression;
+//! - `publisher`: confirms + `mandatory`, retried through outages;
+//! - `topology`: declarations and short-lived channels;
+//! - `inbox`: the consumer task shared by node, run and tap links;
+//! - `node`, `run`, `tap`: the three kinds of link;
+//! - [`testkit`]: unique names per test and cleanup, for tests against a real broker.
+
+pub mod names;
+pub mod testkit;
+
+mod error;
+mod inbox;
+mod node;
+mod publisher;
+mod run;
+mod tap;
+mod topology;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::{Connection, ConnectionProperties};
+use magi_bus::{Bus, BusError, NodeLink, RunLink, TapItem, TapLink};
+use tracing::warn;
+
+pub use names::Names;
+pub use wire::DEFAULT_MAX_MESSAGE;
+
+use publisher::{Outcome, Outgoing, Publisher};
+
+/// How a bus names things and how patient, bounded and forgiving it is.
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    /// Prefix of every exchange and queue (`magi.`; tests use a unique one).
+    pub prefix: String,
+    /// Connection name shown by `rabbitmqctl list_connections` (default: the program name).
+    pub connection_name: Option<String>,
+    /// A node queue left without consumer this long is deleted by the broker, with its
+    /// memberships.
+    pub node_queue_expires: Duration,
+    /// A run queue left without consumer this long is deleted by the broker.
+    pub run_queue_expires: Duration,
+    /// An abandoned tap queue is deleted after this long.
+    pub tap_queue_expires: Duration,
+    /// A tap queue holds at most this many messages; the oldest are dropped first.
+    pub tap_max_length: u32,
+    /// Unacknowledged calls a node agent may hold.
+    pub node_prefetch: u16,
+    /// Unacknowledged triggers, records and heartbeats an orchestrator may hold.
+    pub run_prefetch: u16,
+    /// Unacknowledged messages a tap may hold.
+    pub tap_prefetch: u16,
+    /// Largest message sent or accepted; larger inbound messages are logged and dropped.
+    pub max_message_bytes: usize,
+    /// How long an operation keeps retrying through a broker outage before it fails with
+    /// [`BusError::Disconnected`].
+    pub patience: Duration,
+    /// Calls not consumed by a node within this time are discarded (none by default).
+    pub call_ttl: Option<Duration>,
+    /// First delay between reconnection attempts (doubles up to `reconnect_max_delay`).
+    pub reconnect_min_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max_delay: Duration,
+    /// Reconnection attempts before the connection is given up.
+    pub reconnect_attempts: usize,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions {
+            prefix: "magi.".into(),
+            connection_name: None,
+            node_queue_expires: Duration::from_secs(600),
+            run_queue_expires: Duration::from_secs(600),
+            tap_queue_expires: Duration::from_secs(60),
+            tap_max_length: 10_000,
+            node_prefetch: 32,
+            run_prefetch: 256,
+            tap_prefetch: 1000,
+            max_message_bytes: DEFAULT_MAX_MESSAGE,
+            patience: Duration::from_secs(300),
+            call_ttl: None,
+            reconnect_min_delay: Duration::from_millis(100),
+            reconnect_max_delay: Duration::from_secs(2),
+            reconnect_attempts: 200,
+        }
+    }
+}
+
+impl BusOptions {
+    /// Default options under another name prefix.
+    pub fn with_prefix(prefix: &str) -> Self {
+        BusOptions { prefix: prefix.to_string(), ..Self::default() }
+    }
+}
+
+/// What every link of one bus shares: the connection, the names, the options, the publisher.
+pub(crate) struct Shared {
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) names: Names,
+    pub(crate) opts: BusOptions,
+    pub(crate) publisher: Publisher,
+}
+
+impl Shared {
+    /// Publish the copy of a message that taps see. Taps are observers: a failed copy is
+    /// logged, never reported to the sender.
+    pub(crate) async fn watch_copy(&self, item: TapItem) {
+        let Some(run) = item.run.clone() else { return };
+        let body = match wire::encode("tap copy", &item, self.opts.max_message_bytes.saturating_mul(2)) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "tap copy not sent");
+                return;
+            }
+        };
+        let key = self.names.watch_key(&run, &item.kind);
+        let msg = Outgoing {
+            exchange: &self.names.watch_exchange(),
+            key: &key,
+            body: &body,
+            properties: wire::properties(&item.kind, false),
+            mandatory: false,
+        };
+        if let Err(e) = self.publisher.publish(&msg).await {
+            warn!(error = %e, run, "tap copy not sent");
+        }
+    }
+
+    /// Publish a message that must arrive: persistent, mandatory, confirmed.
+    pub(crate) async fn publish_sure(&self, exchange: &str, key: &str, kind: &str, body: &[u8]) -> Result<Outcome, BusError> {
+        let mut properties = wire::properties(kind, true);
+        if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
+            properties = properties.with_expiration(ttl.as_millis().to_string().into());
+        }
+        let msg = Outgoing { exchange, key, body, properties, mandatory: true };
+        self.publisher.publish(&msg).await
+    }
+}
+
+/// The bus over RabbitMQ. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct AmqpBus {
+    shared: Arc<Shared>,
+}
+
+impl AmqpBus {
+    /// Connect to the broker at `url` (`amqp://user:pass@host:5672/vhost`; `%2f` is `/`;
+    /// `?heartbeat=10` is advised) and make sure the global exchanges exist.
+    pub async fn connect(url: &str, options: BusOptions) -> Result<AmqpBus, BusError> {
+        let name = options
+            .connection_name
+            .clone()
+            .unwrap_or_else(|| std::env::args().next().unwrap_or_else(|| "magi".into()));
+        let (min, max, attempts) = (options.reconnect_min_delay, options.reconnect_max_delay, options.reconnect_attempts);
+        let props = ConnectionProperties::default()
+            .with_connection_name(name.into())
+            .enable_auto_recover()
+            .configure_backoff(move |b| b.with_min_delay(min).with_max_delay(max).with_max_times(attempts));
+        let conn = tokio::time::timeout(options.patience, Connection::connect(url, props))
+            .await
+            .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
+            .map_err(|e| error::to_bus(&format!("connecting to {}", redact(url)), &e))?;
+        let conn = Arc::new(conn);
+        let names = Names::new(&options.prefix);
+        topology::ensure_globals(&conn, &names, options.patience).await?;
+        let publisher = Publisher::new(conn.clone(), options.patience);
+        Ok(AmqpBus { shared: Arc::new(Shared { conn, names, opts: options, publisher }) })
+    }
+
+    /// The names this bus uses.
+    pub fn names(&self) -> &Names {
+        &self.shared.names
+    }
+
+    /// The options this bus was made with.
+    pub fn options(&self) -> &BusOptions {
+        &self.shared.opts
+    }
+
+    /// Close the connection; every link of this bus ends.
+    pub async fn close(&self) {
+        let _ = self.shared.conn.close(200, "bye".into()).await;
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError> {
+        node::attach(self.shared.clone(), node).await
+    }
+
+    async fn open_run(&self, run: &str) -> Result<RunLink, BusError> {
+        run::open(self.shared.clone(), run).await
+    }
+
+    async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError> {
+        tap::open(self.shared.clone(), run).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(super::redact("amqp://bob:secret@h:5672/%2f"), "amqp://bob:***@h:5672/%2f");
+        assert_eq!(super::redact("amqp://h"), "amqp://h");
+    }
+}

@@ -1,0 +1,274 @@
+//! A node agent's link: its inbox queue, its group memberships, and what it sends.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Event, ExchangeKind};
+use magi_bus::{BusError, NodeLink, NodePort, TapItem};
+use magi_proto::{Call, NodeStatus, Record, Trigger};
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::error::{is_not_found, to_bus};
+use crate::names::{first_word, word};
+use crate::publisher::{Outcome, Outgoing};
+use crate::topology::{check_len, group_options, inbox_options, on_fresh_channel, queue_args};
+use crate::wire::{self, decode, Dropped};
+use crate::{inbox, Shared};
+
+/// Attach a node agent: declare its queue, bind it for node-addressed calls, consume it
+/// exclusively (a second agent with the same name is refused).
+pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, BusError> {
+    let names = &shared.names;
+    let queue = names.node_queue(node);
+    check_len("node queue", &queue)?;
+    let ch = shared.conn.create_channel().await.map_err(|e| to_bus("opening a channel", &e))?;
+    let setup = async {
+        ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default()).await?;
+        let args = queue_args(shared.opts.node_queue_expires, None, None);
+        ch.queue_declare(queue.clone().into(), inbox_options(), args).await?;
+        ch.queue_bind(
+            queue.clone().into(),
+            names.nodes_exchange().into(),
+            names.node_binding(node).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.basic_consume(
+            queue.clone().into(),
+            format!("magi-node.{}", word(node)).into(),
+            BasicConsumeOptions { exclusive: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+    };
+    let consumer = setup.await.map_err(|e| to_bus(&format!("attaching node {node}"), &e))?;
+
+    let side = Arc::new(NodeSide {
+        shared: shared.clone(),
+        node: node.to_string(),
+        queue,
+        channel: ch.clone(),
+        memberships: Mutex::new(BTreeSet::new()),
+        detached: AtomicBool::new(false),
+        stop: Arc::new(Notify::new()),
+        gone: Arc::new(Notify::new()),
+    });
+    let (tx, rx) = unbounded_channel();
+    let (calls_ex, nodes_ex) = (names.calls_exchange(), names.nodes_exchange());
+    let limit = shared.opts.max_message_bytes;
+    inbox::spawn(format!("node {node}"), ch, consumer, tx, side.stop.clone(), move |d| {
+        let call: Call = decode("call", d, limit)?;
+        let exchange = d.exchange.as_str();
+        if exchange != calls_ex && exchange != nodes_ex {
+            return Err(Dropped::Misrouted(format!("a call must come through {calls_ex} or {nodes_ex}")));
+        }
+        if first_word(d.routing_key.as_str()) != word(&call.run) {
+            return Err(Dropped::Misrouted(format!("a call of run {} sent under another run's key", call.run)));
+        }
+        Ok(call)
+    });
+    spawn_rejoiner(Arc::downgrade(&side));
+    Ok(NodeLink { calls: rx, port: side })
+}
+
+/// After every reconnection, re-apply the node's memberships (the queue itself, its binding
+/// and its consumer are replayed by lapin). Normally they survived (everything is durable);
+/// this repairs the case where the queue expired during a long outage.
+fn spawn_rejoiner(side: Weak<NodeSide>) {
+    let Some((conn, gone)) = side.upgrade().map(|s| (s.shared.conn.clone(), s.gone.clone())) else { return };
+    tokio::spawn(async move {
+        let mut events = Box::pin(conn.events_listener());
+        loop {
+            let event = tokio::select! {
+                _ = gone.notified() => return,
+                event = events.next() => event,
+            };
+            let Some(event) = event else { return };
+            if !matches!(event, Event::Connected) {
+                continue;
+            }
+            let Some(side) = side.upgrade() else { return };
+            if side.detached.load(Ordering::SeqCst) {
+                return;
+            }
+            let deadline = Instant::now() + side.shared.opts.patience;
+            while !side.channel.status().connected() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let groups: Vec<(String, String)> = side.lock().iter().cloned().collect();
+            for (run, group) in groups {
+                if let Err(e) = side.bind_group(&run, &group).await {
+                    warn!(node = %side.node, run, group, error = %e, "could not re-join a group after reconnecting");
+                }
+            }
+            info!(node = %side.node, "reconnected");
+        }
+    });
+}
+
+/// The sending side of an attached node.
+struct NodeSide {
+    shared: Arc<Shared>,
+    node: String,
+    queue: String,
+    /// The consuming channel (its state tells when a recovery is complete).
+    channel: Channel,
+    /// (run, group) pairs joined, re-applied after a reconnect.
+    memberships: Mutex<BTreeSet<(String, String)>>,
+    /// Set by the last announcement (`alive: false`).
+    detached: AtomicBool,
+    /// Stops the inbox task.
+    stop: Arc<Notify>,
+    /// Stops the re-joiner when this side is dropped.
+    gone: Arc<Notify>,
+}
+
+impl Drop for NodeSide {
+    fn drop(&mut self) {
+        self.gone.notify_one();
+    }
+}
+
+impl NodeSide {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+        // A panic elsewhere cannot leave the set half-updated (single inserts and removes).
+        self.memberships.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_attached(&self) -> Result<(), BusError> {
+        if self.detached.load(Ordering::SeqCst) {
+            return Err(BusError::Disconnected(format!("node {} is detached", self.node)));
+        }
+        Ok(())
+    }
+
+    /// Declare the group's exchange, hang it off the calls exchange, bind our queue to it.
+    /// A concurrent last member leaving can auto-delete the exchange between the steps; the
+    /// broker then answers 404 and the whole sequence runs again.
+    async fn bind_group(&self, run: &str, group: &str) -> Result<(), BusError> {
+        let names = &self.shared.names;
+        let exchange = names.group_exchange(run, group);
+        check_len("group exchange", &exchange)?;
+        let key = names.group_key(run, group);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "joining a group", |ch| {
+                let (exchange, key, calls, queue) =
+                    (exchange.clone(), key.clone(), names.calls_exchange(), self.queue.clone());
+                async move {
+                    ch.exchange_declare(exchange.clone().into(), ExchangeKind::Fanout, group_options(), FieldTable::default())
+                        .await?;
+                    ch.exchange_bind(exchange.clone().into(), calls.into(), key.into(), Default::default(), FieldTable::default())
+                        .await?;
+                    ch.queue_bind(queue.into(), exchange.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+                        .await
+                }
+            })
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) && tries < 3 => continue,
+                Err(e) => return Err(to_bus(&format!("joining group {group} of run {run}"), &e)),
+            }
+        }
+    }
+
+    /// Send a trigger or record to its run's orchestrator, and its copy to taps.
+    async fn to_run(&self, run: &str, kind: &str, body: Vec<u8>, value: serde_json::Value) -> Result<(), BusError> {
+        self.check_attached()?;
+        let names = &self.shared.names;
+        let key = names.inbound_key(run, kind, &self.node);
+        check_len("routing key", &key)?;
+        let item = TapItem {
+            kind: kind.to_string(),
+            run: Some(run.to_string()),
+            group: None,
+            nodes: vec![self.node.clone()],
+            body: value,
+        };
+        let exchange = names.triggers_exchange();
+        let (outcome, ()) = tokio::join!(
+            self.shared.publish_sure(&exchange, &key, kind, &body),
+            self.shared.watch_copy(item)
+        );
+        match outcome? {
+            Outcome::Routed => Ok(()),
+            Outcome::Returned => Err(BusError::NoRoute(format!("run {run} has no orchestrator"))),
+        }
+    }
+}
+
+#[async_trait]
+impl NodePort for NodeSide {
+    async fn join(&self, run: &str, group: &str) -> Result<(), BusError> {
+        self.check_attached()?;
+        self.bind_group(run, group).await?;
+        self.lock().insert((run.to_string(), group.to_string()));
+        Ok(())
+    }
+
+    async fn leave(&self, run: &str, group: &str) -> Result<(), BusError> {
+        self.check_attached()?;
+        let exchange = self.shared.names.group_exchange(run, group);
+        check_len("group exchange", &exchange)?;
+        // Unbinding from an exchange that is already gone succeeds on RabbitMQ.
+        on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "leaving a group", |ch| {
+            let (queue, exchange) = (self.queue.clone(), exchange.clone());
+            async move { ch.queue_unbind(queue.into(), exchange.into(), "".into(), FieldTable::default()).await }
+        })
+        .await
+        .map_err(|e| to_bus(&format!("leaving group {group} of run {run}"), &e))?;
+        self.lock().remove(&(run.to_string(), group.to_string()));
+        Ok(())
+    }
+
+    async fn send_trigger(&self, trigger: Trigger) -> Result<(), BusError> {
+        let body = wire::encode("trigger", &trigger, self.shared.opts.max_message_bytes)?;
+        let value = serde_json::to_value(&trigger).unwrap_or_default();
+        self.to_run(&trigger.run, "trigger", body, value).await
+    }
+
+    async fn send_record(&self, record: Record) -> Result<(), BusError> {
+        let body = wire::encode("record", &record, self.shared.opts.max_message_bytes)?;
+        let value = serde_json::to_value(&record).unwrap_or_default();
+        self.to_run(&record.run, "record", body, value).await
+    }
+
+    async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {
+        self.check_attached()?;
+        let names = &self.shared.names;
+        let body = wire::encode("node status", &status, self.shared.opts.max_message_bytes)?;
+        let key = names.status_key(&self.node);
+        let msg = Outgoing {
+            exchange: &names.status_exchange(),
+            key: &key,
+            body: &body,
+            properties: wire::properties("node", false),
+            mandatory: false,
+        };
+        self.shared.publisher.publish(&msg).await?;
+        if !status.alive {
+            // The last word of a node that stops: it leaves everything, its inbox goes.
+            self.detached.store(true, Ordering::SeqCst);
+            self.lock().clear();
+            self.stop.notify_one();
+            on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "deleting a node queue", |ch| {
+                let queue = self.queue.clone();
+                async move { ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await }
+            })
+            .await
+            .map_err(|e| to_bus(&format!("detaching node {}", self.node), &e))?;
+        }
+        Ok(())
+    }
+}

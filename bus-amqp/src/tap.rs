@@ -1,0 +1,80 @@
+//! A tap: its own bounded, expiring queue on the tap copies of one run (or all runs) and,
+//! for an all-runs tap, on every node's status.
+
+use std::sync::Arc;
+
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use magi_bus::{BusError, TapItem, TapLink};
+use magi_proto::NodeStatus;
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::Notify;
+
+use crate::error::to_bus;
+use crate::names::{first_word, word};
+use crate::topology::{check_len, queue_args};
+use crate::wire::{decode, Dropped};
+use crate::{inbox, Shared};
+
+/// Open a tap. Its queue is exclusive and auto-deleted (it goes with the tap's connection),
+/// bounded (`x-max-length`, oldest dropped first) and expiring (`x-expires`), so an
+/// abandoned or slow tap can never fill the broker.
+pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLink, BusError> {
+    let names = &shared.names;
+    let queue = names.tap_queue(&uuid::Uuid::new_v4().simple().to_string());
+    if let Some(run) = run {
+        check_len("routing key", &names.run_binding(run))?;
+    }
+    let ch = shared.conn.create_channel().await.map_err(|e| to_bus("opening a channel", &e))?;
+    let mut bindings = vec![(names.watch_exchange(), run.map(|r| names.run_binding(r)).unwrap_or_else(|| "#".into()))];
+    if run.is_none() {
+        // A run's tap, like the in-process bus's, sees that run only; node statuses belong
+        // to no run.
+        bindings.push((names.status_exchange(), "#".into()));
+    }
+    let setup = async {
+        ch.basic_qos(shared.opts.tap_prefetch, BasicQosOptions::default()).await?;
+        let args = queue_args(shared.opts.tap_queue_expires, Some(shared.opts.tap_max_length), None);
+        let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        ch.queue_declare(queue.clone().into(), opts, args).await?;
+        for (exchange, key) in &bindings {
+            ch.queue_bind(
+                queue.clone().into(),
+                exchange.clone().into(),
+                key.clone().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        ch.basic_consume(queue.clone().into(), "magi-tap".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+    };
+    let consumer = setup.await.map_err(|e| to_bus("opening a tap", &e))?;
+    let (tx, rx) = unbounded_channel();
+    let (watch_ex, status_ex) = (names.watch_exchange(), names.status_exchange());
+    let limit = shared.opts.max_message_bytes.saturating_mul(2);
+    inbox::spawn("tap".into(), ch, consumer, tx, Arc::new(Notify::new()), move |d| {
+        let exchange = d.exchange.as_str();
+        if exchange == status_ex {
+            let status: NodeStatus = decode("node status", d, limit)?;
+            return Ok(TapItem {
+                kind: "node".into(),
+                run: None,
+                group: None,
+                nodes: vec![status.node.clone()],
+                body: serde_json::to_value(&status).unwrap_or_default(),
+            });
+        }
+        if exchange != watch_ex {
+            return Err(Dropped::Misrouted(format!("a tap's messages must come through {watch_ex} or {status_ex}")));
+        }
+        let item: TapItem = decode("tap item", d, limit)?;
+        let key_run = first_word(d.routing_key.as_str());
+        if item.run.as_deref().map(word).as_deref() != Some(key_run) {
+            return Err(Dropped::Misrouted(format!("a tap copy of run {:?} sent under another run's key", item.run)));
+        }
+        Ok(item)
+    });
+    Ok(TapLink { items: rx })
+}

@@ -1,0 +1,162 @@
+//! For tests against a real RabbitMQ: a unique name prefix per test, and cleanup that
+//! deletes everything declared under it.
+//!
+//! RabbitMQ is shared by everyone's tests on a machine, so each test works under its own
+//! prefix (`magi.test.<uuid>.`) and [`TestBroker::cleanup`] deletes every exchange and
+//! queue whose name starts with it, then lists the broker again and returns what is left
+//! (it should be nothing). Listing uses `rabbitmqctl`, which must be on the `PATH`.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+
+use crate::{AmqpBus, BusOptions};
+
+/// The broker the tests use unless `MAGI_TEST_AMQP_URL` says otherwise.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Why the test kit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// `rabbitmqctl` could not be run or failed.
+    #[error("rabbitmqctl {args}: {reason}")]
+    Ctl {
+        /// Its arguments.
+        args: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The broker could not be reached.
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    /// The bus could not connect.
+    #[error("bus: {0}")]
+    Bus(#[from] magi_bus::BusError),
+}
+
+/// One test's corner of the broker.
+pub struct TestBroker {
+    /// The broker URL.
+    pub url: String,
+    /// The vhost the URL points at, for `rabbitmqctl -p`.
+    pub vhost: String,
+    /// This test's unique prefix.
+    pub prefix: String,
+}
+
+impl TestBroker {
+    /// A fresh prefix on the test broker.
+    pub fn new() -> Self {
+        let url = std::env::var("MAGI_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+        let vhost = vhost_of(&url);
+        let prefix = format!("magi.test.{}.", uuid::Uuid::new_v4().simple());
+        TestBroker { url, vhost, prefix }
+    }
+
+    /// Options for a bus under this test's prefix.
+    pub fn options(&self) -> BusOptions {
+        BusOptions { connection_name: Some(format!("{}test", self.prefix)), ..BusOptions::with_prefix(&self.prefix) }
+    }
+
+    /// A bus under this test's prefix.
+    pub async fn bus(&self) -> Result<AmqpBus, KitError> {
+        Ok(AmqpBus::connect(&self.url, self.options()).await?)
+    }
+
+    /// A plain lapin connection to the same broker (for publishing what a bus never would).
+    pub async fn raw(&self) -> Result<Connection, KitError> {
+        Ok(Connection::connect(&self.url, ConnectionProperties::default()).await?)
+    }
+
+    /// Exchanges and queues on the broker whose names start with this test's prefix.
+    pub fn leftovers(&self) -> Result<Vec<String>, KitError> {
+        let mut found = Vec::new();
+        for what in ["list_exchanges", "list_queues"] {
+            let out = ctl(&[what, "-q", "-p", &self.vhost, "name"])?;
+            let names = out.lines().map(str::trim).filter(|l| l.starts_with(&self.prefix));
+            found.extend(names.map(|n| format!("{}: {n}", &what[5..what.len() - 1])));
+        }
+        Ok(found)
+    }
+
+    /// Delete every exchange and queue under this prefix; return what is still there after.
+    pub async fn cleanup(&self) -> Result<Vec<String>, KitError> {
+        let conn = self.raw().await?;
+        for _round in 0..3 {
+            let left = self.leftovers()?;
+            if left.is_empty() {
+                break;
+            }
+            for entry in left {
+                // A fresh channel per delete: an error closes only that channel.
+                let ch = conn.create_channel().await?;
+                if let Some(name) = entry.strip_prefix("exchange: ") {
+                    let _ = ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()).await;
+                } else if let Some(name) = entry.strip_prefix("queue: ") {
+                    let _ = ch.queue_delete(name.into(), QueueDeleteOptions::default()).await;
+                }
+                let _ = ch.close(200, "OK".into()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = conn.close(200, "OK".into()).await;
+        self.leftovers()
+    }
+}
+
+impl Default for TestBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run `rabbitmqctl` with `args`; its standard output.
+pub fn ctl(args: &[&str]) -> Result<String, KitError> {
+    let fail = |reason: String| KitError::Ctl { args: args.join(" "), reason };
+    let out = std::process::Command::new("rabbitmqctl").args(args).output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The vhost an AMQP URL points at (`/` when it names none).
+pub fn vhost_of(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() {
+        return "/".into();
+    }
+    percent_decode(path)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vhosts_come_out_of_urls() {
+        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2f"), "/");
+        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2fmagi?heartbeat=10"), "/magi");
+        assert_eq!(super::vhost_of("amqp://h"), "/");
+        assert_eq!(super::vhost_of("amqp://h/"), "/");
+    }
+}

@@ -1,0 +1,139 @@
+//! Declaring things on the broker: the global exchanges, the queue arguments, and the
+//! short-lived channels that membership changes run on.
+//!
+//! lapin's recovery replays, after a reconnect, everything that was declared on a channel
+//! still open. That is right for a link's own queue, bindings to global exchanges and
+//! consumer, which are declared on the link's consuming channel. It is wrong for group
+//! membership: a group exchange may be auto-deleted meanwhile, and replaying a binding to it
+//! would fail the whole recovery. So membership changes run on a throwaway channel, and the
+//! node link re-applies its memberships itself after a reconnect.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ExchangeKind};
+use magi_bus::BusError;
+use tracing::debug;
+
+use crate::error::{is_channel_error, is_not_found, to_bus};
+use crate::names::Names;
+
+/// Kind of each global exchange: all topic, so that topic permissions apply to them.
+pub(crate) fn global_kind() -> ExchangeKind {
+    ExchangeKind::Topic
+}
+
+/// Options of the global exchanges: durable (they outlive broker restarts and runs).
+pub(crate) fn global_options(passive: bool) -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions { durable: true, passive, ..Default::default() }
+}
+
+/// Options of a group exchange: durable, and deleted by the broker when its last member
+/// leaves (or its last member's queue expires).
+pub(crate) fn group_options() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions { durable: true, auto_delete: true, ..Default::default() }
+}
+
+/// Options of a node or run queue: durable and not exclusive, so that it and its messages
+/// outlive a dropped connection and a broker restart; it expires once unused.
+pub(crate) fn inbox_options() -> QueueDeclareOptions {
+    QueueDeclareOptions { durable: true, ..Default::default() }
+}
+
+/// Arguments of a queue: expiry, and optionally a length bound and a message TTL.
+pub(crate) fn queue_args(expires: Duration, max_length: Option<u32>, message_ttl: Option<Duration>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongInt(millis(expires)));
+    if let Some(n) = max_length {
+        args.insert("x-max-length".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
+        args.insert("x-overflow".into(), AMQPValue::LongString("drop-head".into()));
+    }
+    if let Some(ttl) = message_ttl {
+        args.insert("x-message-ttl".into(), AMQPValue::LongInt(millis(ttl)));
+    }
+    args
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1)
+}
+
+/// Refuse names that AMQP cannot carry (over 255 bytes).
+pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
+    if name.len() > crate::names::MAX_NAME {
+        return Err(BusError::Refused(format!("{what} {name:?} is longer than AMQP's 255 bytes")));
+    }
+    Ok(())
+}
+
+/// Run `op` on a fresh channel, closed afterwards. While the connection is recovering the
+/// op is retried until `patience` runs out; a channel error (refused, not found) is
+/// returned at once, since the broker has answered.
+pub(crate) async fn on_fresh_channel<F, Fut, T>(
+    conn: &Connection,
+    patience: Duration,
+    what: &str,
+    mut op: F,
+) -> Result<T, lapin::Error>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<T, lapin::Error>>,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        let result = match conn.create_channel().await {
+            Ok(ch) => {
+                let r = op(ch.clone()).await;
+                if ch.status().connected() {
+                    let _ = ch.close(200, "OK".into()).await;
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if is_channel_error(&e) => return Err(e),
+            Err(e) => {
+                if Instant::now() >= deadline || conn.status().closed() || conn.status().errored() {
+                    return Err(e);
+                }
+                debug!(error = %e, what, "broker unavailable, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Make sure the global exchanges exist: a passive check first (which needs no permission,
+/// so that an operator can pre-declare them and give clients no configure right on them),
+/// then a declaration for those missing.
+pub(crate) async fn ensure_globals(conn: &Connection, names: &Names, patience: Duration) -> Result<(), BusError> {
+    for name in names.global_exchanges() {
+        let exists = on_fresh_channel(conn, patience, "checking an exchange", |ch| {
+            let name = name.clone();
+            async move {
+                ch.exchange_declare(name.into(), global_kind(), global_options(true), FieldTable::default())
+                    .await
+            }
+        })
+        .await;
+        match exists {
+            Ok(()) => continue,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(to_bus(&format!("checking exchange {name}"), &e)),
+        }
+        on_fresh_channel(conn, patience, "declaring an exchange", |ch| {
+            let name = name.clone();
+            async move {
+                ch.exchange_declare(name.into(), global_kind(), global_options(false), FieldTable::default())
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| to_bus(&format!("declaring exchange {name}"), &e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! What goes on the wire and what comes off it: JSON bodies, their properties, the checks
+//! every inbound message passes (size, JSON, run), and duplicate suppression.
+
+use std::collections::{HashSet, VecDeque};
+
+use lapin::message::Delivery;
+use lapin::BasicProperties;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default largest message accepted in either direction: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+
+/// Encode a message, refusing one larger than `limit` (the receiver would drop it).
+pub(crate) fn encode<T: Serialize>(what: &str, value: &T, limit: usize) -> Result<Vec<u8>, magi_bus::BusError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| magi_bus::BusError::Refused(format!("{what} cannot be encoded: {e}")))?;
+    if body.len() > limit {
+        return Err(magi_bus::BusError::Refused(format!(
+            "{what} is {} bytes, over the bus limit of {limit}",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Properties of a message: JSON, its kind in `type`, a fresh id for deduplication, and
+/// persistence for messages that must survive a broker restart.
+pub(crate) fn properties(kind: &str, persistent: bool) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_type(kind.into())
+        .with_message_id(uuid::Uuid::now_v7().to_string().into())
+        .with_delivery_mode(if persistent { 2 } else { 1 })
+}
+
+/// Why an inbound message was dropped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Dropped {
+    /// Larger than the limit.
+    #[error("{size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not the JSON of the expected message.
+    #[error("not a valid {what}: {reason}")]
+    Invalid {
+        /// Expected message.
+        what: &'static str,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The body names another run than the routing key, or comes from an unexpected place.
+    #[error("{0}")]
+    Misrouted(String),
+}
+
+/// Decode a delivery's body as `T`, within `limit` bytes.
+pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, d: &Delivery, limit: usize) -> Result<T, Dropped> {
+    if d.data.len() > limit {
+        return Err(Dropped::TooLarge { size: d.data.len(), limit });
+    }
+    serde_json::from_slice(&d.data).map_err(|e| Dropped::Invalid { what, reason: e.to_string() })
+}
+
+/// Remembers the ids of the last messages seen, so that a message published twice (a
+/// publish retried after a reconnect) or delivered twice (an ack lost in a reconnect)
+/// reaches the application once.
+pub(crate) struct Dedupe {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Dedupe {
+    /// A window of `capacity` ids.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Dedupe { seen: HashSet::new(), order: VecDeque::new(), capacity }
+    }
+
+    /// True the first time an id is seen (and for messages without an id).
+    pub(crate) fn first_time(&mut self, d: &Delivery) -> bool {
+        let Some(id) = d.properties.message_id().as_ref().map(|s| s.as_str().to_string()) else {
+            return true;
+        };
+        if !self.seen.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
