@@ -835,7 +835,7 @@ mod tests {
 
     #[test]
     fn the_stream_cap_allows_exactly_the_cap() {
-        let data = vec![7u8; 100];
+        let data = [7u8; 100];
         let hit = Rc::new(Cell::new(false));
         let mut r = CappedReader {
             inner: &data[..],

@@ -821,12 +821,42 @@ async fn clear_group(pgid: libc::pid_t) {
     let deadline = tokio::time::Instant::now() + TERM_GRACE;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        // Signal 0 probes; zombies still count, so this may wait out the grace.
-        if !signal_group(pgid, 0) {
+        if !group_alive(pgid) {
             return;
         }
     }
     signal_group(pgid, libc::SIGKILL);
+}
+
+/// Whether a process group has a live (non-zombie) member.
+///
+/// Killed children of a dead agent stay zombies until init reaps them, which some container
+/// inits do lazily; `killpg(pgid, 0)` counts zombies, so it would make every teardown wait
+/// out the grace. `/proc` tells the states apart; without it, fall back to the probe.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return signal_group(pgid, 0);
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may itself hold ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<libc::pid_t>().ok());
+        pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
+    })
 }
 
 #[cfg(test)]
