@@ -457,3 +457,19 @@ async fn a_missing_program_is_named() {
         "{err}"
     );
 }
+
+/// The node agent runs loads and unloads in spawned tasks: the futures must be `Send`.
+#[allow(dead_code)]
+fn futures_are_send(dir: &Path, manifest: &Manifest, agent: &AgentProcess) {
+    fn send<T: Send>(_: T) {}
+    send(AgentProcess::spawn(
+        dir,
+        manifest,
+        start_line("x", json!({})),
+        SpawnOptions::default(),
+    ));
+    send(agent.stop(Duration::from_secs(1)));
+    send(agent.wait());
+    let cache = magi_node::archive::ArchiveCache::new(dir);
+    send(cache.unpack_async(magi_node::archive::AgentSource::Bytes(Vec::new())));
+}
