@@ -219,20 +219,27 @@ pub fn is_postgres_url(target: &str) -> bool {
     target.starts_with("postgres://") || target.starts_with("postgresql://")
 }
 
-/// Resolves a path target: a directory means its `data.sqlite`.
-fn sqlite_path(target: &str) -> PathBuf {
+/// Resolves a path target: an existing directory means its `data.sqlite`, an existing
+/// file is the database; a new path is a file when it ends in `.sqlite`, `.sqlite3` or
+/// `.db`, else a (run record) directory that will hold `data.sqlite`.
+pub fn sqlite_path(target: &str) -> PathBuf {
     let p = Path::new(target);
     if p.is_dir() {
-        p.join(DATA_FILE)
-    } else {
-        p.to_path_buf()
+        return p.join(DATA_FILE);
+    }
+    if p.exists() {
+        return p.to_path_buf();
+    }
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("sqlite" | "sqlite3" | "db") => p.to_path_buf(),
+        _ => p.join(DATA_FILE),
     }
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `target`: a `postgres://` or
     /// `postgresql://` URL (optional `table=NAME` parameter, default `magi_records`),
-    /// a directory (its `data.sqlite`), or an SQLite file path.
+    /// a directory or an SQLite file path (see [`sqlite_path`]).
     pub fn open(target: &str) -> Result<Store, StoreError> {
         if is_postgres_url(target) {
             return Ok(Store {

@@ -2,6 +2,9 @@
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod data;
+pub mod graph;
+pub mod web;
 
 /// MAGI-rs: run AAL experiment procedures on testbed nodes.
 #[derive(Parser, Debug)]
@@ -15,6 +18,12 @@ pub struct Cli {
 enum Command {
     /// Validate a procedure and print its plan.
     Check(check::CheckArgs),
+    /// Import and query recorded data (`magi data import`, `magi data query`).
+    Data(data::DataArgs),
+    /// Plot recorded data to a PNG with the original's graph configuration.
+    Graph(graph::GraphArgs),
+    /// Serve a live traffic page that plots records as they arrive.
+    Web(web::WebArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -22,5 +31,8 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Web(args) => web::run(args),
     }
 }
