@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use magi_bus::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
-use magi_proto::{Call, NodeStatus, Record, Trigger};
+use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
@@ -85,7 +85,7 @@ struct RunSide {
     shared: Arc<Shared>,
     run: String,
     queue: String,
-    /// Groups this run published to, deleted by `close`.
+    /// Groups this run published to or told nodes to join, deleted by `close`.
     groups: Mutex<BTreeSet<String>>,
     stop: Arc<Notify>,
 }
@@ -131,6 +131,12 @@ impl RunPort for RunSide {
 
     async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError> {
         let body = self.check_call(&call)?;
+        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
+            // Nodes declare the groups they join; remember them so that `close` finds them.
+            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
+                self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string());
+            }
+        }
         let names = &self.shared.names;
         let exchange = names.nodes_exchange();
         let keys: Vec<String> = nodes.iter().map(|n| names.node_key(&self.run, n)).collect();

@@ -160,3 +160,40 @@ mod tests {
         assert_eq!(super::vhost_of("amqp://h/"), "/");
     }
 }
+
+/// A hold on the broker across test processes: tests that merely use the broker hold it
+/// shared, a test that stops and starts the broker holds it exclusively, so a restart
+/// never happens under another of these tests, even from another test binary.
+pub struct BrokerGuard {
+    _file: std::fs::File,
+}
+
+/// The lock file behind [`BrokerGuard`].
+pub const LOCK_PATH: &str = "/tmp/magi-bus-amqp-broker.lock";
+
+impl BrokerGuard {
+    /// Wait for a shared hold (many at once).
+    pub async fn shared() -> std::io::Result<BrokerGuard> {
+        Self::take(libc::LOCK_SH).await
+    }
+
+    /// Wait for the exclusive hold (no other holder).
+    pub async fn exclusive() -> std::io::Result<BrokerGuard> {
+        Self::take(libc::LOCK_EX).await
+    }
+
+    async fn take(op: libc::c_int) -> std::io::Result<BrokerGuard> {
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK_PATH)?;
+            // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(BrokerGuard { _file: file })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
