@@ -131,15 +131,27 @@ def _accepted(function, args):
 
 
 def _describe(error):
-    """One line for a person: `Type: message (file:line in function)`."""
-    text = "%s: %s" % (type(error).__name__, error)
+    """One line for a person: `Type: message (file:line in function)`, the place being the
+    innermost frame in the agent's own files (the module directory); an AgentError is its
+    message alone."""
     if isinstance(error, AgentError):
-        text = str(error)
+        return str(error)
+    text = "%s: %s" % (type(error).__name__, error)
     frames = traceback.extract_tb(error.__traceback__)
-    if frames:
-        last = frames[-1]
-        text += " (%s:%d in %s)" % (os.path.basename(last.filename), last.lineno, last.name)
+    here = os.getcwd() + os.sep
+    own = [f for f in frames if os.path.abspath(f.filename).startswith(here)]
+    place = (own or frames or [None])[-1]
+    if place is not None:
+        text += " (%s:%d in %s)" % (os.path.basename(place.filename), place.lineno, place.name)
     return text
+
+
+def _report(error):
+    """Writes an exception to stderr: the traceback, or one line for an AgentError."""
+    if isinstance(error, AgentError):
+        sys.stderr.write("magi_agent: %s\n" % error)
+    else:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
 
 
 class _Channel:
@@ -189,7 +201,7 @@ def _serve(agent, channel, message):
         args = message.get("args") or {}
         value = agent._call(message.get("method"), args)
     except BaseException as error:  # noqa: B036 - every failure must answer the call
-        traceback.print_exc(file=sys.stderr)
+        _report(error)
         channel.send({"kind": "error", "id": call_id, "error": _describe(error)})
         return
     channel.reply(call_id, value)
@@ -212,7 +224,7 @@ def run(agent_class, max_workers=32):
             try:
                 agent._start(message)
             except BaseException as error:  # noqa: B036 - report, then exit
-                traceback.print_exc(file=sys.stderr)
+                _report(error)
                 channel.send({"kind": "error", "error": _describe(error)})
                 _exit(1)
             channel.send({"kind": "ready"})
