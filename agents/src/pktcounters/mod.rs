@@ -278,9 +278,21 @@ impl PktCountersAgent {
         // Restarting re-creates the counters, as the original's setDefaults did.
         self.stop_collection().await;
         let counters = self.counters().await?;
+        // The baseline is read before answering, so all traffic after the answer counts.
+        let baseline = match counters.read().await {
+            Ok(r) => r
+                .into_iter()
+                .map(|r| (r.key, (r.packets, r.bytes)))
+                .collect(),
+            Err(e) => {
+                self.ctx.out.error(format!("cannot read counters: {e}"));
+                HashMap::new()
+            }
+        };
         let (stop, stop_rx) = oneshot::channel();
         let task = tokio::spawn(sample_loop(
             counters,
+            baseline,
             self.interval,
             self.ctx.out.clone(),
             self.latest.clone(),
@@ -386,22 +398,13 @@ fn next_boundary(now: f64, interval: u64) -> f64 {
 
 async fn sample_loop(
     mut counters: Counters,
+    mut previous: HashMap<CounterKey, (u64, u64)>,
     interval: u64,
     out: Outbox,
     latest: Latest,
     mut stop: oneshot::Receiver<()>,
 ) {
     let counted = counters.counted();
-    let mut previous: HashMap<CounterKey, (u64, u64)> = HashMap::new();
-    match counters.read().await {
-        Ok(r) => {
-            previous = r
-                .into_iter()
-                .map(|r| (r.key, (r.packets, r.bytes)))
-                .collect()
-        }
-        Err(e) => out.error(format!("cannot read counters: {e}")),
-    }
     let mut boundary = next_boundary(now_epoch(), interval);
     loop {
         let wait = Duration::from_secs_f64((boundary - now_epoch()).max(0.0));

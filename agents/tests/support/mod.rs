@@ -218,6 +218,21 @@ impl AgentProcess {
     }
 }
 
+impl Drop for AgentProcess {
+    /// A test that failed half-way still lets its agent clean up (remove its nftables
+    /// table): end its input and give it a moment before it is killed.
+    fn drop(&mut self) {
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A free TCP port on `ip` (bound once and released).
 pub fn free_port(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind((ip, 0)).expect("bind a probe socket");
