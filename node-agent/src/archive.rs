@@ -110,6 +110,19 @@ pub enum ArchiveError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The source path is a device, fifo or socket.
+    #[error("agent source {0} is neither a regular file nor a directory")]
+    NotAFile(PathBuf),
+    /// The archive itself is bigger than any module it may unpack to.
+    #[error("agent archive {path} is {size} bytes: too large for the {limit}-byte module limit")]
+    ArchiveTooLarge {
+        /// The source path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The content limit.
+        limit: u64,
+    },
     /// `tardata` is not base64.
     #[error("agent tardata is not valid base64: {0}")]
     Base64(#[from] base64::DecodeError),
@@ -245,6 +258,34 @@ impl ArchiveCache {
         self.limits
     }
 
+    /// Removes temporary directories older than `age` that an interrupted unpack (a killed
+    /// node) left behind; returns how many. Younger ones may belong to a running unpack of
+    /// another node sharing the cache, so they stay.
+    pub fn remove_stale_temp_dirs(&self, age: std::time::Duration) -> io::Result<usize> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_name().as_bytes().starts_with(b".tmp-") {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+            if old && fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Unpacks `source` on a blocking thread (see [`ArchiveCache::unpack`]).
     pub async fn unpack_async(&self, source: AgentSource) -> Result<UnpackedModule, ArchiveError> {
         let cache = self.clone();
@@ -275,6 +316,16 @@ impl ArchiveCache {
                 };
                 if meta.is_dir() {
                     self.unpack_dir(path)
+                } else if !meta.is_file() {
+                    // Reading /dev/zero or a fifo would never end.
+                    Err(ArchiveError::NotAFile(path.clone()))
+                } else if meta.len() > self.limits.max_stream_bytes() {
+                    // A tar is its contents plus headers; gzip only shrinks it.
+                    Err(ArchiveError::ArchiveTooLarge {
+                        path: path.clone(),
+                        size: meta.len(),
+                        limit: self.limits.max_bytes,
+                    })
                 } else {
                     self.unpack_file(path)
                 }

@@ -256,7 +256,7 @@ fn a_directory_source_is_copied_with_a_content_hash() {
 }
 
 #[test]
-fn a_missing_source_path_is_named() {
+fn missing_device_and_oversized_source_paths_are_refused() {
     let sandbox = Sandbox::new();
     let err = sandbox
         .cache()
@@ -266,6 +266,25 @@ fn a_missing_source_path_is_named() {
         err.to_string(),
         "agent source /nonexistent/a.tar.gz does not exist"
     );
+    // Reading a device as an archive would never end.
+    let err = sandbox
+        .cache()
+        .unpack(&AgentSource::Path(PathBuf::from("/dev/zero")))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "agent source /dev/zero is neither a regular file nor a directory"
+    );
+    let big = sandbox.dir.path().join("big.tar");
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(8 * 1024 * 1024)
+        .unwrap();
+    let err = sandbox
+        .small_cache()
+        .unpack(&AgentSource::Path(big))
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::ArchiveTooLarge { .. }), "{err}");
 }
 
 #[test]
@@ -462,4 +481,29 @@ async fn unpack_async_runs_off_the_runtime() {
         .await
         .unwrap();
     assert!(m.dir.join("magi-agent.json").is_file());
+}
+
+#[test]
+fn stale_temporary_directories_are_removed_and_modules_kept() {
+    let sandbox = Sandbox::new();
+    let cache = sandbox.cache();
+    assert_eq!(
+        cache
+            .remove_stale_temp_dirs(std::time::Duration::ZERO)
+            .unwrap(),
+        0
+    );
+    let tar = RawTar::new().file("magi-agent.json", MANIFEST).finish();
+    let module = cache.unpack(&AgentSource::Bytes(tar)).unwrap();
+    fs::create_dir_all(cache.root().join(".tmp-0123-99-0/half")).unwrap();
+    let young = cache
+        .remove_stale_temp_dirs(std::time::Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(young, 0);
+    let removed = cache
+        .remove_stale_temp_dirs(std::time::Duration::ZERO)
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(module.dir.join("magi-agent.json").is_file());
+    assert!(!cache.root().join(".tmp-0123-99-0").exists());
 }
