@@ -23,7 +23,9 @@ pub const METHODS: &[&str] = &[
     "startServer",
     "stopServer",
     "setConfig",
+    "setConfiguration",
     "confirmConfiguration",
+    "status",
 ];
 
 /// The HTTP server agent.
