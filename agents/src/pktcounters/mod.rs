@@ -237,7 +237,7 @@ impl PktCountersAgent {
                 match nft::Table::create(program, table, me, &nft_peers).await {
                     Ok(t) => {
                         self.ctx.out.info(format!(
-                            "counting {} peers in nftables table inet {}",
+                            "counting {} peer(s) in nftables table inet {}",
                             nft_peers.len(),
                             t.name()
                         ));
