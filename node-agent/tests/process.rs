@@ -170,7 +170,7 @@ async fn returns_become_trigger_arguments_as_in_the_original() {
 #[tokio::test]
 async fn calls_run_concurrently_and_may_be_answered_out_of_order() {
     let mut a = testagent(json!({})).await;
-    a.agent.call(1, "sleep", obj(json!({"ms": 600}))).unwrap();
+    a.agent.call(1, "sleep", obj(json!({"ms": 1500}))).unwrap();
     a.agent
         .call(2, "ret", obj(json!({"value": "quick"})))
         .unwrap();
@@ -472,4 +472,35 @@ fn futures_are_send(dir: &Path, manifest: &Manifest, agent: &AgentProcess) {
     send(agent.wait());
     let cache = magi_node::archive::ArchiveCache::new(dir);
     send(cache.unpack_async(magi_node::archive::AgentSource::Bytes(Vec::new())));
+}
+
+/// The chain the node agent runs for `loadAgent`: library, cache, manifest, process.
+#[tokio::test]
+async fn a_case_study_path_runs_the_library_module_from_the_cache() {
+    use magi_node::archive::{AgentSource, ArchiveCache};
+    use magi_node::library::ModuleLibrary;
+
+    let library = ModuleLibrary::new(vec![Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()]);
+    let resolved = library
+        .resolve("/share/magi/modules/testagent/testagent.tar.gz")
+        .unwrap();
+    assert_eq!(resolved.path, testagent_dir());
+    assert!(resolved
+        .note
+        .unwrap()
+        .contains("using module testagent from"));
+    let state = tempfile::tempdir().unwrap();
+    let cache = ArchiveCache::in_state_dir(state.path());
+    let module = cache
+        .unpack_async(AgentSource::Path(resolved.path))
+        .await
+        .unwrap();
+    let mut a = spawn_in(&module.dir, json!({})).await.unwrap();
+    assert_eq!(
+        a.call(1, "startClient", json!({})).await,
+        AgentEvent::Returned {
+            id: 1,
+            value: Value::Null
+        }
+    );
 }
