@@ -49,12 +49,10 @@ impl Browser {
     fn launch(chromium: &Path, profile: &Path, url: &str) -> Browser {
         // fd 3 is what Chromium reads commands from, fd 4 where it writes answers: bash
         // wires them to our pipes, then becomes Chromium.
-        let script = format!(
-            "exec \"$0\" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        let script = "exec \"$0\" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
              --disable-background-networking --disable-component-update --disable-sync \
-             --disable-dev-shm-usage --user-data-dir=\"$1\" --remote-debugging-pipe \"$2\" \
-             3<&0 4>&1 0</dev/null 1>/dev/null 2>\"$1/chromium.log\""
-        );
+             --disable-dev-shm-usage --disable-crash-reporter --user-data-dir=\"$1\" \
+             --remote-debugging-pipe \"$2\" 3<&0 4>&1 0</dev/null 1>/dev/null 2>\"$1/chromium.log\"";
         let mut child = Command::new("bash")
             .arg("-c")
             .arg(script)
