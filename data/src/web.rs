@@ -70,7 +70,9 @@ impl Default for WebOptions {
 }
 
 struct Shared {
-    store: Mutex<Store>,
+    /// Taken (and dropped) by the poller thread when the server stops: a PostgreSQL
+    /// client must not be dropped inside the async runtime.
+    store: Mutex<Option<Store>>,
     tx: broadcast::Sender<Arc<Vec<StoredRecord>>>,
     stop: AtomicBool,
     opts: WebOptions,
@@ -85,17 +87,23 @@ impl Drop for PollerGuard {
     }
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Store> {
+fn query(shared: &Shared, q: &Query) -> Result<Vec<StoredRecord>, StoreError> {
     // A panic while holding the lock leaves the store usable: queries are read-only.
-    shared.store.lock().unwrap_or_else(|p| p.into_inner())
+    let mut guard = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(store) => store.query(q),
+        None => Err(StoreError::WriterClosed(
+            ": the web server is stopping".into(),
+        )),
+    }
 }
 
 /// Builds the router and starts the store poller (stopped when the guard is dropped).
-pub fn router(mut store: Store, opts: WebOptions) -> Result<(Router, PollerGuard), StoreError> {
-    let last = store.last_id()?;
+/// Nothing here blocks on the store, so it may be called from async code.
+pub fn router(store: Store, opts: WebOptions) -> Result<(Router, PollerGuard), StoreError> {
     let (tx, _) = broadcast::channel(256);
     let shared = Arc::new(Shared {
-        store: Mutex::new(store),
+        store: Mutex::new(Some(store)),
         tx,
         stop: AtomicBool::new(false),
         opts,
@@ -103,7 +111,7 @@ pub fn router(mut store: Store, opts: WebOptions) -> Result<(Router, PollerGuard
     let poller = shared.clone();
     std::thread::Builder::new()
         .name("magi-web-poller".into())
-        .spawn(move || poll_loop(poller, last))
+        .spawn(move || poll_loop(poller))
         .map_err(|e| StoreError::WriterClosed(format!(": cannot start the poller: {e}")))?;
     let app = Router::new()
         .route("/", get(page))
@@ -148,11 +156,23 @@ pub async fn bind_and_serve(
     serve(listener, store, opts, shutdown).await
 }
 
-fn poll_loop(shared: Arc<Shared>, mut last: i64) {
+fn poll_loop(shared: Arc<Shared>) {
     let mut failing = false;
+    let mut last = {
+        let mut guard = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_mut()
+            .map(Store::last_id)
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::warn!("live page: reading the store failed: {e}");
+                None
+            })
+    }
+    .unwrap_or(0);
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(shared.opts.poll);
-        let got = lock(&shared).query(&Query::new().after(last).limit(10_000));
+        let got = query(&shared, &Query::new().after(last).limit(10_000));
         match got {
             Ok(rows) if rows.is_empty() => {}
             Ok(rows) => {
@@ -169,6 +189,13 @@ fn poll_loop(shared: Arc<Shared>, mut last: i64) {
             }
         }
     }
+    // Dropped here, outside the async runtime.
+    let store = shared
+        .store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    drop(store);
 }
 
 async fn page() -> impl IntoResponse {
@@ -304,7 +331,7 @@ impl Feed {
 
 async fn blocking_query(shared: &Arc<Shared>, q: Query) -> Result<Vec<StoredRecord>, String> {
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || lock(&s).query(&q).map_err(|e| e.to_string()))
+    tokio::task::spawn_blocking(move || query(&s, &q).map_err(|e| e.to_string()))
         .await
         .unwrap_or_else(|e| Err(e.to_string()))
 }
