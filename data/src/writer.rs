@@ -58,6 +58,46 @@ impl Writer {
         }
     }
 
+    /// Opens the store at `target` on the writer's own thread and starts the writer;
+    /// blocks until the store is open (or failed to open). The store lives and dies on
+    /// that thread, so a PostgreSQL client never runs inside an async runtime; from async
+    /// code, call this in `spawn_blocking`.
+    pub fn open(target: &str) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let owned = target.to_string();
+        let thread = std::thread::Builder::new()
+            .name("magi-data-writer".into())
+            .spawn(move || match Store::open(&owned) {
+                Ok(store) => {
+                    let _ = ready_tx.send(Ok(store.describe()));
+                    run(store, rx)
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let _ = ready_tx.send(Err(e));
+                    (WriterStats::default(), Some(msg))
+                }
+            })
+            .map_err(|e| {
+                StoreError::WriterClosed(format!(": cannot start the writer thread: {e}"))
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(described)) => Ok(Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+                target: described,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(StoreError::WriterClosed(format!(
+                " ({target}): the writer thread died"
+            ))),
+        }
+    }
+
     /// Queues one record (never blocks).
     pub fn send(&self, record: Record) -> Result<(), StoreError> {
         self.send_batch(vec![record])

@@ -258,6 +258,21 @@ fn writer_thread_stores_everything_sent() {
     );
 }
 
+#[test]
+fn writer_open_reports_a_store_that_cannot_be_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Writer::open(tmp.path().join("r").to_str().unwrap()).unwrap();
+    w.send(rec("r", "a", "h", 1.0, json!({}))).unwrap();
+    assert_eq!(w.close().unwrap().stored, 1);
+    let err = Writer::open("postgres://root@127.0.0.1:1/nowhere?connect_timeout=2")
+        .err()
+        .expect("no server on port 1");
+    assert!(err.to_string().contains("PostgreSQL store"), "{err}");
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    assert!(Writer::open(blocker.join("sub/data.sqlite").to_str().unwrap()).is_err());
+}
+
 /// Import and query figures on the case-study export (printed with --nocapture).
 #[test]
 fn import_of_the_original_export_and_query_speed() {
