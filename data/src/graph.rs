@@ -617,6 +617,10 @@ pub fn nice_range(lo: f64, hi: f64) -> (f64, f64, f64) {
         .unwrap_or(10.0 * mag);
     let nlo = (lo / step).floor() * step;
     let nhi = (hi / step).ceil() * step;
+    if !(nlo.is_finite() && nhi.is_finite() && step.is_finite() && step > 0.0) {
+        // Values near the limits of f64: plot the raw range.
+        return (lo, hi, (hi / 9.0 - lo / 9.0).max(f64::MIN_POSITIVE));
+    }
     (nlo, nhi, step)
 }
 

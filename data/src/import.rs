@@ -240,8 +240,8 @@ pub fn rfc3339_seconds(s: &str) -> Option<f64> {
     }
     let offset = match s.get(i..)? {
         "Z" | "z" | "" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let v = tz[1..3].parse::<i64>().ok()? * 3600 + tz[4..6].parse::<i64>().ok()? * 60;
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && tz.get(3..4) == Some(":") => {
+            let v = tz.get(1..3)?.parse::<i64>().ok()? * 3600 + tz.get(4..6)?.parse::<i64>().ok()? * 60;
             if tz.starts_with('-') {
                 -v
             } else {
@@ -319,5 +319,8 @@ mod tests {
         assert_eq!(rfc3339_seconds("1970-01-01T01:00:00+01:00"), Some(0.0));
         assert_eq!(rfc3339_seconds("2000-02-29T00:00:00Z"), Some(951782400.0));
         assert_eq!(rfc3339_seconds("nope"), None);
+        assert_eq!(rfc3339_seconds("2014-08-22T20:51:43+1\u{e9}00"), None);
+        assert_eq!(rfc3339_seconds("2014-08-22T20:51:43.\u{e9}Z"), None);
+        assert_eq!(rfc3339_seconds("2014-\u{e9}8-22T20:51:43Z"), None);
     }
 }

@@ -214,3 +214,37 @@ fn no_matching_record_is_a_clear_error() {
         graph::render_png(&cfg, &series, &tmp.path().join("x.png")).expect_err("nothing to plot");
     assert!(err.to_string().contains("host=nowhere"), "{err}");
 }
+
+#[test]
+fn mangled_configs_never_panic() {
+    // Deterministic mutations of the case study's configurations: every result is a
+    // configuration or an error with a line inside the text.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: Vec<char> = " :-{}[],#&*!|>'\"\n\tab0é".chars().collect();
+    for name in ["cs_magi_graph.conf", "viz_clientserver_graph.conf", "casestudy_clientserver55_magi_graph.conf"] {
+        let base: Vec<char> = std::fs::read_to_string(casestudies().join(name)).expect("read").chars().collect();
+        for _ in 0..400 {
+            let mut text = base.clone();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % (text.len() + 1);
+                match next() % 3 {
+                    0 if at < text.len() => {
+                        text.remove(at);
+                    }
+                    _ => text.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            let text: String = text.into_iter().collect();
+            if let Err(e) = graph::parse_config(&text, "m.conf") {
+                assert!(e.line >= 1 && e.line <= text.lines().count().max(1) + 1, "{e}\n--\n{text}");
+                let _ = e.to_string();
+            }
+        }
+    }
+}
