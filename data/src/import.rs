@@ -240,8 +240,12 @@ pub fn rfc3339_seconds(s: &str) -> Option<f64> {
     }
     let offset = match s.get(i..)? {
         "Z" | "z" | "" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && tz.get(3..4) == Some(":") => {
-            let v = tz.get(1..3)?.parse::<i64>().ok()? * 3600 + tz.get(4..6)?.parse::<i64>().ok()? * 60;
+        tz if tz.len() == 6
+            && (tz.starts_with('+') || tz.starts_with('-'))
+            && tz.get(3..4) == Some(":") =>
+        {
+            let v =
+                tz.get(1..3)?.parse::<i64>().ok()? * 3600 + tz.get(4..6)?.parse::<i64>().ok()? * 60;
             if tz.starts_with('-') {
                 -v
             } else {

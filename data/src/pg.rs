@@ -20,6 +20,8 @@ pub(crate) struct PgStore {
     client: Client,
     table: String,
     shown: String,
+    /// The URL as given, to reconnect.
+    target: String,
 }
 
 /// Splits our own `table=` parameter off a URL; returns (url for the driver, table).
@@ -101,16 +103,29 @@ impl PgStore {
             CREATE INDEX IF NOT EXISTS {table}_agent_host_created ON {table} (agent, host, created);
             CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created);"
         );
-        client
-            .batch_execute(&schema)
-            .map_err(|e| StoreError::Postgres {
-                url: shown.clone(),
-                source: e,
-            })?;
+        // Two connections creating the same table at once can collide in the catalogue:
+        // the loser retries and then sees the table.
+        let mut attempt = 0;
+        loop {
+            match client.batch_execute(&schema) {
+                Ok(()) => break,
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                }
+                Err(e) => {
+                    return Err(StoreError::Postgres {
+                        url: shown,
+                        source: e,
+                    })
+                }
+            }
+        }
         Ok(PgStore {
             client,
             table,
             shown,
+            target: target.to_string(),
         })
     }
 
@@ -244,6 +259,13 @@ impl Backend for PgStore {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         // Every batch is committed when inserted.
+        Ok(())
+    }
+
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            *self = PgStore::connect(&self.target)?;
+        }
         Ok(())
     }
 

@@ -199,6 +199,10 @@ pub trait Backend: Send {
     fn flush(&mut self) -> Result<(), StoreError>;
     /// Where the store lives, for messages (no password).
     fn describe(&self) -> String;
+    /// Re-establishes a lost connection (a no-op where there is none).
+    fn reconnect(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A record store: SQLite for a path, PostgreSQL for a `postgres://` URL.
@@ -319,6 +323,12 @@ impl Store {
     /// Makes everything inserted so far durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.inner.flush()
+    }
+
+    /// Re-establishes a lost connection to a server store (PostgreSQL); a no-op for
+    /// SQLite or a live connection.
+    pub fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.inner.reconnect()
     }
 
     /// Where the store lives, for messages.

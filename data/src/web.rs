@@ -186,6 +186,10 @@ fn poll_loop(shared: Arc<Shared>) {
                     tracing::warn!("live page: polling the store failed: {e}");
                 }
                 failing = true;
+                let mut guard = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(Err(e)) = guard.as_mut().map(Store::reconnect) {
+                    tracing::debug!("live page: reconnecting failed: {e}");
+                }
             }
         }
     }
@@ -329,6 +333,31 @@ impl Feed {
     }
 }
 
+/// History rows cut to the newest `max` per series (the page keeps no more).
+struct History {
+    rows: Vec<StoredRecord>,
+    last_id: i64,
+}
+
+fn latest_per_series(rows: Vec<StoredRecord>, max: usize) -> History {
+    let last_id = rows.iter().map(|r| r.id).max().unwrap_or(0);
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut kept: Vec<StoredRecord> = rows
+        .into_iter()
+        .rev()
+        .filter(|r| {
+            let n = count.entry(series_key(&r.record)).or_insert(0);
+            *n += 1;
+            *n <= max
+        })
+        .collect();
+    kept.reverse();
+    History {
+        rows: kept,
+        last_id,
+    }
+}
+
 async fn blocking_query(shared: &Arc<Shared>, q: Query) -> Result<Vec<StoredRecord>, String> {
     let s = shared.clone();
     tokio::task::spawn_blocking(move || query(&s, &q).map_err(|e| e.to_string()))
@@ -373,7 +402,9 @@ async fn events(
                 .filter(|r| megabits(&r.record).is_some())
                 .map(|r| r.record.created)
                 .reduce(f64::min);
-            feed.push_rows(&rows);
+            let kept = latest_per_series(rows, shared.opts.max_points);
+            feed.push_rows(&kept.rows);
+            feed.last_id = feed.last_id.max(kept.last_id);
         }
         Err(e) => feed
             .queue
@@ -430,6 +461,33 @@ mod tests {
         );
         let f = traffic_filter(&params(&[("host", "node.exp.proj")]), |_| true);
         assert_eq!(f.query.host.as_deref(), Some("node.exp.proj"));
+    }
+
+    #[test]
+    fn history_keeps_the_newest_points_of_each_series() {
+        let rec = |id: i64, host: &str| StoredRecord {
+            id,
+            record: magi_proto::Record {
+                run: "r".into(),
+                agent: "m".into(),
+                host: host.into(),
+                created: id as f64,
+                data: Default::default(),
+            },
+        };
+        let rows = vec![
+            rec(1, "a"),
+            rec(2, "b"),
+            rec(3, "a"),
+            rec(4, "a"),
+            rec(5, "b"),
+        ];
+        let h = latest_per_series(rows, 2);
+        assert_eq!(
+            h.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5]
+        );
+        assert_eq!(h.last_id, 5);
     }
 
     #[test]

@@ -208,6 +208,12 @@ fn run(mut store: Store, rx: Receiver<Msg>) -> (WriterStats, Option<String>) {
                         pending.len()
                     );
                     last_error = Some(e.to_string());
+                    if let Err(e) = store.reconnect() {
+                        tracing::warn!(
+                            "record store {}: reconnecting failed: {e}",
+                            store.describe()
+                        );
+                    }
                     if pending.len() > MAX_PENDING {
                         let extra = pending.len() - MAX_PENDING;
                         pending.drain(..extra);

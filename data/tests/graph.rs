@@ -227,8 +227,15 @@ fn mangled_configs_never_panic() {
         seed
     };
     let alphabet: Vec<char> = " :-{}[],#&*!|>'\"\n\tab0é".chars().collect();
-    for name in ["cs_magi_graph.conf", "viz_clientserver_graph.conf", "casestudy_clientserver55_magi_graph.conf"] {
-        let base: Vec<char> = std::fs::read_to_string(casestudies().join(name)).expect("read").chars().collect();
+    for name in [
+        "cs_magi_graph.conf",
+        "viz_clientserver_graph.conf",
+        "casestudy_clientserver55_magi_graph.conf",
+    ] {
+        let base: Vec<char> = std::fs::read_to_string(casestudies().join(name))
+            .expect("read")
+            .chars()
+            .collect();
         for _ in 0..400 {
             let mut text = base.clone();
             for _ in 0..(1 + next() % 4) {
@@ -242,7 +249,10 @@ fn mangled_configs_never_panic() {
             }
             let text: String = text.into_iter().collect();
             if let Err(e) = graph::parse_config(&text, "m.conf") {
-                assert!(e.line >= 1 && e.line <= text.lines().count().max(1) + 1, "{e}\n--\n{text}");
+                assert!(
+                    e.line >= 1 && e.line <= text.lines().count().max(1) + 1,
+                    "{e}\n--\n{text}"
+                );
                 let _ = e.to_string();
             }
         }

@@ -418,6 +418,33 @@ fn postgres_writer_and_import_speed() {
 }
 
 #[test]
+fn postgres_writer_survives_a_dropped_connection() {
+    let Some(t) = pg_table() else { return };
+    let url = format!("{}&application_name={}", t.url(), t.table);
+    let writer = Writer::open(&url).unwrap();
+    writer.send(rec("r", "a", "h", 1.0, json!({}))).unwrap();
+    writer.flush().unwrap();
+    // The server drops our connection (as on a restart).
+    let mut admin = postgres::Client::connect(&t.base, postgres::NoTls).unwrap();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&t.table],
+        )
+        .unwrap();
+    assert_eq!(killed.len(), 1);
+    writer.send(rec("r", "a", "h", 2.0, json!({}))).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while writer.flush().is_err() {
+        assert!(Instant::now() < deadline, "the writer did not recover");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stats = writer.close().unwrap();
+    assert_eq!((stats.stored, stats.dropped), (2, 0));
+    assert_eq!(Store::open(&t.url()).unwrap().count().unwrap(), 2);
+}
+
+#[test]
 fn postgres_bad_table_names_are_refused() {
     let err = Store::open("postgres://root@127.0.0.1:5432/test?table=x;drop").unwrap_err();
     assert!(err.to_string().contains("table name"), "{err}");
