@@ -171,6 +171,21 @@ fn both_series_of_the_viz_config_are_drawn_with_a_legend() {
 }
 
 #[test]
+fn the_projects_own_graph_config_plots_the_case_study() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut store = imported_store(tmp.path(), "magi_cs_experiment_data.json");
+    let cfg =
+        graph::load_config(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/clientserver.conf"))
+            .expect("config");
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let series = graph::load_series(&mut store, &cfg).expect("query");
+    assert_eq!(
+        series.iter().map(|s| s.points.len()).collect::<Vec<_>>(),
+        vec![60, 60]
+    );
+}
+
+#[test]
 fn cs55_old_format_config_plots_the_router_link() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut store = imported_store(tmp.path(), "magi_cs55_experiment_data.json");
