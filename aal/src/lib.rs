@@ -72,7 +72,8 @@ impl Checked {
 
 /// Checks a procedure made of the given files (in command-line order).
 pub fn check(files: Vec<SourceFile>) -> Checked {
-    let parsed = yaml::parse(&files);
+    let joined = sources::Joined::new(&files);
+    let parsed = yaml::parse(&joined, &files);
     let mut diagnostics = parsed.diagnostics;
     let procedure = if diagnostics.iter().any(Diagnostic::is_error) {
         None

@@ -28,7 +28,13 @@ pub fn render(p: &Procedure) -> String {
         p.streamstarts.join(", ")
     );
     let agents: HashMap<&str, &Agent> = p.agents.iter().map(|a| (a.name.as_str(), a)).collect();
-    let mut all_nodes: Option<Vec<String>> = None;
+    let all_nodes = p.all_nodes();
+    let groups: HashMap<&str, &[String]> = p
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.nodes.as_slice()))
+        .chain([(magi_proto::ALL_GROUP, all_nodes.as_slice())])
+        .collect();
     for stream in &p.streams {
         let started = p.streamstarts.contains(&stream.name);
         let _ = writeln!(
@@ -50,17 +56,12 @@ pub fn render(p: &Procedure) -> String {
             match entry {
                 Entry::Event(e) => {
                     let (group, nodes, dock) = match agents.get(e.agent.as_str()) {
-                        Some(a) => {
-                            let nodes = if a.group == magi_proto::ALL_GROUP {
-                                all_nodes.get_or_insert_with(|| p.all_nodes()).clone()
-                            } else {
-                                p.group(&a.group)
-                                    .map(|g| g.nodes.clone())
-                                    .unwrap_or_default()
-                            };
-                            (a.group.as_str(), nodes, a.dock.as_str())
-                        }
-                        None => ("?", Vec::new(), "?"),
+                        Some(a) => (
+                            a.group.as_str(),
+                            groups.get(a.group.as_str()).copied().unwrap_or_default(),
+                            a.dock.as_str(),
+                        ),
+                        None => ("?", &[][..], "?"),
                     };
                     let _ = write!(
                         out,
@@ -68,7 +69,7 @@ pub fn render(p: &Procedure) -> String {
                         e.agent,
                         e.method,
                         args(&e.args),
-                        nodes_text(&nodes)
+                        nodes_text(nodes)
                     );
                     if let Some(t) = &e.trigger {
                         let _ = write!(out, "; each node reports `{t}`");
@@ -164,7 +165,7 @@ fn where_(p: &Procedure, span: Span) -> String {
 }
 
 fn args(args: &Object) -> String {
-    serde_json::Value::Object(args.clone()).to_string()
+    serde_json::to_string(args).unwrap_or_default()
 }
 
 /// `[a, b, c]` or `[a, b, c, ... z] (50 nodes)`.

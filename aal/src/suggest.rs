@@ -27,25 +27,32 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(_, c)| c)
 }
 
-/// Levenshtein distance, or `None` when it is over `limit`.
+/// Edit distance counting a swap of two neighbours as one edit (optimal string
+/// alignment), or `None` when it is over `limit`.
 fn distance(a: &str, b: &str, limit: usize) -> Option<usize> {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
+    for i in 0..a.len() {
         current[0] = i + 1;
         let mut row_min = current[0];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            current[j + 1] = (previous[j] + cost)
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
+            let mut d = (previous[j] + cost)
                 .min(previous[j + 1] + 1)
                 .min(current[j] + 1);
-            row_min = row_min.min(current[j + 1]);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(before[j - 1] + 1);
+            }
+            current[j + 1] = d;
+            row_min = row_min.min(d);
         }
         if row_min > limit {
             return None;
         }
+        std::mem::swap(&mut before, &mut previous);
         std::mem::swap(&mut previous, &mut current);
     }
     let d = previous[b.len()];
@@ -81,6 +88,12 @@ mod tests {
             closest("sever_agent", ["server_agent", "client_agent"]),
             Some("server_agent")
         );
+    }
+
+    #[test]
+    fn swapped_letters_count_as_one_edit() {
+        assert_eq!(closest("svr", ["srv", "cli"]), Some("srv"));
+        assert_eq!(closest("mian", ["main"]), Some("main"));
     }
 
     #[test]

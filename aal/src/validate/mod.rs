@@ -92,7 +92,7 @@ fn warning_at(node: &Node, message: impl Into<String>) -> Diagnostic {
 }
 
 /// A name written as a scalar (any scalar but an empty one).
-fn name_of(node: &Node) -> Option<&str> {
+fn name_of<'n>(node: &'n Node<'_>) -> Option<&'n str> {
     node.text().filter(|t| !t.is_empty() && !node.is_null())
 }
 
@@ -183,7 +183,7 @@ impl Checker<'_> {
     fn unknown_top_level_keys(&mut self, root: &Node) {
         for (key, value) in root.map().unwrap_or_default() {
             let name = crate::yaml::key_text(key);
-            if TOP_LEVEL.contains(&name.as_str()) {
+            if TOP_LEVEL.contains(&name.as_ref()) {
                 continue;
             }
             let message = format!("unknown top-level key `{name}` is ignored");

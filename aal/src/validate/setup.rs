@@ -152,7 +152,7 @@ impl Checker<'_> {
         }
         for (k, _) in spec.map().unwrap_or_default() {
             let text = key_text(k);
-            if !AGENT_KEYS.contains(&text.as_str()) {
+            if !AGENT_KEYS.contains(&text.as_ref()) {
                 let near = did_you_mean(&text, AGENT_KEYS);
                 self.push(
                     warning_at(
@@ -358,10 +358,7 @@ impl Checker<'_> {
 
 /// A non-negative number of milliseconds (a float is rounded); `None` for anything else.
 pub(super) fn milliseconds(node: &Node) -> Option<u64> {
-    if node.str().is_some() {
-        return None;
-    }
-    let v = node.value()?;
+    let v = node.number()?;
     if let Some(u) = v.as_u64() {
         return Some(u);
     }

@@ -157,7 +157,7 @@ impl Checker<'_> {
     fn unknown_keys(&mut self, node: &Node, known: &[&str], what: &str) {
         for (k, _) in node.map().unwrap_or_default() {
             let text = key_text(k);
-            if !known.contains(&text.as_str()) {
+            if !known.contains(&text.as_ref()) {
                 let near = did_you_mean(&text, known.iter().copied());
                 self.push(
                     warning_at(
@@ -309,7 +309,11 @@ impl Checker<'_> {
     }
 
     /// The items of a `triggers:` list, which must be a non-empty list.
-    pub(super) fn trigger_list<'n>(&mut self, list: &'n Node, what: &str) -> Option<&'n [Node]> {
+    pub(super) fn trigger_list<'n, 'a>(
+        &mut self,
+        list: &'n Node<'a>,
+        what: &str,
+    ) -> Option<&'n [Node<'a>]> {
         match list.seq() {
             Some([]) => {
                 self.push(

@@ -91,11 +91,7 @@ impl Checker<'_> {
         let explicit_nodes = node.get("nodes").map(|n| self.trigger_nodes(n));
         let explicit_count = match node.get("count") {
             None => None,
-            Some(c) => match c
-                .value()
-                .and_then(Value::as_u64)
-                .filter(|_| c.str().is_none())
-            {
+            Some(c) => match c.number().and_then(serde_json::Number::as_u64) {
                 Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
                 None => {
                     self.push(error_at(
@@ -169,8 +165,8 @@ impl Checker<'_> {
         let mut args = Object::new();
         for (k, v) in node.map().unwrap_or_default() {
             let key = key_text(k);
-            if !EVENT_TRIGGER_KEYS.contains(&key.as_str()) {
-                args.insert(key, v.to_json());
+            if !EVENT_TRIGGER_KEYS.contains(&key.as_ref()) {
+                args.insert(key.into_owned(), v.to_json());
             }
         }
         if args.is_empty() {
@@ -318,7 +314,7 @@ impl Checker<'_> {
         };
         for (k, _) in node.map().unwrap_or_default() {
             let key = key_text(k);
-            if TIMEOUT_KEYS.contains(&key.as_str()) {
+            if TIMEOUT_KEYS.contains(&key.as_ref()) {
                 continue;
             }
             let near = closest(&key, ["event", "timeout", "target", "type"]);
@@ -331,7 +327,7 @@ impl Checker<'_> {
             ));
             let d = match near {
                 Some(n) => d.help(format!("did you mean `{n}`?")),
-                None if ["nodes", "count", "agent"].contains(&key.as_str()) => {
+                None if ["nodes", "count", "agent"].contains(&key.as_ref()) => {
                     d.help(format!("`{key}` only applies to a trigger with `event:`"))
                 }
                 None => d.help("a timeout trigger has `timeout` (ms) and `target`"),
@@ -364,7 +360,7 @@ impl Checker<'_> {
         let word = if all { "AND" } else { "OR" };
         for (k, _) in node.map().unwrap_or_default() {
             let key = key_text(k);
-            if !COMPOSITE_KEYS.contains(&key.as_str()) {
+            if !COMPOSITE_KEYS.contains(&key.as_ref()) {
                 self.push(
                     warning_at(k, format!("`{key}` is ignored in a `type: {word}` trigger"))
                         .help("a composite trigger has `type`, `triggers` and `target`"),

@@ -4,14 +4,14 @@
 //! so that no input can overflow the stack; nesting is capped at [`MAX_DEPTH`] anyway, which
 //! keeps every later recursive walk over the tree safe.
 
-use super::scalar::{plain_value, tagged_value};
-use super::{key_text, Kind, Node, Scalar};
+use super::scalar::{plain_type, tagged_type};
+use super::{key_text, Kind, Node, Scalar, Typed};
 use crate::diagnostic::{location, Diagnostic};
 use crate::procedure::{SourceFile, Span};
 use crate::sources::Joined;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Tag};
-use serde_json::Value;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 /// Deepest nesting accepted (an AAL needs about six levels).
 pub(crate) const MAX_DEPTH: usize = 200;
@@ -20,9 +20,9 @@ pub(crate) const MAX_DEPTH: usize = 200;
 const ALIAS_BUDGET: usize = 1_000_000;
 
 /// The result of building.
-pub(super) struct Outcome {
+pub(super) struct Outcome<'a> {
     /// The merged root, when there is content and no fatal error.
-    pub root: Option<Node>,
+    pub root: Option<Node<'a>>,
     /// Warnings (duplicate keys, ignored tags, ...) and fatal errors of the builder itself.
     pub diagnostics: Vec<Diagnostic>,
     /// The parser's syntax error, if any.
@@ -35,26 +35,26 @@ pub(super) struct Outcome {
 }
 
 /// A collection being built.
-struct Frame {
+struct Frame<'a> {
     span: Span,
     width: u32,
     anchor: usize,
     /// The raw start, to read the anchor's name when there is one.
     raw: saphyr_parser::Span,
-    content: Content,
+    content: Content<'a>,
 }
 
-enum Content {
-    Seq(Vec<Node>),
+enum Content<'a> {
+    Seq(Vec<Node<'a>>),
     Map {
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
+        entries: Vec<(Node<'a>, Node<'a>)>,
+        key: Option<Node<'a>>,
     },
 }
 
 /// An anchored node, ready to be copied by its aliases.
-struct Anchored {
-    node: Node,
+struct Anchored<'a> {
+    node: Node<'a>,
     size: usize,
     depth: usize,
 }
@@ -62,26 +62,25 @@ struct Anchored {
 struct Builder<'a> {
     joined: &'a Joined,
     files: &'a [SourceFile],
-    /// Byte offset of each joined line's start (for reading anchor names).
+    /// Byte offset of each joined line's start (for reading anchor names), computed at the
+    /// first anchor.
     line_starts: Vec<usize>,
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, Anchored>,
+    stack: Vec<Frame<'a>>,
+    anchors: HashMap<usize, Anchored<'a>>,
     anchor_names: HashMap<String, Span>,
     expanded: usize,
-    documents: Vec<Node>,
+    documents: Vec<Node<'a>>,
     diagnostics: Vec<Diagnostic>,
     failed: bool,
     multiline_scalars: Vec<(usize, usize)>,
 }
 
 /// Parses the joined text and builds the tree.
-pub(super) fn build(joined: &Joined, files: &[SourceFile]) -> Outcome {
+pub(super) fn build<'a>(joined: &'a Joined, files: &'a [SourceFile]) -> Outcome<'a> {
     let mut builder = Builder {
         joined,
         files,
-        line_starts: std::iter::once(0)
-            .chain(joined.text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect(),
+        line_starts: Vec::new(),
         stack: Vec::new(),
         anchors: HashMap::new(),
         anchor_names: HashMap::new(),
@@ -126,7 +125,7 @@ pub(super) fn build(joined: &Joined, files: &[SourceFile]) -> Outcome {
     }
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn span(&self, raw: saphyr_parser::Span) -> (Span, u32) {
         let (s, e) = (raw.start, raw.end);
         let width = if e.line() == s.line() {
@@ -140,7 +139,7 @@ impl Builder<'_> {
         )
     }
 
-    fn on_event(&mut self, event: Event<'_>, raw: saphyr_parser::Span) {
+    fn on_event(&mut self, event: Event<'a>, raw: saphyr_parser::Span) {
         let (span, width) = self.span(raw);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
@@ -148,7 +147,7 @@ impl Builder<'_> {
                     self.multiline_scalars
                         .push((raw.start.line(), raw.end.line()));
                 }
-                let node = self.scalar(text.into_owned(), style, tag.as_deref(), span, width);
+                let node = self.scalar(text, style, tag.as_deref(), span, width);
                 self.finish(node, anchor, raw);
             }
             Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
@@ -213,26 +212,26 @@ impl Builder<'_> {
 
     fn scalar(
         &mut self,
-        text: String,
+        text: Cow<'a, str>,
         style: ScalarStyle,
         tag: Option<&Tag>,
         span: Span,
         width: u32,
-    ) -> Node {
-        let typed = match tag {
-            Some(tag) if tag.is_yaml_core_schema() => tagged_value(&tag.suffix, &text),
+    ) -> Node<'a> {
+        let tagged = match tag {
+            Some(tag) if tag.is_yaml_core_schema() => tagged_type(&tag.suffix, &text),
             _ => None,
         };
-        let value = match typed {
-            Some(v) => v,
+        let typed = match tagged {
+            Some(t) => t,
             None => {
                 if let Some(tag) = tag {
                     self.ignored_tag(tag, span, width);
                 }
                 if style == ScalarStyle::Plain {
-                    plain_value(&text)
+                    plain_type(&text)
                 } else {
-                    Value::String(text.clone())
+                    Typed::Str
                 }
             }
         };
@@ -242,7 +241,7 @@ impl Builder<'_> {
             kind: Kind::Scalar(Scalar {
                 quoted: style != ScalarStyle::Plain,
                 text,
-                value,
+                typed,
             }),
         }
     }
@@ -256,7 +255,7 @@ impl Builder<'_> {
     }
 
     /// Registers an anchored node and hands the node to its parent.
-    fn finish(&mut self, node: Node, anchor: usize, raw: saphyr_parser::Span) {
+    fn finish(&mut self, node: Node<'a>, anchor: usize, raw: saphyr_parser::Span) {
         if anchor > 0 {
             let name = self.anchor_name(raw, '&');
             if let Some(first) = self.anchor_names.insert(name.clone(), node.span) {
@@ -328,7 +327,12 @@ impl Builder<'_> {
     }
 
     /// The name of the anchor (`&`) or alias (`*`) written at a raw span's start.
-    fn anchor_name(&self, raw: saphyr_parser::Span, sigil: char) -> String {
+    fn anchor_name(&mut self, raw: saphyr_parser::Span, sigil: char) -> String {
+        if self.line_starts.is_empty() {
+            self.line_starts = std::iter::once(0)
+                .chain(self.joined.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+        }
         let start = self
             .line_starts
             .get(raw.start.line().saturating_sub(1))
@@ -347,7 +351,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    fn push(&mut self, node: Node) {
+    fn push(&mut self, node: Node<'a>) {
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame {
@@ -366,10 +370,10 @@ impl Builder<'_> {
 
     /// Applies merge keys and removes duplicate keys (the later value wins, at the earlier
     /// key's position, as a Python dict does).
-    fn finish_map(&mut self, entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    fn finish_map(&mut self, entries: Vec<(Node<'a>, Node<'a>)>) -> Vec<(Node<'a>, Node<'a>)> {
         let is_root = self.stack.is_empty();
-        let mut merged: Vec<(Node, Node)> = Vec::new();
-        let mut explicit: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+        let mut merged: Vec<(Node<'a>, Node<'a>)> = Vec::new();
+        let mut explicit: Vec<(Node<'a>, Node<'a>)> = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             if is_merge_key(&key) {
                 self.merge_into(&mut merged, value);
@@ -381,17 +385,17 @@ impl Builder<'_> {
         if merged.is_empty() {
             return explicit;
         }
-        let own: std::collections::HashSet<String> =
-            explicit.iter().map(|(k, _)| key_text(k)).collect();
+        let own: HashSet<Cow<'_, str>> = explicit.iter().map(|(k, _)| key_text(k)).collect();
         merged.retain(|(k, _)| !own.contains(&key_text(k)));
+        drop(own);
         merged.extend(explicit);
         merged
     }
 
     /// Adds the entries a `<<` value brings (a mapping, or a list of mappings where the
     /// first one wins), without overriding what is already there.
-    fn merge_into(&mut self, merged: &mut Vec<(Node, Node)>, value: Node) {
-        let sources: Vec<Node> = match value.kind {
+    fn merge_into(&mut self, merged: &mut Vec<(Node<'a>, Node<'a>)>, value: Node<'a>) {
+        let sources: Vec<Node<'a>> = match value.kind {
             Kind::Map(_) => vec![value],
             Kind::Seq(items) if items.iter().all(|i| i.map().is_some()) => items,
             _ => {
@@ -406,12 +410,14 @@ impl Builder<'_> {
                 return;
             }
         };
-        let mut seen: std::collections::HashSet<String> =
-            merged.iter().map(|(k, _)| key_text(k)).collect();
+        let mut seen: HashSet<String> = merged
+            .iter()
+            .map(|(k, _)| key_text(k).into_owned())
+            .collect();
         for source in sources {
             if let Kind::Map(entries) = source.kind {
                 for (k, v) in entries {
-                    if seen.insert(key_text(&k)) {
+                    if seen.insert(key_text(&k).into_owned()) {
                         merged.push((k, v));
                     }
                 }
@@ -419,20 +425,30 @@ impl Builder<'_> {
         }
     }
 
-    fn dedupe(&mut self, entries: Vec<(Node, Node)>, is_root: bool) -> Vec<(Node, Node)> {
-        let mut index: HashMap<String, usize> = HashMap::with_capacity(entries.len());
-        let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            let text = key_text(&key);
-            match index.get(&text) {
+    fn dedupe(
+        &mut self,
+        entries: Vec<(Node<'a>, Node<'a>)>,
+        is_root: bool,
+    ) -> Vec<(Node<'a>, Node<'a>)> {
+        let first = first_occurrences(&entries);
+        if first.is_empty() {
+            return entries;
+        }
+        // Where each first occurrence sits in the output.
+        let mut position: Vec<usize> = vec![0; entries.len()];
+        let mut out: Vec<(Node<'a>, Node<'a>)> = Vec::with_capacity(entries.len());
+        for (j, (key, value)) in entries.into_iter().enumerate() {
+            match first[j] {
                 None => {
-                    index.insert(text, out.len());
+                    position[j] = out.len();
                     out.push((key, value));
                 }
-                Some(&i) => {
-                    let earlier = out[i].0.span;
+                Some(i) => {
+                    let at = position[i];
+                    let earlier = out[at].0.span;
+                    let text = key_text(&key).into_owned();
                     self.duplicate(&text, earlier, &key, is_root);
-                    out[i] = (key, value);
+                    out[at] = (key, value);
                 }
             }
         }
@@ -472,8 +488,8 @@ impl Builder<'_> {
     }
 
     /// One root out of the documents: every document's mapping merged key by key.
-    fn merge_documents(&mut self) -> Option<Node> {
-        let documents: Vec<Node> = std::mem::take(&mut self.documents)
+    fn merge_documents(&mut self) -> Option<Node<'a>> {
+        let documents: Vec<Node<'a>> = std::mem::take(&mut self.documents)
             .into_iter()
             .filter(|d| !d.is_null())
             .collect();
@@ -486,7 +502,7 @@ impl Builder<'_> {
         }
         let span = documents[0].span;
         let width = documents[0].width;
-        let entries: Vec<(Node, Node)> = documents
+        let entries: Vec<(Node<'a>, Node<'a>)> = documents
             .into_iter()
             .flat_map(|d| match d.kind {
                 Kind::Map(entries) => entries,
@@ -511,16 +527,48 @@ fn is_merge_key(key: &Node) -> bool {
     matches!(&key.kind, Kind::Scalar(s) if !s.quoted && s.text == "<<")
 }
 
-fn null_at(span: Span) -> Node {
+fn null_at<'a>(span: Span) -> Node<'a> {
     Node {
         span,
         width: 1,
         kind: Kind::Scalar(Scalar {
-            text: String::new(),
-            value: Value::Null,
+            text: Cow::Borrowed(""),
+            typed: Typed::Null,
             quoted: false,
         }),
     }
+}
+
+/// For each entry, the index of the first entry with the same key if it is a repeat;
+/// empty when no key repeats (the common case, which allocates nothing more).
+fn first_occurrences(entries: &[(Node, Node)]) -> Vec<Option<usize>> {
+    let mut first: Vec<Option<usize>> = Vec::new();
+    let mark = |first: &mut Vec<Option<usize>>, j: usize, i: usize| {
+        if first.is_empty() {
+            first.resize(entries.len(), None);
+        }
+        first[j] = Some(i);
+    };
+    if entries.len() <= 12 {
+        // Small mappings: comparing is cheaper than hashing.
+        for j in 1..entries.len() {
+            let key = key_text(&entries[j].0);
+            if let Some(i) = (0..j).find(|&i| key_text(&entries[i].0) == key) {
+                mark(&mut first, j, i);
+            }
+        }
+    } else {
+        let mut seen: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(entries.len());
+        for (j, (k, _)) in entries.iter().enumerate() {
+            match seen.get(&key_text(k)) {
+                Some(&i) => mark(&mut first, j, i),
+                None => {
+                    seen.insert(key_text(k), j);
+                }
+            }
+        }
+    }
+    first
 }
 
 /// How many nodes a node holds, and how deep it is.

@@ -9,52 +9,55 @@
 
 mod build;
 pub(crate) mod scalar;
+
+pub(crate) use scalar::Typed;
 mod syntax;
 
 use crate::diagnostic::Diagnostic;
 use crate::procedure::{SourceFile, Span};
 use crate::sources::Joined;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 
 /// A YAML node with its place in the text.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub(crate) struct Node<'a> {
     /// Where it starts (for an alias, where the alias is written).
     pub span: Span,
     /// How many characters it covers on its first line (for carets).
     pub width: u32,
     /// What it is.
-    pub kind: Kind,
+    pub kind: Kind<'a>,
 }
 
 /// The shape of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Kind {
+pub(crate) enum Kind<'a> {
     /// A scalar and its typed value.
-    Scalar(Scalar),
+    Scalar(Scalar<'a>),
     /// A sequence.
-    Seq(Vec<Node>),
+    Seq(Vec<Node<'a>>),
     /// A mapping, in text order, duplicates removed (the later value kept at the earlier
     /// key's position).
-    Map(Vec<(Node, Node)>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
-/// A scalar: its text as written (after YAML unescaping) and its typed value.
+/// A scalar: its text as written (after YAML unescaping) and its type.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Scalar {
-    /// The text.
-    pub text: String,
-    /// The typed value (a string for quoted scalars).
-    pub value: Value,
+pub(crate) struct Scalar<'a> {
+    /// The text (borrowed from the source when it needs no unescaping).
+    pub text: Cow<'a, str>,
+    /// Its type (always a string for quoted scalars).
+    pub typed: Typed,
     /// Whether it was quoted or a block scalar (never typed, never a merge key).
     pub quoted: bool,
 }
 
-impl Node {
+impl<'a> Node<'a> {
     /// The scalar's text, for any scalar.
     pub fn text(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Scalar(s) => Some(&s.text),
+            Kind::Scalar(s) => Some(s.text.as_ref()),
             _ => None,
         }
     }
@@ -62,26 +65,35 @@ impl Node {
     /// The scalar's text if it is a string (not a number, bool or null).
     pub fn str(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Scalar(s) if s.value.is_string() => Some(&s.text),
+            Kind::Scalar(s) if s.typed == Typed::Str => Some(s.text.as_ref()),
             _ => None,
         }
     }
 
-    /// The scalar's typed value.
-    pub fn value(&self) -> Option<&Value> {
+    /// The scalar's number, if it is one.
+    pub fn number(&self) -> Option<&Number> {
         match &self.kind {
-            Kind::Scalar(s) => Some(&s.value),
+            Kind::Scalar(Scalar {
+                typed: Typed::Number(n),
+                ..
+            }) => Some(n),
             _ => None,
         }
     }
 
     /// Whether the node is a null scalar (`~`, `null` or nothing).
     pub fn is_null(&self) -> bool {
-        matches!(self.value(), Some(Value::Null))
+        matches!(
+            &self.kind,
+            Kind::Scalar(Scalar {
+                typed: Typed::Null,
+                ..
+            })
+        )
     }
 
     /// The entries, if a mapping.
-    pub fn map(&self) -> Option<&[(Node, Node)]> {
+    pub fn map(&self) -> Option<&[(Node<'a>, Node<'a>)]> {
         match &self.kind {
             Kind::Map(m) => Some(m),
             _ => None,
@@ -89,7 +101,7 @@ impl Node {
     }
 
     /// The items, if a sequence.
-    pub fn seq(&self) -> Option<&[Node]> {
+    pub fn seq(&self) -> Option<&[Node<'a>]> {
         match &self.kind {
             Kind::Seq(s) => Some(s),
             _ => None,
@@ -97,12 +109,12 @@ impl Node {
     }
 
     /// The value of a key of a mapping (keys compared by text).
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.entry(key).map(|(_, v)| v)
     }
 
     /// The key node and value of a key of a mapping.
-    pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+    pub fn entry(&self, key: &str) -> Option<(&Node<'a>, &Node<'a>)> {
         self.map()?
             .iter()
             .find(|(k, _)| k.text() == Some(key))
@@ -114,12 +126,11 @@ impl Node {
         match &self.kind {
             Kind::Map(_) => "a mapping",
             Kind::Seq(_) => "a list",
-            Kind::Scalar(s) => match s.value {
-                Value::Null => "empty",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                Value::String(_) => "a string",
-                _ => "a value",
+            Kind::Scalar(s) => match s.typed {
+                Typed::Null => "empty",
+                Typed::Bool(_) => "a boolean",
+                Typed::Number(_) => "a number",
+                Typed::Str => "a string",
             },
         }
     }
@@ -127,12 +138,12 @@ impl Node {
     /// The node as JSON (mapping keys become their text).
     pub fn to_json(&self) -> Value {
         match &self.kind {
-            Kind::Scalar(s) => s.value.clone(),
+            Kind::Scalar(s) => s.typed.to_value(&s.text),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             Kind::Map(entries) => Value::Object(
                 entries
                     .iter()
-                    .map(|(k, v)| (key_text(k), v.to_json()))
+                    .map(|(k, v)| (key_text(k).into_owned(), v.to_json()))
                     .collect::<Map<String, Value>>(),
             ),
         }
@@ -140,17 +151,17 @@ impl Node {
 }
 
 /// The text of a mapping key; a non-scalar key is written as JSON.
-pub(crate) fn key_text(key: &Node) -> String {
+pub(crate) fn key_text<'k>(key: &'k Node<'_>) -> Cow<'k, str> {
     match key.text() {
-        Some(t) => t.to_string(),
-        None => key.to_json().to_string(),
+        Some(t) => Cow::Borrowed(t),
+        None => Cow::Owned(key.to_json().to_string()),
     }
 }
 
 /// The root mapping of the procedure and the syntax diagnostics found on the way.
-pub(crate) struct Parsed {
+pub(crate) struct Parsed<'a> {
     /// The merged root, `None` when the text has a syntax error or no content.
-    pub root: Option<Node>,
+    pub root: Option<Node<'a>>,
     /// Errors and warnings of the YAML layer.
     pub diagnostics: Vec<Diagnostic>,
     /// Where the first document starts.
@@ -158,17 +169,16 @@ pub(crate) struct Parsed {
 }
 
 /// Parses the joined text of the files into one spanned tree.
-pub(crate) fn parse(files: &[SourceFile]) -> Parsed {
-    let joined = Joined::new(files);
-    let outcome = build::build(&joined, files);
+pub(crate) fn parse<'a>(joined: &'a Joined, files: &'a [SourceFile]) -> Parsed<'a> {
+    let outcome = build::build(joined, files);
     let mut diagnostics = outcome.diagnostics;
     let root = match outcome.error {
         Some(error) => {
-            diagnostics.push(syntax::explain(&joined, &error));
+            diagnostics.push(syntax::explain(joined, &error));
             None
         }
         None => {
-            diagnostics.extend(syntax::tab_warnings(&joined, &outcome.multiline_scalars));
+            diagnostics.extend(syntax::tab_warnings(joined, &outcome.multiline_scalars));
             outcome.root
         }
     };
@@ -186,8 +196,14 @@ mod tests {
     use crate::sources::source;
     use serde_json::json;
 
-    fn parse_one(text: &str) -> Parsed {
-        parse(&[source("t.aal", text)])
+    /// Parses files that live for the whole test.
+    fn parse_files(files: Vec<SourceFile>) -> Parsed<'static> {
+        let files: &'static [SourceFile] = Vec::leak(files);
+        parse(Box::leak(Box::new(Joined::new(files))), files)
+    }
+
+    fn parse_one(text: &str) -> Parsed<'static> {
+        parse_files(vec![source("t.aal", text)])
     }
 
     #[test]
@@ -214,7 +230,10 @@ mod tests {
 
     #[test]
     fn anchor_of_file_one_is_usable_in_file_two() {
-        let p = parse(&[source("1.aal", "g: &s [a]\n"), source("2.aal", "h: *s\n")]);
+        let p = parse_files(vec![
+            source("1.aal", "g: &s [a]\n"),
+            source("2.aal", "h: *s\n"),
+        ]);
         assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
         let root = p.root.unwrap();
         let h = root.get("h").unwrap();
@@ -236,7 +255,7 @@ mod tests {
 
     #[test]
     fn top_level_key_replaced_by_a_later_file_names_both_places() {
-        let p = parse(&[
+        let p = parse_files(vec![
             source("1.aal", "groups: {a: [x]}\n"),
             source("2.aal", "groups: {b: [y]}\n"),
         ]);

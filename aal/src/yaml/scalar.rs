@@ -9,36 +9,56 @@
 
 use serde_json::{Number, Value};
 
-/// The JSON value PyYAML would have given a plain scalar.
-pub(crate) fn plain_value(text: &str) -> Value {
-    if is_null(text) {
-        return Value::Null;
-    }
-    if let Some(b) = bool_value(text) {
-        return Value::Bool(b);
-    }
-    if let Some(i) = int_value(text) {
-        return i;
-    }
-    if let Some(f) = float_value(text) {
-        return f;
-    }
-    Value::String(text.to_string())
+/// The type of a scalar; a string's text is the scalar's own, so it is not copied here.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Typed {
+    /// `~`, `null`, nothing.
+    Null,
+    /// `true`, `yes`, `off`, ...
+    Bool(bool),
+    /// An int or a float.
+    Number(Number),
+    /// Anything else: the text itself.
+    Str,
 }
 
-/// The value of a scalar with an explicit core-schema tag (`!!str`, `!!int`, ...); `None`
+impl Typed {
+    /// The JSON value of a scalar of this type with this text.
+    pub(crate) fn to_value(&self, text: &str) -> Value {
+        match self {
+            Typed::Null => Value::Null,
+            Typed::Bool(b) => Value::Bool(*b),
+            Typed::Number(n) => Value::Number(n.clone()),
+            Typed::Str => Value::String(text.to_string()),
+        }
+    }
+}
+
+/// The type PyYAML would have given a plain scalar.
+pub(crate) fn plain_type(text: &str) -> Typed {
+    if is_null(text) {
+        return Typed::Null;
+    }
+    if let Some(b) = bool_value(text) {
+        return Typed::Bool(b);
+    }
+    if let Some(i) = int_value(text).or_else(|| float_value(text)) {
+        return i;
+    }
+    Typed::Str
+}
+
+/// The type of a scalar with an explicit core-schema tag (`!!str`, `!!int`, ...); `None`
 /// when the tag is unknown or the text does not fit it.
-pub(crate) fn tagged_value(suffix: &str, text: &str) -> Option<Value> {
+pub(crate) fn tagged_type(suffix: &str, text: &str) -> Option<Typed> {
     match suffix {
-        "str" => Some(Value::String(text.to_string())),
-        "null" => is_null(text).then_some(Value::Null),
-        "bool" => bool_value(text).map(Value::Bool),
+        "str" => Some(Typed::Str),
+        "null" => is_null(text).then_some(Typed::Null),
+        "bool" => bool_value(text).map(Typed::Bool),
         "int" => int_value(text),
-        "float" => float_value(text).or_else(|| {
-            int_value(text)
-                .and_then(|v| v.as_f64())
-                .and_then(Number::from_f64)
-                .map(Value::Number)
+        "float" => float_value(text).or_else(|| match int_value(text) {
+            Some(Typed::Number(n)) => n.as_f64().and_then(Number::from_f64).map(Typed::Number),
+            _ => None,
         }),
         _ => None,
     }
@@ -71,7 +91,7 @@ fn all(text: &str, f: impl Fn(char) -> bool) -> bool {
     !text.is_empty() && text.chars().all(f)
 }
 
-fn int_value(text: &str) -> Option<Value> {
+fn int_value(text: &str) -> Option<Typed> {
     let (sign, body) = sign(text);
     let parse = |digits: &str, radix: u32| -> Option<i128> {
         let cleaned: String = digits.chars().filter(|&c| c != '_').collect();
@@ -110,12 +130,12 @@ fn int_value(text: &str) -> Option<Value> {
     };
     let value = sign * magnitude;
     if let Ok(v) = i64::try_from(value) {
-        Some(Value::Number(v.into()))
+        Some(Typed::Number(v.into()))
     } else if let Ok(v) = u64::try_from(value) {
-        Some(Value::Number(v.into()))
+        Some(Typed::Number(v.into()))
     } else {
         // Too big for JSON integers: keep the text rather than lose digits.
-        Some(Value::String(text.to_string()))
+        Some(Typed::Str)
     }
 }
 
@@ -141,8 +161,8 @@ fn sexagesimal(body: &str) -> Option<i128> {
     Some(value)
 }
 
-fn float_value(text: &str) -> Option<Value> {
-    let number = |v: f64| Number::from_f64(v).map(Value::Number);
+fn float_value(text: &str) -> Option<Typed> {
+    let number = |v: f64| Number::from_f64(v).map(Typed::Number);
     if matches!(
         text,
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
@@ -233,6 +253,14 @@ fn split_exponent(text: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn plain_value(text: &str) -> Value {
+        plain_type(text).to_value(text)
+    }
+
+    fn tagged_value(suffix: &str, text: &str) -> Option<Value> {
+        tagged_type(suffix, text).map(|t| t.to_value(text))
+    }
 
     #[test]
     fn bools_follow_yaml_1_1_like_pyyaml() {

@@ -176,6 +176,21 @@ pub(super) fn explain(joined: &Joined, error: &ScanError) -> Diagnostic {
         || info.contains("':' indicator")
         || info.contains("unexpected eof")
     {
+        if let Some((n, col, open)) = unclosed_opener(&all, line_no, col0) {
+            let close = if open == '[' { ']' } else { '}' };
+            return Diagnostic::error(
+                at(n, col),
+                format!("YAML syntax error: this `{open}` is not closed"),
+            )
+            .label(format!("no `{close}` for this"))
+            .note(format!(
+                "the parser looked for `,` or `{close}` up to line {}: {info}",
+                joined.span(line_no, 0).line
+            ))
+            .help(format!(
+                "add the missing `{close}`, or a `,` between two items"
+            ));
+        }
         return Diagnostic::error(
             span,
             "YAML syntax error: a `[...]` or `{...}` is not closed or not separated by commas",
@@ -189,6 +204,42 @@ pub(super) fn explain(joined: &Joined, error: &ScanError) -> Diagnostic {
     }
     Diagnostic::error(span, format!("YAML syntax error: {info}"))
         .help("compare this line's indentation and punctuation with the lines above it")
+}
+
+/// The innermost `[` or `{` still open at the error: (line, 0-based column, bracket).
+/// Quotes and comments are skipped; a bracket counts only where a value can start.
+fn unclosed_opener(all: &[Line<'_>], line_no: usize, col0: usize) -> Option<(usize, usize, char)> {
+    let mut stack: Vec<(usize, usize, char)> = Vec::new();
+    for (i, line) in all.iter().enumerate().take(line_no) {
+        let n = i + 1;
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for (col, c) in line.text.chars().enumerate() {
+            if n == line_no && col >= col0 {
+                break;
+            }
+            match quote {
+                Some(q) => {
+                    if c == q {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    '#' if previous == ' ' || previous == '\t' => break,
+                    '\'' | '"' if " \t[{,:".contains(previous) => quote = Some(c),
+                    '[' | '{' if " \t[{,:-".contains(previous) || col == 0 => {
+                        stack.push((n, col, c))
+                    }
+                    ']' | '}' if !stack.is_empty() => {
+                        stack.pop();
+                    }
+                    _ => {}
+                },
+            }
+            previous = c;
+        }
+    }
+    stack.pop()
 }
 
 /// The nearest line above `line_no` with content, and its number.
@@ -248,6 +299,9 @@ fn mapping_value(
 /// Warnings for tabs the YAML 1.2 parser accepts but the original's PyYAML rejected
 /// ("found character '\t' that cannot start any token"): one per file, at the first.
 pub(super) fn tab_warnings(joined: &Joined, multiline: &[(usize, usize)]) -> Vec<Diagnostic> {
+    if !joined.text.contains('\t') {
+        return Vec::new();
+    }
     let inside_scalar = |n: usize| multiline.iter().any(|&(a, b)| a < n && n <= b);
     let mut found: Vec<(crate::procedure::Span, usize)> = Vec::new();
     for (i, line) in lines(&joined.text).iter().enumerate() {
