@@ -3,7 +3,7 @@
 
 use crate::procedure::{Agent, AgentSource, Entry, EventTrigger, Procedure, Span, Target, Trigger};
 use magi_proto::Object;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// Node lists longer than this are shortened in the text (the JSON plan has them all).
@@ -28,6 +28,15 @@ pub fn render(p: &Procedure) -> String {
         p.streamstarts.join(", ")
     );
     let agents: HashMap<&str, &Agent> = p.agents.iter().map(|a| (a.name.as_str(), a)).collect();
+    let emitted: HashSet<&str> = p
+        .streams
+        .iter()
+        .flat_map(|s| &s.entries)
+        .filter_map(|e| match e {
+            Entry::Event(e) => e.trigger.as_deref(),
+            Entry::Wait(_) => None,
+        })
+        .collect();
     let all_nodes = p.all_nodes();
     let groups: HashMap<&str, &[String]> = p
         .groups
@@ -81,10 +90,10 @@ pub fn render(p: &Procedure) -> String {
                         let _ = writeln!(
                             out,
                             "  {n}. wait for {}  [{}]",
-                            trigger(only),
+                            trigger(only, &emitted),
                             where_(p, w.span)
                         );
-                        children(&mut out, only, 6);
+                        children(&mut out, only, 6, &emitted);
                     } else {
                         let _ = writeln!(
                             out,
@@ -92,8 +101,8 @@ pub fn render(p: &Procedure) -> String {
                             where_(p, w.span)
                         );
                         for t in &w.triggers {
-                            let _ = writeln!(out, "       - {}", trigger(t));
-                            children(&mut out, t, 9);
+                            let _ = writeln!(out, "       - {}", trigger(t, &emitted));
+                            children(&mut out, t, 9, &emitted);
                         }
                     }
                 }
@@ -183,9 +192,10 @@ pub(crate) fn nodes_text(nodes: &[String]) -> String {
 }
 
 /// One trigger in words, with its target.
-fn trigger(t: &Trigger) -> String {
+fn trigger(t: &Trigger, emitted: &HashSet<&str>) -> String {
     let what = match t {
-        Trigger::Event(e) => event_trigger(e),
+        Trigger::Event(e) if emitted.contains(e.event.as_str()) => event_trigger(e),
+        Trigger::Event(e) => format!("{} (sent from outside the procedure)", event_trigger(e)),
         Trigger::Timeout(t) => format!("{} ms", t.timeout_ms),
         Trigger::All(_) => "all of:".to_string(),
         Trigger::Any(_) => "any of:".to_string(),
@@ -198,27 +208,26 @@ fn trigger(t: &Trigger) -> String {
 }
 
 /// The children of an AND/OR, indented.
-fn children(out: &mut String, t: &Trigger, indent: usize) {
+fn children(out: &mut String, t: &Trigger, indent: usize, emitted: &HashSet<&str>) {
     if let Trigger::All(c) | Trigger::Any(c) = t {
         for child in &c.triggers {
-            let _ = writeln!(out, "{:indent$}- {}", "", trigger(child));
-            children(out, child, indent + 3);
+            let _ = writeln!(out, "{:indent$}- {}", "", trigger(child, emitted));
+            children(out, child, indent + 3, emitted);
         }
     }
 }
 
 fn event_trigger(e: &EventTrigger) -> String {
     let from = if e.nodes.is_empty() {
-        format!("from any {} node(s)", e.count)
+        if e.count == 1 {
+            "from any one node".to_string()
+        } else {
+            format!("from any {} nodes", e.count)
+        }
     } else if e.count == e.nodes.len() {
-        format!("from all {} node(s) {}", e.count, nodes_text(&e.nodes))
+        format!("from all of {}", nodes_text(&e.nodes))
     } else {
-        format!(
-            "from {} of the {} node(s) {}",
-            e.count,
-            e.nodes.len(),
-            nodes_text(&e.nodes)
-        )
+        format!("from {} of {}", e.count, nodes_text(&e.nodes))
     };
-    format!("`{}` {from} with {}", e.event, args(&e.args))
+    format!("`{}` {from} matching {}", e.event, args(&e.args))
 }
