@@ -14,7 +14,10 @@ pub(crate) fn amqp_error(e: &lapin::Error) -> Option<(&AMQPErrorKind, String)> {
 
 /// True when the broker closed the channel because something does not exist (404).
 pub(crate) fn is_not_found(e: &lapin::Error) -> bool {
-    matches!(amqp_error(e), Some((AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND), _)))
+    matches!(
+        amqp_error(e),
+        Some((AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND), _))
+    )
 }
 
 /// True for errors that closed the channel but leave the connection usable.
@@ -27,7 +30,9 @@ pub(crate) fn to_bus(what: &str, e: &lapin::Error) -> BusError {
     match amqp_error(e) {
         Some((AMQPErrorKind::Soft(_), text)) => BusError::Refused(format!("{what}: {text}")),
         Some((AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED), text))
-        | Some((AMQPErrorKind::Hard(AMQPHardError::INVALIDPATH), text)) => BusError::Refused(format!("{what}: {text}")),
+        | Some((AMQPErrorKind::Hard(AMQPHardError::INVALIDPATH), text)) => {
+            BusError::Refused(format!("{what}: {text}"))
+        }
         Some((AMQPErrorKind::Hard(_), text)) => BusError::Disconnected(format!("{what}: {text}")),
         None => BusError::Disconnected(format!("{what}: {e}")),
     }

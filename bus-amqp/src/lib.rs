@@ -101,7 +101,10 @@ impl Default for BusOptions {
 impl BusOptions {
     /// Default options under another name prefix.
     pub fn with_prefix(prefix: &str) -> Self {
-        BusOptions { prefix: prefix.to_string(), ..Self::default() }
+        BusOptions {
+            prefix: prefix.to_string(),
+            ..Self::default()
+        }
     }
 }
 
@@ -111,40 +114,53 @@ pub(crate) struct Shared {
     pub(crate) names: Names,
     pub(crate) opts: BusOptions,
     pub(crate) publisher: Publisher,
+    /// Queue of tap copies (see `publisher::spawn_copier`).
+    pub(crate) copier: tokio::sync::mpsc::UnboundedSender<publisher::Copy>,
 }
 
 impl Shared {
-    /// Publish the copy of a message that taps see. Taps are observers: a failed copy is
-    /// logged, never reported to the sender.
-    pub(crate) async fn watch_copy(&self, item: TapItem) {
+    /// Queue the copy of a message that taps see. Taps are observers: a copy that cannot
+    /// be sent is logged, never reported to the sender.
+    pub(crate) fn watch_copy(&self, item: TapItem) {
         let Some(run) = item.run.clone() else { return };
-        let body = match wire::encode("tap copy", &item, self.opts.max_message_bytes.saturating_mul(2)) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "tap copy not sent");
-                return;
+        match wire::encode(
+            "tap copy",
+            &item,
+            self.opts.max_message_bytes.saturating_mul(2),
+        ) {
+            Ok(body) => {
+                let copy = publisher::Copy {
+                    key: self.names.watch_key(&run, &item.kind),
+                    body,
+                    kind: item.kind,
+                };
+                if self.copier.send(copy).is_err() {
+                    warn!(run, "tap copy not sent: the bus is closing");
+                }
             }
-        };
-        let key = self.names.watch_key(&run, &item.kind);
-        let msg = Outgoing {
-            exchange: &self.names.watch_exchange(),
-            key: &key,
-            body: &body,
-            properties: wire::properties(&item.kind, false),
-            mandatory: false,
-        };
-        if let Err(e) = self.publisher.publish(&msg).await {
-            warn!(error = %e, run, "tap copy not sent");
+            Err(e) => warn!(error = %e, "tap copy not sent"),
         }
     }
 
     /// Publish a message that must arrive: persistent, mandatory, confirmed.
-    pub(crate) async fn publish_sure(&self, exchange: &str, key: &str, kind: &str, body: &[u8]) -> Result<Outcome, BusError> {
+    pub(crate) async fn publish_sure(
+        &self,
+        exchange: &str,
+        key: &str,
+        kind: &str,
+        body: &[u8],
+    ) -> Result<Outcome, BusError> {
         let mut properties = wire::properties(kind, true);
         if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
         }
-        let msg = Outgoing { exchange, key, body, properties, mandatory: true };
+        let msg = Outgoing {
+            exchange,
+            key,
+            body,
+            properties,
+            mandatory: true,
+        };
         self.publisher.publish(&msg).await
     }
 }
@@ -163,11 +179,19 @@ impl AmqpBus {
             .connection_name
             .clone()
             .unwrap_or_else(|| std::env::args().next().unwrap_or_else(|| "magi".into()));
-        let (min, max, attempts) = (options.reconnect_min_delay, options.reconnect_max_delay, options.reconnect_attempts);
+        let (min, max, attempts) = (
+            options.reconnect_min_delay,
+            options.reconnect_max_delay,
+            options.reconnect_attempts,
+        );
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())
             .enable_auto_recover()
-            .configure_backoff(move |b| b.with_min_delay(min).with_max_delay(max).with_max_times(attempts));
+            .configure_backoff(move |b| {
+                b.with_min_delay(min)
+                    .with_max_delay(max)
+                    .with_max_times(attempts)
+            });
         let conn = tokio::time::timeout(options.patience, Connection::connect(url, props))
             .await
             .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
@@ -176,7 +200,16 @@ impl AmqpBus {
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, options.patience).await?;
         let publisher = Publisher::new(conn.clone(), options.patience);
-        Ok(AmqpBus { shared: Arc::new(Shared { conn, names, opts: options, publisher }) })
+        let copier = publisher::spawn_copier(conn.clone(), names.watch_exchange());
+        Ok(AmqpBus {
+            shared: Arc::new(Shared {
+                conn,
+                names,
+                opts: options,
+                publisher,
+                copier,
+            }),
+        })
     }
 
     /// The names this bus uses.
@@ -226,7 +259,10 @@ impl Bus for AmqpBus {
 mod tests {
     #[test]
     fn passwords_stay_out_of_messages() {
-        assert_eq!(super::redact("amqp://bob:secret@h:5672/%2f"), "amqp://bob:***@h:5672/%2f");
+        assert_eq!(
+            super::redact("amqp://bob:secret@h:5672/%2f"),
+            "amqp://bob:***@h:5672/%2f"
+        );
         assert_eq!(super::redact("amqp://h"), "amqp://h");
     }
 }

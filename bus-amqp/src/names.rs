@@ -38,7 +38,9 @@ pub struct Names {
 impl Names {
     /// Names under `prefix` (normally ends with `.`).
     pub fn new(prefix: &str) -> Self {
-        Names { prefix: prefix.to_string() }
+        Names {
+            prefix: prefix.to_string(),
+        }
     }
 
     /// The prefix every object starts with.
@@ -153,14 +155,19 @@ mod tests {
     fn words_never_contain_separators_or_wildcards() {
         for name in ["a.b", "*", "#", "a b", "é", "%", "", "x:y"] {
             let w = word(name);
-            assert!(!w.contains('.') && w != "*" && w != "#", "{name:?} -> {w:?}");
+            assert!(
+                !w.contains('.') && w != "*" && w != "#",
+                "{name:?} -> {w:?}"
+            );
         }
         assert_eq!(word("alice.exp-1_2"), "alice:exp-1_2");
     }
 
     #[test]
     fn escaping_is_injective_on_tricky_pairs() {
-        let names = ["a.b", "a:b", "a%3Ab", "a%2Eb", "", "%", "a", "a.", ".a", "*", "%2A", "é"];
+        let names = [
+            "a.b", "a:b", "a%3Ab", "a%2Eb", "", "%", "a", "a.", ".a", "*", "%2A", "é",
+        ];
         let words: std::collections::BTreeSet<String> = names.iter().map(|n| word(n)).collect();
         assert_eq!(words.len(), names.len());
     }
@@ -170,7 +177,13 @@ mod tests {
         let n = Names::new("magi.");
         assert_ne!(n.group_exchange("a.b", "c"), n.group_exchange("a", "b.c"));
         assert_ne!(n.group_key("a.b", "c"), n.group_key("a", "b.c"));
-        assert_eq!(n.group_exchange("alice.e1", "clients"), "magi.group.alice:e1.clients");
-        assert_eq!(first_word(&n.inbound_key("alice.e1", "trigger", "n1.x")), "alice:e1");
+        assert_eq!(
+            n.group_exchange("alice.e1", "clients"),
+            "magi.group.alice:e1.clients"
+        );
+        assert_eq!(
+            first_word(&n.inbound_key("alice.e1", "trigger", "n1.x")),
+            "alice:e1"
+        );
     }
 }

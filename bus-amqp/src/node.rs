@@ -29,11 +29,17 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
     let names = &shared.names;
     let queue = names.node_queue(node);
     check_len("node queue", &queue)?;
-    let ch = shared.conn.create_channel().await.map_err(|e| to_bus("opening a channel", &e))?;
+    let ch = shared
+        .conn
+        .create_channel()
+        .await
+        .map_err(|e| to_bus("opening a channel", &e))?;
     let setup = async {
-        ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default()).await?;
+        ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default())
+            .await?;
         let args = queue_args(shared.opts.node_queue_expires, None, None);
-        ch.queue_declare(queue.clone().into(), inbox_options(), args).await?;
+        ch.queue_declare(queue.clone().into(), inbox_options(), args)
+            .await?;
         ch.queue_bind(
             queue.clone().into(),
             names.nodes_exchange().into(),
@@ -45,12 +51,17 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
         ch.basic_consume(
             queue.clone().into(),
             format!("magi-node.{}", word(node)).into(),
-            BasicConsumeOptions { exclusive: true, ..Default::default() },
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
     };
-    let consumer = setup.await.map_err(|e| to_bus(&format!("attaching node {node}"), &e))?;
+    let consumer = setup
+        .await
+        .map_err(|e| to_bus(&format!("attaching node {node}"), &e))?;
 
     let side = Arc::new(NodeSide {
         shared: shared.clone(),
@@ -65,26 +76,46 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
     let (tx, rx) = unbounded_channel();
     let (calls_ex, nodes_ex) = (names.calls_exchange(), names.nodes_exchange());
     let limit = shared.opts.max_message_bytes;
-    inbox::spawn(format!("node {node}"), ch, consumer, tx, side.stop.clone(), move |d| {
-        let call: Call = decode("call", d, limit)?;
-        let exchange = d.exchange.as_str();
-        if exchange != calls_ex && exchange != nodes_ex {
-            return Err(Dropped::Misrouted(format!("a call must come through {calls_ex} or {nodes_ex}")));
-        }
-        if first_word(d.routing_key.as_str()) != word(&call.run) {
-            return Err(Dropped::Misrouted(format!("a call of run {} sent under another run's key", call.run)));
-        }
-        Ok(call)
-    });
+    inbox::spawn(
+        format!("node {node}"),
+        ch,
+        consumer,
+        tx,
+        side.stop.clone(),
+        move |d| {
+            let call: Call = decode("call", d, limit)?;
+            let exchange = d.exchange.as_str();
+            if exchange != calls_ex && exchange != nodes_ex {
+                return Err(Dropped::Misrouted(format!(
+                    "a call must come through {calls_ex} or {nodes_ex}"
+                )));
+            }
+            if first_word(d.routing_key.as_str()) != word(&call.run) {
+                return Err(Dropped::Misrouted(format!(
+                    "a call of run {} sent under another run's key",
+                    call.run
+                )));
+            }
+            Ok(call)
+        },
+    );
     spawn_rejoiner(Arc::downgrade(&side));
-    Ok(NodeLink { calls: rx, port: side })
+    Ok(NodeLink {
+        calls: rx,
+        port: side,
+    })
 }
 
 /// After every reconnection, re-apply the node's memberships (the queue itself, its binding
 /// and its consumer are replayed by lapin). Normally they survived (everything is durable);
 /// this repairs the case where the queue expired during a long outage.
 fn spawn_rejoiner(side: Weak<NodeSide>) {
-    let Some((conn, gone)) = side.upgrade().map(|s| (s.shared.conn.clone(), s.gone.clone())) else { return };
+    let Some((conn, gone)) = side
+        .upgrade()
+        .map(|s| (s.shared.conn.clone(), s.gone.clone()))
+    else {
+        return;
+    };
     tokio::spawn(async move {
         let mut events = Box::pin(conn.events_listener());
         loop {
@@ -146,7 +177,10 @@ impl NodeSide {
 
     fn check_attached(&self) -> Result<(), BusError> {
         if self.detached.load(Ordering::SeqCst) {
-            return Err(BusError::Disconnected(format!("node {} is detached", self.node)));
+            return Err(BusError::Disconnected(format!(
+                "node {} is detached",
+                self.node
+            )));
         }
         Ok(())
     }
@@ -162,18 +196,44 @@ impl NodeSide {
         let mut tries = 0;
         loop {
             tries += 1;
-            let result = on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "joining a group", |ch| {
-                let (exchange, key, calls, queue) =
-                    (exchange.clone(), key.clone(), names.calls_exchange(), self.queue.clone());
-                async move {
-                    ch.exchange_declare(exchange.clone().into(), ExchangeKind::Fanout, group_options(), FieldTable::default())
+            let result = on_fresh_channel(
+                &self.shared.conn,
+                self.shared.opts.patience,
+                "joining a group",
+                |ch| {
+                    let (exchange, key, calls, queue) = (
+                        exchange.clone(),
+                        key.clone(),
+                        names.calls_exchange(),
+                        self.queue.clone(),
+                    );
+                    async move {
+                        ch.exchange_declare(
+                            exchange.clone().into(),
+                            ExchangeKind::Fanout,
+                            group_options(),
+                            FieldTable::default(),
+                        )
                         .await?;
-                    ch.exchange_bind(exchange.clone().into(), calls.into(), key.into(), Default::default(), FieldTable::default())
+                        ch.exchange_bind(
+                            exchange.clone().into(),
+                            calls.into(),
+                            key.into(),
+                            Default::default(),
+                            FieldTable::default(),
+                        )
                         .await?;
-                    ch.queue_bind(queue.into(), exchange.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+                        ch.queue_bind(
+                            queue.into(),
+                            exchange.into(),
+                            "".into(),
+                            QueueBindOptions::default(),
+                            FieldTable::default(),
+                        )
                         .await
-                }
-            })
+                    }
+                },
+            )
             .await;
             match result {
                 Ok(()) => return Ok(()),
@@ -184,7 +244,13 @@ impl NodeSide {
     }
 
     /// Send a trigger or record to its run's orchestrator, and its copy to taps.
-    async fn to_run(&self, run: &str, kind: &str, body: Vec<u8>, value: serde_json::Value) -> Result<(), BusError> {
+    async fn to_run(
+        &self,
+        run: &str,
+        kind: &str,
+        body: Vec<u8>,
+        value: serde_json::Value,
+    ) -> Result<(), BusError> {
         self.check_attached()?;
         let names = &self.shared.names;
         let key = names.inbound_key(run, kind, &self.node);
@@ -197,11 +263,12 @@ impl NodeSide {
             body: value,
         };
         let exchange = names.triggers_exchange();
-        let (outcome, ()) = tokio::join!(
-            self.shared.publish_sure(&exchange, &key, kind, &body),
-            self.shared.watch_copy(item)
-        );
-        match outcome? {
+        self.shared.watch_copy(item);
+        match self
+            .shared
+            .publish_sure(&exchange, &key, kind, &body)
+            .await?
+        {
             Outcome::Routed => Ok(()),
             Outcome::Returned => Err(BusError::NoRoute(format!("run {run} has no orchestrator"))),
         }
@@ -222,10 +289,23 @@ impl NodePort for NodeSide {
         let exchange = self.shared.names.group_exchange(run, group);
         check_len("group exchange", &exchange)?;
         // Unbinding from an exchange that is already gone succeeds on RabbitMQ.
-        on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "leaving a group", |ch| {
-            let (queue, exchange) = (self.queue.clone(), exchange.clone());
-            async move { ch.queue_unbind(queue.into(), exchange.into(), "".into(), FieldTable::default()).await }
-        })
+        on_fresh_channel(
+            &self.shared.conn,
+            self.shared.opts.patience,
+            "leaving a group",
+            |ch| {
+                let (queue, exchange) = (self.queue.clone(), exchange.clone());
+                async move {
+                    ch.queue_unbind(
+                        queue.into(),
+                        exchange.into(),
+                        "".into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                }
+            },
+        )
         .await
         .map_err(|e| to_bus(&format!("leaving group {group} of run {run}"), &e))?;
         self.lock().remove(&(run.to_string(), group.to_string()));
@@ -262,10 +342,18 @@ impl NodePort for NodeSide {
             self.detached.store(true, Ordering::SeqCst);
             self.lock().clear();
             self.stop.notify_one();
-            on_fresh_channel(&self.shared.conn, self.shared.opts.patience, "deleting a node queue", |ch| {
-                let queue = self.queue.clone();
-                async move { ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await }
-            })
+            on_fresh_channel(
+                &self.shared.conn,
+                self.shared.opts.patience,
+                "deleting a node queue",
+                |ch| {
+                    let queue = self.queue.clone();
+                    async move {
+                        ch.queue_delete(queue.into(), QueueDeleteOptions::default())
+                            .await
+                    }
+                },
+            )
             .await
             .map_err(|e| to_bus(&format!("detaching node {}", self.node), &e))?;
         }

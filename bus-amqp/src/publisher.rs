@@ -60,7 +60,11 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// A publisher on `conn`; its channel is opened on first use.
     pub(crate) fn new(conn: Arc<Connection>, patience: Duration) -> Self {
-        Publisher { conn, channel: Mutex::new(None), patience }
+        Publisher {
+            conn,
+            channel: Mutex::new(None),
+            patience,
+        }
     }
 
     /// The current confirm channel, or a new one if the broker closed the last one.
@@ -85,7 +89,9 @@ impl Publisher {
         let mut last: Option<BusError> = None;
         loop {
             if Instant::now() >= deadline {
-                return Err(last.unwrap_or_else(|| BusError::Disconnected("publish timed out".into())));
+                return Err(
+                    last.unwrap_or_else(|| BusError::Disconnected("publish timed out".into()))
+                );
             }
             let ch = match self.channel().await {
                 Ok(ch) => ch,
@@ -94,25 +100,43 @@ impl Publisher {
                     debug!(error = %e, "no channel to publish on yet");
                     last = Some(to_bus("opening a channel", &e));
                     if self.conn.status().closed() || self.conn.status().errored() {
-                        return Err(BusError::Disconnected(format!("the connection is closed: {e}")));
+                        return Err(BusError::Disconnected(format!(
+                            "the connection is closed: {e}"
+                        )));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             let attempt = async {
-                let opts = BasicPublishOptions { mandatory: msg.mandatory, ..Default::default() };
-                ch.basic_publish(msg.exchange.into(), msg.key.into(), opts, msg.body, msg.properties.clone())
-                    .await?
-                    .await
+                let opts = BasicPublishOptions {
+                    mandatory: msg.mandatory,
+                    ..Default::default()
+                };
+                ch.basic_publish(
+                    msg.exchange.into(),
+                    msg.key.into(),
+                    opts,
+                    msg.body,
+                    msg.properties.clone(),
+                )
+                .await?
+                .await
             };
             let err = match attempt.await {
                 Ok(Confirmation::Ack(returned)) => {
-                    return Ok(if returned.is_some() { Outcome::Returned } else { Outcome::Routed });
+                    return Ok(if returned.is_some() {
+                        Outcome::Returned
+                    } else {
+                        Outcome::Routed
+                    });
                 }
                 Ok(Confirmation::NotRequested) => return Ok(Outcome::Routed),
                 Ok(Confirmation::Nack(_)) => {
-                    return Err(BusError::Refused(format!("the broker nacked a message to {}", msg.exchange)));
+                    return Err(BusError::Refused(format!(
+                        "the broker nacked a message to {}",
+                        msg.exchange
+                    )));
                 }
                 Err(e) => e,
             };
@@ -138,7 +162,9 @@ impl Publisher {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     if self.conn.status().closed() || self.conn.status().errored() {
-                        return Err(BusError::Disconnected(format!("the connection is closed: {e}")));
+                        return Err(BusError::Disconnected(format!(
+                            "the connection is closed: {e}"
+                        )));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -146,4 +172,79 @@ impl Publisher {
             }
         }
     }
+}
+
+/// One tap copy waiting to be published.
+pub(crate) struct Copy {
+    /// Routing key on the watch exchange.
+    pub key: String,
+    /// The encoded tap item.
+    pub body: Vec<u8>,
+    /// Its kind (`type` property).
+    pub kind: String,
+}
+
+/// Publishes tap copies in order, on their own channel, without confirms: a copy never
+/// delays or fails the message it copies. Taps are observers, and a copy published while
+/// the broker is unreachable is dropped after one retry (taps are also bounded and drop
+/// their oldest messages when full, so they are lossy by design).
+pub(crate) fn spawn_copier(
+    conn: Arc<Connection>,
+    exchange: String,
+) -> tokio::sync::mpsc::UnboundedSender<Copy> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Copy>();
+    tokio::spawn(async move {
+        let mut channel: Option<Channel> = None;
+        while let Some(copy) = rx.recv().await {
+            let mut sent = false;
+            for _attempt in 0..2 {
+                let ch = match channel
+                    .as_ref()
+                    .filter(|c| c.status().connected() || c.status().reconnecting())
+                {
+                    Some(ch) => ch.clone(),
+                    None => match conn.create_channel().await {
+                        Ok(ch) => {
+                            channel = Some(ch.clone());
+                            ch
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "no channel for tap copies");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let props = crate::wire::properties(&copy.kind, false);
+                match ch
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        copy.key.as_str().into(),
+                        Default::default(),
+                        &copy.body,
+                        props,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "tap copy interrupted");
+                        if ch.wait_for_recovery(e).await.is_err() {
+                            channel = None;
+                        }
+                    }
+                }
+            }
+            if !sent {
+                warn!(key = %copy.key, "tap copy dropped");
+            }
+        }
+        if let Some(ch) = channel {
+            let _ = ch.close(200, "OK".into()).await;
+        }
+    });
+    tx
 }

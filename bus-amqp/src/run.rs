@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use magi_bus::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
 use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
@@ -24,60 +27,108 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
-    let ch = shared.conn.create_channel().await.map_err(|e| to_bus("opening a channel", &e))?;
+    let ch = shared
+        .conn
+        .create_channel()
+        .await
+        .map_err(|e| to_bus("opening a channel", &e))?;
     let setup = async {
-        ch.basic_qos(shared.opts.run_prefetch, BasicQosOptions::default()).await?;
+        ch.basic_qos(shared.opts.run_prefetch, BasicQosOptions::default())
+            .await?;
         let args = queue_args(shared.opts.run_queue_expires, None, None);
-        ch.queue_declare(queue.clone().into(), inbox_options(), args).await?;
-        for (exchange, key) in [(names.triggers_exchange(), names.run_binding(run)), (names.status_exchange(), "#".to_string())] {
-            ch.queue_bind(queue.clone().into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
-                .await?;
+        ch.queue_declare(queue.clone().into(), inbox_options(), args)
+            .await?;
+        for (exchange, key) in [
+            (names.triggers_exchange(), names.run_binding(run)),
+            (names.status_exchange(), "#".to_string()),
+        ] {
+            ch.queue_bind(
+                queue.clone().into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
         ch.basic_consume(
             queue.clone().into(),
             format!("magi-run.{}", word(run)).into(),
-            BasicConsumeOptions { exclusive: true, ..Default::default() },
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
     };
-    let consumer = setup.await.map_err(|e| to_bus(&format!("opening run {run}"), &e))?;
+    let consumer = setup
+        .await
+        .map_err(|e| to_bus(&format!("opening run {run}"), &e))?;
 
     let stop = Arc::new(Notify::new());
     let (tx, rx) = unbounded_channel();
     let (triggers_ex, status_ex) = (names.triggers_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes;
     let me = run.to_string();
-    inbox::spawn(format!("run {run}"), ch, consumer, tx, stop.clone(), move |d| {
-        let exchange = d.exchange.as_str();
-        if exchange == status_ex {
-            return Ok(Inbound::Node(decode::<NodeStatus>("node status", d, limit)?));
-        }
-        if exchange != triggers_ex {
-            return Err(Dropped::Misrouted(format!("a run's messages must come through {triggers_ex} or {status_ex}")));
-        }
-        let mut parts = d.routing_key.as_str().split('.');
-        let (key_run, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (inbound, its_run) = match kind {
-            "trigger" => {
-                let t: Trigger = decode("trigger", d, limit)?;
-                let r = t.run.clone();
-                (Inbound::Trigger(t), r)
+    inbox::spawn(
+        format!("run {run}"),
+        ch,
+        consumer,
+        tx,
+        stop.clone(),
+        move |d| {
+            let exchange = d.exchange.as_str();
+            if exchange == status_ex {
+                return Ok(Inbound::Node(decode::<NodeStatus>(
+                    "node status",
+                    d,
+                    limit,
+                )?));
             }
-            "record" => {
-                let r: Record = decode("record", d, limit)?;
-                let run = r.run.clone();
-                (Inbound::Record(r), run)
+            if exchange != triggers_ex {
+                return Err(Dropped::Misrouted(format!(
+                    "a run's messages must come through {triggers_ex} or {status_ex}"
+                )));
             }
-            other => return Err(Dropped::Misrouted(format!("unknown message kind {other:?}"))),
-        };
-        if its_run != me || key_run != word(&me) {
-            return Err(Dropped::Misrouted(format!("a message of run {its_run} in the queue of run {me}")));
-        }
-        Ok(inbound)
-    });
-    let side = RunSide { shared, run: run.to_string(), queue, groups: Mutex::new(BTreeSet::new()), stop };
-    Ok(RunLink { inbound: rx, port: Arc::new(side) })
+            let mut parts = d.routing_key.as_str().split('.');
+            let (key_run, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (inbound, its_run) = match kind {
+                "trigger" => {
+                    let t: Trigger = decode("trigger", d, limit)?;
+                    let r = t.run.clone();
+                    (Inbound::Trigger(t), r)
+                }
+                "record" => {
+                    let r: Record = decode("record", d, limit)?;
+                    let run = r.run.clone();
+                    (Inbound::Record(r), run)
+                }
+                other => {
+                    return Err(Dropped::Misrouted(format!(
+                        "unknown message kind {other:?}"
+                    )))
+                }
+            };
+            if its_run != me || key_run != word(&me) {
+                return Err(Dropped::Misrouted(format!(
+                    "a message of run {its_run} in the queue of run {me}"
+                )));
+            }
+            Ok(inbound)
+        },
+    );
+    let side = RunSide {
+        shared,
+        run: run.to_string(),
+        queue,
+        groups: Mutex::new(BTreeSet::new()),
+        stop,
+    };
+    Ok(RunLink {
+        inbound: rx,
+        port: Arc::new(side),
+    })
 }
 
 /// The sending side of an open run.
@@ -93,7 +144,10 @@ struct RunSide {
 impl RunSide {
     fn check_call(&self, call: &Call) -> Result<Vec<u8>, BusError> {
         if call.run != self.run {
-            return Err(BusError::Refused(format!("a call of run {} cannot be published in run {}", call.run, self.run)));
+            return Err(BusError::Refused(format!(
+                "a call of run {} cannot be published in run {}",
+                call.run, self.run
+            )));
         }
         wire::encode("call", call, self.shared.opts.max_message_bytes)
     }
@@ -116,13 +170,17 @@ impl RunPort for RunSide {
         let names = &self.shared.names;
         check_len("group exchange", &names.group_exchange(&self.run, group))?;
         let key = names.group_key(&self.run, group);
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string());
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string());
         let exchange = names.calls_exchange();
-        let (outcome, ()) = tokio::join!(
-            self.shared.publish_sure(&exchange, &key, "call", &body),
-            self.shared.watch_copy(self.copy(Some(group), &[], &call))
-        );
-        match outcome? {
+        self.shared.watch_copy(self.copy(Some(group), &[], &call));
+        match self
+            .shared
+            .publish_sure(&exchange, &key, "call", &body)
+            .await?
+        {
             // AMQP only tells "at least one queue".
             Outcome::Routed => Ok(Delivered { receivers: None }),
             Outcome::Returned => Err(BusError::NoRoute(format!("group {group}"))),
@@ -134,7 +192,10 @@ impl RunPort for RunSide {
         if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
             // Nodes declare the groups they join; remember them so that `close` finds them.
             if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
-                self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string());
+                self.groups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group.to_string());
             }
         }
         let names = &self.shared.names;
@@ -143,8 +204,12 @@ impl RunPort for RunSide {
         for key in &keys {
             check_len("routing key", key)?;
         }
-        let sends = futures_util::future::join_all(keys.iter().map(|k| self.shared.publish_sure(&exchange, k, "call", &body)));
-        let (outcomes, ()) = tokio::join!(sends, self.shared.watch_copy(self.copy(None, nodes, &call)));
+        let sends = futures_util::future::join_all(
+            keys.iter()
+                .map(|k| self.shared.publish_sure(&exchange, k, "call", &body)),
+        );
+        self.shared.watch_copy(self.copy(None, nodes, &call));
+        let outcomes = sends.await;
         let mut receivers = 0;
         for outcome in outcomes {
             if outcome? == Outcome::Routed {
@@ -154,25 +219,49 @@ impl RunPort for RunSide {
         if receivers == 0 {
             return Err(BusError::NoRoute(format!("nodes {}", nodes.join(","))));
         }
-        Ok(Delivered { receivers: Some(receivers) })
+        Ok(Delivered {
+            receivers: Some(receivers),
+        })
     }
 
     async fn close(&self) -> Result<(), BusError> {
         self.stop.notify_one();
         let shared = &self.shared;
-        on_fresh_channel(&shared.conn, shared.opts.patience, "deleting a run queue", |ch| {
-            let queue = self.queue.clone();
-            async move { ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await }
-        })
+        on_fresh_channel(
+            &shared.conn,
+            shared.opts.patience,
+            "deleting a run queue",
+            |ch| {
+                let queue = self.queue.clone();
+                async move {
+                    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
+                        .await
+                }
+            },
+        )
         .await
         .map_err(|e| to_bus(&format!("closing run {}", self.run), &e))?;
-        let groups: Vec<String> = self.groups.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let groups: Vec<String> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         for group in groups {
             let exchange = shared.names.group_exchange(&self.run, &group);
-            on_fresh_channel(&shared.conn, shared.opts.patience, "deleting a group", |ch| {
-                let exchange = exchange.clone();
-                async move { ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await }
-            })
+            on_fresh_channel(
+                &shared.conn,
+                shared.opts.patience,
+                "deleting a group",
+                |ch| {
+                    let exchange = exchange.clone();
+                    async move {
+                        ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                            .await
+                    }
+                },
+            )
             .await
             .map_err(|e| to_bus(&format!("deleting group {group} of run {}", self.run), &e))?;
         }

@@ -25,17 +25,34 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     if let Some(run) = run {
         check_len("routing key", &names.run_binding(run))?;
     }
-    let ch = shared.conn.create_channel().await.map_err(|e| to_bus("opening a channel", &e))?;
-    let mut bindings = vec![(names.watch_exchange(), run.map(|r| names.run_binding(r)).unwrap_or_else(|| "#".into()))];
+    let ch = shared
+        .conn
+        .create_channel()
+        .await
+        .map_err(|e| to_bus("opening a channel", &e))?;
+    let mut bindings = vec![(
+        names.watch_exchange(),
+        run.map(|r| names.run_binding(r))
+            .unwrap_or_else(|| "#".into()),
+    )];
     if run.is_none() {
         // A run's tap, like the in-process bus's, sees that run only; node statuses belong
         // to no run.
         bindings.push((names.status_exchange(), "#".into()));
     }
     let setup = async {
-        ch.basic_qos(shared.opts.tap_prefetch, BasicQosOptions::default()).await?;
-        let args = queue_args(shared.opts.tap_queue_expires, Some(shared.opts.tap_max_length), None);
-        let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        ch.basic_qos(shared.opts.tap_prefetch, BasicQosOptions::default())
+            .await?;
+        let args = queue_args(
+            shared.opts.tap_queue_expires,
+            Some(shared.opts.tap_max_length),
+            None,
+        );
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
         ch.queue_declare(queue.clone().into(), opts, args).await?;
         for (exchange, key) in &bindings {
             ch.queue_bind(
@@ -47,34 +64,51 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
             )
             .await?;
         }
-        ch.basic_consume(queue.clone().into(), "magi-tap".into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await
+        ch.basic_consume(
+            queue.clone().into(),
+            "magi-tap".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
     };
     let consumer = setup.await.map_err(|e| to_bus("opening a tap", &e))?;
     let (tx, rx) = unbounded_channel();
     let (watch_ex, status_ex) = (names.watch_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes.saturating_mul(2);
-    inbox::spawn("tap".into(), ch, consumer, tx, Arc::new(Notify::new()), move |d| {
-        let exchange = d.exchange.as_str();
-        if exchange == status_ex {
-            let status: NodeStatus = decode("node status", d, limit)?;
-            return Ok(TapItem {
-                kind: "node".into(),
-                run: None,
-                group: None,
-                nodes: vec![status.node.clone()],
-                body: serde_json::to_value(&status).unwrap_or_default(),
-            });
-        }
-        if exchange != watch_ex {
-            return Err(Dropped::Misrouted(format!("a tap's messages must come through {watch_ex} or {status_ex}")));
-        }
-        let item: TapItem = decode("tap item", d, limit)?;
-        let key_run = first_word(d.routing_key.as_str());
-        if item.run.as_deref().map(word).as_deref() != Some(key_run) {
-            return Err(Dropped::Misrouted(format!("a tap copy of run {:?} sent under another run's key", item.run)));
-        }
-        Ok(item)
-    });
+    inbox::spawn(
+        "tap".into(),
+        ch,
+        consumer,
+        tx,
+        Arc::new(Notify::new()),
+        move |d| {
+            let exchange = d.exchange.as_str();
+            if exchange == status_ex {
+                let status: NodeStatus = decode("node status", d, limit)?;
+                return Ok(TapItem {
+                    kind: "node".into(),
+                    run: None,
+                    group: None,
+                    nodes: vec![status.node.clone()],
+                    body: serde_json::to_value(&status).unwrap_or_default(),
+                });
+            }
+            if exchange != watch_ex {
+                return Err(Dropped::Misrouted(format!(
+                    "a tap's messages must come through {watch_ex} or {status_ex}"
+                )));
+            }
+            let item: TapItem = decode("tap item", d, limit)?;
+            let key_run = first_word(d.routing_key.as_str());
+            if item.run.as_deref().map(word).as_deref() != Some(key_run) {
+                return Err(Dropped::Misrouted(format!(
+                    "a tap copy of run {:?} sent under another run's key",
+                    item.run
+                )));
+            }
+            Ok(item)
+        },
+    );
     Ok(TapLink { items: rx })
 }

@@ -56,7 +56,10 @@ impl TestBroker {
 
     /// Options for a bus under this test's prefix.
     pub fn options(&self) -> BusOptions {
-        BusOptions { connection_name: Some(format!("{}test", self.prefix)), ..BusOptions::with_prefix(&self.prefix) }
+        BusOptions {
+            connection_name: Some(format!("{}test", self.prefix)),
+            ..BusOptions::with_prefix(&self.prefix)
+        }
     }
 
     /// A bus under this test's prefix.
@@ -74,7 +77,10 @@ impl TestBroker {
         let mut found = Vec::new();
         for what in ["list_exchanges", "list_queues"] {
             let out = ctl(&[what, "-q", "-p", &self.vhost, "name"])?;
-            let names = out.lines().map(str::trim).filter(|l| l.starts_with(&self.prefix));
+            let names = out
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with(&self.prefix));
             found.extend(names.map(|n| format!("{}: {n}", &what[5..what.len() - 1])));
         }
         Ok(found)
@@ -92,9 +98,13 @@ impl TestBroker {
                 // A fresh channel per delete: an error closes only that channel.
                 let ch = conn.create_channel().await?;
                 if let Some(name) = entry.strip_prefix("exchange: ") {
-                    let _ = ch.exchange_delete(name.into(), ExchangeDeleteOptions::default()).await;
+                    let _ = ch
+                        .exchange_delete(name.into(), ExchangeDeleteOptions::default())
+                        .await;
                 } else if let Some(name) = entry.strip_prefix("queue: ") {
-                    let _ = ch.queue_delete(name.into(), QueueDeleteOptions::default()).await;
+                    let _ = ch
+                        .queue_delete(name.into(), QueueDeleteOptions::default())
+                        .await;
                 }
                 let _ = ch.close(200, "OK".into()).await;
             }
@@ -113,10 +123,18 @@ impl Default for TestBroker {
 
 /// Run `rabbitmqctl` with `args`; its standard output.
 pub fn ctl(args: &[&str]) -> Result<String, KitError> {
-    let fail = |reason: String| KitError::Ctl { args: args.join(" "), reason };
-    let out = std::process::Command::new("rabbitmqctl").args(args).output().map_err(|e| fail(e.to_string()))?;
+    let fail = |reason: String| KitError::Ctl {
+        args: args.join(" "),
+        reason,
+    };
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -134,12 +152,13 @@ pub fn vhost_of(url: &str) -> String {
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(hi * 16 + lo);
                 i += 3;
                 continue;
             }
@@ -148,17 +167,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn vhosts_come_out_of_urls() {
-        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2f"), "/");
-        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2fmagi?heartbeat=10"), "/magi");
-        assert_eq!(super::vhost_of("amqp://h"), "/");
-        assert_eq!(super::vhost_of("amqp://h/"), "/");
-    }
 }
 
 /// A hold on the broker across test processes: tests that merely use the broker hold it
@@ -185,7 +193,11 @@ impl BrokerGuard {
     async fn take(op: libc::c_int) -> std::io::Result<BrokerGuard> {
         tokio::task::spawn_blocking(move || {
             use std::os::fd::AsRawFd;
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK_PATH)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(LOCK_PATH)?;
             // SAFETY: flock on a file descriptor we own; it is released when the file closes.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc != 0 {
@@ -195,5 +207,19 @@ impl BrokerGuard {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vhosts_come_out_of_urls() {
+        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2f"), "/");
+        assert_eq!(
+            super::vhost_of("amqp://g:g@h:5672/%2fmagi?heartbeat=10"),
+            "/magi"
+        );
+        assert_eq!(super::vhost_of("amqp://h"), "/");
+        assert_eq!(super::vhost_of("amqp://h/"), "/");
     }
 }

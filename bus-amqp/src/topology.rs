@@ -27,28 +27,49 @@ pub(crate) fn global_kind() -> ExchangeKind {
 
 /// Options of the global exchanges: durable (they outlive broker restarts and runs).
 pub(crate) fn global_options(passive: bool) -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions { durable: true, passive, ..Default::default() }
+    ExchangeDeclareOptions {
+        durable: true,
+        passive,
+        ..Default::default()
+    }
 }
 
 /// Options of a group exchange: durable, and deleted by the broker when its last member
 /// leaves (or its last member's queue expires).
 pub(crate) fn group_options() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions { durable: true, auto_delete: true, ..Default::default() }
+    ExchangeDeclareOptions {
+        durable: true,
+        auto_delete: true,
+        ..Default::default()
+    }
 }
 
 /// Options of a node or run queue: durable and not exclusive, so that it and its messages
 /// outlive a dropped connection and a broker restart; it expires once unused.
 pub(crate) fn inbox_options() -> QueueDeclareOptions {
-    QueueDeclareOptions { durable: true, ..Default::default() }
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
 }
 
 /// Arguments of a queue: expiry, and optionally a length bound and a message TTL.
-pub(crate) fn queue_args(expires: Duration, max_length: Option<u32>, message_ttl: Option<Duration>) -> FieldTable {
+pub(crate) fn queue_args(
+    expires: Duration,
+    max_length: Option<u32>,
+    message_ttl: Option<Duration>,
+) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-expires".into(), AMQPValue::LongInt(millis(expires)));
     if let Some(n) = max_length {
-        args.insert("x-max-length".into(), AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)));
-        args.insert("x-overflow".into(), AMQPValue::LongString("drop-head".into()));
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongInt(i32::try_from(n).unwrap_or(i32::MAX)),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
     }
     if let Some(ttl) = message_ttl {
         args.insert("x-message-ttl".into(), AMQPValue::LongInt(millis(ttl)));
@@ -63,7 +84,9 @@ fn millis(d: Duration) -> i32 {
 /// Refuse names that AMQP cannot carry (over 255 bytes).
 pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
     if name.len() > crate::names::MAX_NAME {
-        return Err(BusError::Refused(format!("{what} {name:?} is longer than AMQP's 255 bytes")));
+        return Err(BusError::Refused(format!(
+            "{what} {name:?} is longer than AMQP's 255 bytes"
+        )));
     }
     Ok(())
 }
@@ -110,13 +133,22 @@ where
 /// Make sure the global exchanges exist: a passive check first (which needs no permission,
 /// so that an operator can pre-declare them and give clients no configure right on them),
 /// then a declaration for those missing.
-pub(crate) async fn ensure_globals(conn: &Connection, names: &Names, patience: Duration) -> Result<(), BusError> {
+pub(crate) async fn ensure_globals(
+    conn: &Connection,
+    names: &Names,
+    patience: Duration,
+) -> Result<(), BusError> {
     for name in names.global_exchanges() {
         let exists = on_fresh_channel(conn, patience, "checking an exchange", |ch| {
             let name = name.clone();
             async move {
-                ch.exchange_declare(name.into(), global_kind(), global_options(true), FieldTable::default())
-                    .await
+                ch.exchange_declare(
+                    name.into(),
+                    global_kind(),
+                    global_options(true),
+                    FieldTable::default(),
+                )
+                .await
             }
         })
         .await;
@@ -128,8 +160,13 @@ pub(crate) async fn ensure_globals(conn: &Connection, names: &Names, patience: D
         on_fresh_channel(conn, patience, "declaring an exchange", |ch| {
             let name = name.clone();
             async move {
-                ch.exchange_declare(name.into(), global_kind(), global_options(false), FieldTable::default())
-                    .await
+                ch.exchange_declare(
+                    name.into(),
+                    global_kind(),
+                    global_options(false),
+                    FieldTable::default(),
+                )
+                .await
             }
         })
         .await

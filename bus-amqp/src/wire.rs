@@ -12,7 +12,11 @@ use serde::Serialize;
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 
 /// Encode a message, refusing one larger than `limit` (the receiver would drop it).
-pub(crate) fn encode<T: Serialize>(what: &str, value: &T, limit: usize) -> Result<Vec<u8>, magi_bus::BusError> {
+pub(crate) fn encode<T: Serialize>(
+    what: &str,
+    value: &T,
+    limit: usize,
+) -> Result<Vec<u8>, magi_bus::BusError> {
     let body = serde_json::to_vec(value)
         .map_err(|e| magi_bus::BusError::Refused(format!("{what} cannot be encoded: {e}")))?;
     if body.len() > limit {
@@ -59,11 +63,21 @@ pub(crate) enum Dropped {
 }
 
 /// Decode a delivery's body as `T`, within `limit` bytes.
-pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, d: &Delivery, limit: usize) -> Result<T, Dropped> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    d: &Delivery,
+    limit: usize,
+) -> Result<T, Dropped> {
     if d.data.len() > limit {
-        return Err(Dropped::TooLarge { size: d.data.len(), limit });
+        return Err(Dropped::TooLarge {
+            size: d.data.len(),
+            limit,
+        });
     }
-    serde_json::from_slice(&d.data).map_err(|e| Dropped::Invalid { what, reason: e.to_string() })
+    serde_json::from_slice(&d.data).map_err(|e| Dropped::Invalid {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Remembers the ids of the last messages seen, so that a message published twice (a
@@ -78,12 +92,21 @@ pub(crate) struct Dedupe {
 impl Dedupe {
     /// A window of `capacity` ids.
     pub(crate) fn new(capacity: usize) -> Self {
-        Dedupe { seen: HashSet::new(), order: VecDeque::new(), capacity }
+        Dedupe {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
     }
 
     /// True the first time an id is seen (and for messages without an id).
     pub(crate) fn first_time(&mut self, d: &Delivery) -> bool {
-        let Some(id) = d.properties.message_id().as_ref().map(|s| s.as_str().to_string()) else {
+        let Some(id) = d
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+        else {
             return true;
         };
         if !self.seen.insert(id.clone()) {

@@ -26,23 +26,30 @@ macro_rules! broker_test {
     };
 }
 
-broker_test!(a_group_call_reaches_exactly_the_members_of_that_run, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let mut n1 = bus.attach_node("n1").await.unwrap();
-    let mut n2 = bus.attach_node("n2").await.unwrap();
-    let run = bus.open_run("r1").await.unwrap();
-    n1.port.join("r1", "g").await.unwrap();
-    n2.port.join("r2", "g").await.unwrap(); // same group name, other run
-    let d = run.port.publish_group("g", call("r1", "m")).await.unwrap();
-    assert_eq!(d.receivers, None, "AMQP only knows 'at least one'");
-    assert_eq!(next(&mut n1.calls).await.method, "m");
-    quiet(&mut n2.calls).await;
-});
+broker_test!(
+    a_group_call_reaches_exactly_the_members_of_that_run,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let mut n1 = bus.attach_node("n1").await.unwrap();
+        let mut n2 = bus.attach_node("n2").await.unwrap();
+        let run = bus.open_run("r1").await.unwrap();
+        n1.port.join("r1", "g").await.unwrap();
+        n2.port.join("r2", "g").await.unwrap(); // same group name, other run
+        let d = run.port.publish_group("g", call("r1", "m")).await.unwrap();
+        assert_eq!(d.receivers, None, "AMQP only knows 'at least one'");
+        assert_eq!(next(&mut n1.calls).await.method, "m");
+        quiet(&mut n2.calls).await;
+    }
+);
 
 broker_test!(a_call_to_an_empty_group_is_reported_not_lost, |kit| {
     let bus = kit.bus().await.unwrap();
     let run = bus.open_run("r1").await.unwrap();
-    let err = run.port.publish_group("nobody", call("r1", "m")).await.unwrap_err();
+    let err = run
+        .port
+        .publish_group("nobody", call("r1", "m"))
+        .await
+        .unwrap_err();
     assert_eq!(err, BusError::NoRoute("group nobody".into()));
     // ... also while a tap watches the run, and after the last member left.
     let _tap = bus.tap(Some("r1")).await.unwrap();
@@ -50,66 +57,108 @@ broker_test!(a_call_to_an_empty_group_is_reported_not_lost, |kit| {
     n.port.join("r1", "g").await.unwrap();
     run.port.publish_group("g", call("r1", "m")).await.unwrap();
     n.port.leave("r1", "g").await.unwrap();
-    let err = run.port.publish_group("g", call("r1", "m")).await.unwrap_err();
+    let err = run
+        .port
+        .publish_group("g", call("r1", "m"))
+        .await
+        .unwrap_err();
     assert_eq!(err, BusError::NoRoute("group g".into()));
     // A node can join again after its group's exchange was auto-deleted.
     n.port.join("r1", "g").await.unwrap();
     run.port.publish_group("g", call("r1", "m")).await.unwrap();
 });
 
-broker_test!(triggers_reach_only_their_runs_orchestrator_and_every_tap, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let n = bus.attach_node("n1").await.unwrap();
-    let mut r1 = bus.open_run("r1").await.unwrap();
-    let mut r2 = bus.open_run("r2").await.unwrap();
-    let mut tap = bus.tap(Some("r1")).await.unwrap();
-    n.port.send_trigger(trigger("r1", "x", "n1")).await.unwrap();
-    assert_eq!(next_trigger(&mut r1.inbound).await.event, "x");
-    let item = next(&mut tap.items).await;
-    assert_eq!((item.kind.as_str(), item.run.as_deref(), item.nodes.clone()), ("trigger", Some("r1"), vec!["n1".to_string()]));
-    quiet(&mut r2.inbound).await;
-    // A run nobody orchestrates is reported.
-    let err = n.port.send_trigger(trigger("r3", "x", "n1")).await.unwrap_err();
-    assert_eq!(err, BusError::NoRoute("run r3 has no orchestrator".into()));
-});
+broker_test!(
+    triggers_reach_only_their_runs_orchestrator_and_every_tap,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let n = bus.attach_node("n1").await.unwrap();
+        let mut r1 = bus.open_run("r1").await.unwrap();
+        let mut r2 = bus.open_run("r2").await.unwrap();
+        let mut tap = bus.tap(Some("r1")).await.unwrap();
+        n.port.send_trigger(trigger("r1", "x", "n1")).await.unwrap();
+        assert_eq!(next_trigger(&mut r1.inbound).await.event, "x");
+        let item = next(&mut tap.items).await;
+        assert_eq!(
+            (item.kind.as_str(), item.run.as_deref(), item.nodes.clone()),
+            ("trigger", Some("r1"), vec!["n1".to_string()])
+        );
+        quiet(&mut r2.inbound).await;
+        // A run nobody orchestrates is reported.
+        let err = n
+            .port
+            .send_trigger(trigger("r3", "x", "n1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err, BusError::NoRoute("run r3 has no orchestrator".into()));
+    }
+);
 
-broker_test!(two_runs_with_identical_group_and_trigger_names_stay_apart, |kit| {
-    // Two orchestrators (two connections), one node agent serving both runs.
-    let orch_a = kit.bus().await.unwrap();
-    let orch_b = kit.bus().await.unwrap();
-    let node_bus = kit.bus().await.unwrap();
-    let mut node = node_bus.attach_node("n1").await.unwrap();
-    let mut a = orch_a.open_run("alice.1").await.unwrap();
-    let mut b = orch_b.open_run("bob.1").await.unwrap();
-    node.port.join("alice.1", "servers").await.unwrap();
-    node.port.join("bob.1", "servers").await.unwrap();
+broker_test!(
+    two_runs_with_identical_group_and_trigger_names_stay_apart,
+    |kit| {
+        // Two orchestrators (two connections), one node agent serving both runs.
+        let orch_a = kit.bus().await.unwrap();
+        let orch_b = kit.bus().await.unwrap();
+        let node_bus = kit.bus().await.unwrap();
+        let mut node = node_bus.attach_node("n1").await.unwrap();
+        let mut a = orch_a.open_run("alice.1").await.unwrap();
+        let mut b = orch_b.open_run("bob.1").await.unwrap();
+        node.port.join("alice.1", "servers").await.unwrap();
+        node.port.join("bob.1", "servers").await.unwrap();
 
-    a.port.publish_group("servers", call("alice.1", "startServer")).await.unwrap();
-    let got = next(&mut node.calls).await;
-    assert_eq!(got.run, "alice.1");
-    quiet(&mut node.calls).await;
+        a.port
+            .publish_group("servers", call("alice.1", "startServer"))
+            .await
+            .unwrap();
+        let got = next(&mut node.calls).await;
+        assert_eq!(got.run, "alice.1");
+        quiet(&mut node.calls).await;
 
-    node.port.send_trigger(trigger("alice.1", "serverStarted", "n1")).await.unwrap();
-    assert_eq!(next_trigger(&mut a.inbound).await.run, "alice.1");
-    quiet(&mut b.inbound).await;
-    node.port.send_trigger(trigger("bob.1", "serverStarted", "n1")).await.unwrap();
-    assert_eq!(next_trigger(&mut b.inbound).await.run, "bob.1");
-    quiet(&mut a.inbound).await;
+        node.port
+            .send_trigger(trigger("alice.1", "serverStarted", "n1"))
+            .await
+            .unwrap();
+        assert_eq!(next_trigger(&mut a.inbound).await.run, "alice.1");
+        quiet(&mut b.inbound).await;
+        node.port
+            .send_trigger(trigger("bob.1", "serverStarted", "n1"))
+            .await
+            .unwrap();
+        assert_eq!(next_trigger(&mut b.inbound).await.run, "bob.1");
+        quiet(&mut a.inbound).await;
 
-    // A run whose name is another's plus a dot-suffix shares nothing with it either.
-    let mut c = orch_b.open_run("alice.1.x").await.unwrap();
-    node.port.send_trigger(trigger("alice.1", "serverStarted", "n1")).await.unwrap();
-    next_trigger(&mut a.inbound).await;
-    quiet(&mut c.inbound).await;
-    // Closing one run touches only its own groups.
-    b.port.publish_group("servers", call("bob.1", "stopServer")).await.unwrap();
-    next(&mut node.calls).await;
-    b.port.close().await.unwrap();
-    a.port.publish_group("servers", call("alice.1", "stopServer")).await.unwrap();
-    assert_eq!(next(&mut node.calls).await.method, "stopServer");
-    let err = orch_b.open_run("bob.1").await.unwrap().port.publish_group("servers", call("bob.1", "m")).await.unwrap_err();
-    assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
-});
+        // A run whose name is another's plus a dot-suffix shares nothing with it either.
+        let mut c = orch_b.open_run("alice.1.x").await.unwrap();
+        node.port
+            .send_trigger(trigger("alice.1", "serverStarted", "n1"))
+            .await
+            .unwrap();
+        next_trigger(&mut a.inbound).await;
+        quiet(&mut c.inbound).await;
+        // Closing one run touches only its own groups.
+        b.port
+            .publish_group("servers", call("bob.1", "stopServer"))
+            .await
+            .unwrap();
+        next(&mut node.calls).await;
+        b.port.close().await.unwrap();
+        a.port
+            .publish_group("servers", call("alice.1", "stopServer"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut node.calls).await.method, "stopServer");
+        let err = orch_b
+            .open_run("bob.1")
+            .await
+            .unwrap()
+            .port
+            .publish_group("servers", call("bob.1", "m"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
+    }
+);
 
 broker_test!(a_tap_sees_calls_and_triggers_of_its_run_only, |kit| {
     let bus = kit.bus().await.unwrap();
@@ -120,18 +169,39 @@ broker_test!(a_tap_sees_calls_and_triggers_of_its_run_only, |kit| {
     let r2 = bus.open_run("r2").await.unwrap();
     n.port.join("r1", "g").await.unwrap();
     n.port.join("r2", "g").await.unwrap();
-    r2.port.publish_group("g", call("r2", "other")).await.unwrap();
+    r2.port
+        .publish_group("g", call("r2", "other"))
+        .await
+        .unwrap();
     r1.port.publish_group("g", call("r1", "m")).await.unwrap();
-    r1.port.publish_nodes(&["n1".into()], call("r1", "direct")).await.unwrap();
-    n.port.send_trigger(trigger("r1", "done", "n1")).await.unwrap();
-    let rec = Record { run: "r1".into(), agent: "a".into(), host: "n1".into(), created: 1.0, data: Object::new() };
+    r1.port
+        .publish_nodes(&["n1".into()], call("r1", "direct"))
+        .await
+        .unwrap();
+    n.port
+        .send_trigger(trigger("r1", "done", "n1"))
+        .await
+        .unwrap();
+    let rec = Record {
+        run: "r1".into(),
+        agent: "a".into(),
+        host: "n1".into(),
+        created: 1.0,
+        data: Object::new(),
+    };
     n.port.send_record(rec).await.unwrap();
 
     let first = next(&mut tap.items).await;
-    assert_eq!((first.kind.as_str(), first.group.as_deref()), ("call", Some("g")));
+    assert_eq!(
+        (first.kind.as_str(), first.group.as_deref()),
+        ("call", Some("g"))
+    );
     assert_eq!(first.body["method"], "m");
     let second = next(&mut tap.items).await;
-    assert_eq!((second.kind.as_str(), second.group, second.nodes), ("call", None, vec!["n1".to_string()]));
+    assert_eq!(
+        (second.kind.as_str(), second.group, second.nodes),
+        ("call", None, vec!["n1".to_string()])
+    );
     assert_eq!(next(&mut tap.items).await.kind, "trigger");
     assert_eq!(next(&mut tap.items).await.kind, "record");
     quiet(&mut tap.items).await;
@@ -144,11 +214,28 @@ broker_test!(a_tap_sees_calls_and_triggers_of_its_run_only, |kit| {
         kinds.push(format!("{}:{}", item.kind, item.run.unwrap_or_default()));
     }
     kinds.sort();
-    assert_eq!(kinds, ["call:r1", "call:r1", "call:r2", "node:", "record:r1", "trigger:r1"]);
+    assert_eq!(
+        kinds,
+        [
+            "call:r1",
+            "call:r1",
+            "call:r2",
+            "node:",
+            "record:r1",
+            "trigger:r1"
+        ]
+    );
 });
 
 fn status(node: &str, alive: bool) -> NodeStatus {
-    NodeStatus { node: node.into(), pid: 1, time: 0.0, heartbeat_ms: 1000, runs: vec![], alive }
+    NodeStatus {
+        node: node.into(),
+        pid: 1,
+        time: 0.0,
+        heartbeat_ms: 1000,
+        runs: vec![],
+        alive,
+    }
 }
 
 broker_test!(calls_to_named_nodes_count_who_received_them, |kit| {
@@ -156,141 +243,273 @@ broker_test!(calls_to_named_nodes_count_who_received_them, |kit| {
     let mut n1 = bus.attach_node("n1").await.unwrap();
     let mut n2 = bus.attach_node("n2.example.net").await.unwrap();
     let run = bus.open_run("r1").await.unwrap();
-    let nodes = ["n1".to_string(), "n2.example.net".to_string(), "ghost".to_string()];
-    let d = run.port.publish_nodes(&nodes, call("r1", "joinGroup")).await.unwrap();
+    let nodes = [
+        "n1".to_string(),
+        "n2.example.net".to_string(),
+        "ghost".to_string(),
+    ];
+    let d = run
+        .port
+        .publish_nodes(&nodes, call("r1", "joinGroup"))
+        .await
+        .unwrap();
     assert_eq!(d.receivers, Some(2));
     assert_eq!(next(&mut n1.calls).await.method, "joinGroup");
     assert_eq!(next(&mut n2.calls).await.method, "joinGroup");
-    let err = run.port.publish_nodes(&["ghost".into()], call("r1", "m")).await.unwrap_err();
+    let err = run
+        .port
+        .publish_nodes(&["ghost".into()], call("r1", "m"))
+        .await
+        .unwrap_err();
     assert_eq!(err, BusError::NoRoute("nodes ghost".into()));
     // A call of another run is refused before it reaches anyone.
-    let err = run.port.publish_nodes(&["n1".into()], call("r2", "m")).await.unwrap_err();
+    let err = run
+        .port
+        .publish_nodes(&["n1".into()], call("r2", "m"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, BusError::Refused(_)), "{err:?}");
 });
 
-broker_test!(heartbeats_reach_every_run_and_the_last_one_detaches_the_node, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let n = bus.attach_node("n1").await.unwrap();
-    let mut r1 = bus.open_run("r1").await.unwrap();
-    let mut r2 = bus.open_run("r2").await.unwrap();
-    n.port.join("r1", "g").await.unwrap();
-    n.port.announce(status("n1", true)).await.unwrap();
-    for r in [&mut r1, &mut r2] {
-        assert!(matches!(next(&mut r.inbound).await, Inbound::Node(s) if s.node == "n1" && s.alive));
+broker_test!(
+    heartbeats_reach_every_run_and_the_last_one_detaches_the_node,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let n = bus.attach_node("n1").await.unwrap();
+        let mut r1 = bus.open_run("r1").await.unwrap();
+        let mut r2 = bus.open_run("r2").await.unwrap();
+        n.port.join("r1", "g").await.unwrap();
+        n.port.announce(status("n1", true)).await.unwrap();
+        for r in [&mut r1, &mut r2] {
+            assert!(
+                matches!(next(&mut r.inbound).await, Inbound::Node(s) if s.node == "n1" && s.alive)
+            );
+        }
+        n.port.announce(status("n1", false)).await.unwrap();
+        assert!(matches!(next(&mut r1.inbound).await, Inbound::Node(s) if !s.alive));
+        let err = r1
+            .port
+            .publish_group("g", call("r1", "m"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
+        let err = n.port.join("r1", "g").await.unwrap_err();
+        assert!(matches!(err, BusError::Disconnected(_)), "{err:?}");
     }
-    n.port.announce(status("n1", false)).await.unwrap();
-    assert!(matches!(next(&mut r1.inbound).await, Inbound::Node(s) if !s.alive));
-    let err = r1.port.publish_group("g", call("r1", "m")).await.unwrap_err();
-    assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
-    let err = n.port.join("r1", "g").await.unwrap_err();
-    assert!(matches!(err, BusError::Disconnected(_)), "{err:?}");
-});
+);
 
 broker_test!(a_node_name_or_run_cannot_be_attached_twice, |kit| {
     let bus = kit.bus().await.unwrap();
     let other = kit.bus().await.unwrap();
     let _n = bus.attach_node("n1").await.unwrap();
-    let err = other.attach_node("n1").await.err().expect("second attach refused");
+    let err = other
+        .attach_node("n1")
+        .await
+        .err()
+        .expect("second attach refused");
     assert!(matches!(err, BusError::Refused(_)), "{err:?}");
     let _r = bus.open_run("r1").await.unwrap();
-    let err = other.open_run("r1").await.err().expect("second open refused");
+    let err = other
+        .open_run("r1")
+        .await
+        .err()
+        .expect("second open refused");
     assert!(matches!(err, BusError::Refused(_)), "{err:?}");
 });
 
-broker_test!(closing_a_run_ends_its_inbound_and_removes_its_groups, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let n = bus.attach_node("n1").await.unwrap();
-    let mut run = bus.open_run("r1").await.unwrap();
-    n.port.join("r1", "g").await.unwrap();
-    run.port.publish_group("g", call("r1", "m")).await.unwrap();
-    // A group the run only told a node to join is found by `close` too.
-    let mut join = call("r1", "joinGroup");
-    join.dock = magi_proto::DAEMON_DOCK.into();
-    join.args.insert("group".into(), "g2".into());
-    run.port.publish_nodes(&["n1".into()], join).await.unwrap();
-    n.port.join("r1", "g2").await.unwrap();
-    run.port.close().await.unwrap();
-    for g in ["g", "g2"] {
-        let err = run.port.publish_group(g, call("r1", "m")).await.unwrap_err();
+broker_test!(
+    closing_a_run_ends_its_inbound_and_removes_its_groups,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let n = bus.attach_node("n1").await.unwrap();
+        let mut run = bus.open_run("r1").await.unwrap();
+        n.port.join("r1", "g").await.unwrap();
+        run.port.publish_group("g", call("r1", "m")).await.unwrap();
+        // A group the run only told a node to join is found by `close` too.
+        let mut join = call("r1", "joinGroup");
+        join.dock = magi_proto::DAEMON_DOCK.into();
+        join.args.insert("group".into(), "g2".into());
+        run.port.publish_nodes(&["n1".into()], join).await.unwrap();
+        n.port.join("r1", "g2").await.unwrap();
+        run.port.close().await.unwrap();
+        for g in ["g", "g2"] {
+            let err = run
+                .port
+                .publish_group(g, call("r1", "m"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
+        }
+        let end = tokio::time::timeout(ARRIVES, async {
+            while let Some(x) = run.inbound.recv().await {
+                assert!(matches!(x, Inbound::Node(_)), "{x:?}");
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "inbound did not end");
+        let err = n
+            .port
+            .send_trigger(trigger("r1", "x", "n1"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
     }
-    let end = tokio::time::timeout(ARRIVES, async {
-        while let Some(x) = run.inbound.recv().await {
-            assert!(matches!(x, Inbound::Node(_)), "{x:?}");
-        }
-    })
-    .await;
-    assert!(end.is_ok(), "inbound did not end");
-    let err = n.port.send_trigger(trigger("r1", "x", "n1")).await.unwrap_err();
-    assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
-});
+);
 
 /// What a misbehaving or foreign publisher can put on the bus.
 async fn publish_raw(kit: &TestBroker, exchange: &str, key: &str, body: &[u8]) {
     let conn = kit.raw().await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    ch.basic_publish(exchange.into(), key.into(), BasicPublishOptions::default(), body, BasicProperties::default())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     conn.close(200, "OK".into()).await.unwrap();
 }
 
-broker_test!(garbage_in_a_node_queue_or_run_queue_is_dropped_and_the_link_goes_on, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let names = bus.names().clone();
-    let mut n = bus.attach_node("n1").await.unwrap();
-    let mut run = bus.open_run("r1").await.unwrap();
-    n.port.join("r1", "g").await.unwrap();
-    let node_key = names.node_key("r1", "n1");
-    let inbound_key = names.inbound_key("r1", "trigger", "n1");
-    // Not JSON, JSON of the wrong shape, a call of another run under this run's key, and
-    // a well-formed call straight into the queue (not through the bus's exchanges).
-    publish_raw(&kit, &names.nodes_exchange(), &node_key, b"\xff\x00 not json").await;
-    publish_raw(&kit, &names.nodes_exchange(), &node_key, b"{\"hello\": 1}").await;
-    let foreign = serde_json::to_vec(&call("r2", "evil")).unwrap();
-    publish_raw(&kit, &names.nodes_exchange(), &node_key, &foreign).await;
-    publish_raw(&kit, "", &names.node_queue("n1"), &serde_json::to_vec(&call("r1", "direct")).unwrap()).await;
-    publish_raw(&kit, &names.triggers_exchange(), &inbound_key, b"[1,2,3").await;
-    publish_raw(&kit, &names.triggers_exchange(), &inbound_key, &serde_json::to_vec(&trigger("r9", "x", "n1")).unwrap())
+broker_test!(
+    garbage_in_a_node_queue_or_run_queue_is_dropped_and_the_link_goes_on,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let names = bus.names().clone();
+        let mut n = bus.attach_node("n1").await.unwrap();
+        let mut run = bus.open_run("r1").await.unwrap();
+        n.port.join("r1", "g").await.unwrap();
+        let node_key = names.node_key("r1", "n1");
+        let inbound_key = names.inbound_key("r1", "trigger", "n1");
+        // Not JSON, JSON of the wrong shape, a call of another run under this run's key, and
+        // a well-formed call straight into the queue (not through the bus's exchanges).
+        publish_raw(
+            &kit,
+            &names.nodes_exchange(),
+            &node_key,
+            b"\xff\x00 not json",
+        )
         .await;
-    publish_raw(&kit, "", &names.run_queue("r1"), b"garbage").await;
+        publish_raw(&kit, &names.nodes_exchange(), &node_key, b"{\"hello\": 1}").await;
+        let foreign = serde_json::to_vec(&call("r2", "evil")).unwrap();
+        publish_raw(&kit, &names.nodes_exchange(), &node_key, &foreign).await;
+        publish_raw(
+            &kit,
+            "",
+            &names.node_queue("n1"),
+            &serde_json::to_vec(&call("r1", "direct")).unwrap(),
+        )
+        .await;
+        publish_raw(&kit, &names.triggers_exchange(), &inbound_key, b"[1,2,3").await;
+        publish_raw(
+            &kit,
+            &names.triggers_exchange(),
+            &inbound_key,
+            &serde_json::to_vec(&trigger("r9", "x", "n1")).unwrap(),
+        )
+        .await;
+        publish_raw(&kit, "", &names.run_queue("r1"), b"garbage").await;
 
-    run.port.publish_group("g", call("r1", "ok")).await.unwrap();
-    assert_eq!(next(&mut n.calls).await.method, "ok");
-    n.port.send_trigger(trigger("r1", "fine", "n1")).await.unwrap();
-    assert_eq!(next_trigger(&mut run.inbound).await.event, "fine");
-    quiet(&mut n.calls).await;
-});
+        run.port.publish_group("g", call("r1", "ok")).await.unwrap();
+        assert_eq!(next(&mut n.calls).await.method, "ok");
+        n.port
+            .send_trigger(trigger("r1", "fine", "n1"))
+            .await
+            .unwrap();
+        assert_eq!(next_trigger(&mut run.inbound).await.event, "fine");
+        quiet(&mut n.calls).await;
+    }
+);
 
-broker_test!(oversized_messages_are_dropped_inbound_and_refused_outbound, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let names = bus.names().clone();
-    let mut n = bus.attach_node("n1").await.unwrap();
-    let run = bus.open_run("r1").await.unwrap();
-    let mut big = call("r1", "big");
-    big.args.insert("blob".into(), "x".repeat(magi_bus_amqp::DEFAULT_MAX_MESSAGE + 10).into());
-    let body = serde_json::to_vec(&big).unwrap();
-    publish_raw(&kit, &names.nodes_exchange(), &names.node_key("r1", "n1"), &body).await;
-    let err = run.port.publish_nodes(&["n1".into()], big).await.unwrap_err();
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
-    run.port.publish_nodes(&["n1".into()], call("r1", "small")).await.unwrap();
-    assert_eq!(next(&mut n.calls).await.method, "small");
-});
+broker_test!(
+    oversized_messages_are_dropped_inbound_and_refused_outbound,
+    |kit| {
+        let bus = kit.bus().await.unwrap();
+        let names = bus.names().clone();
+        let mut n = bus.attach_node("n1").await.unwrap();
+        let run = bus.open_run("r1").await.unwrap();
+        let mut big = call("r1", "big");
+        big.args.insert(
+            "blob".into(),
+            "x".repeat(magi_bus_amqp::DEFAULT_MAX_MESSAGE + 10).into(),
+        );
+        let body = serde_json::to_vec(&big).unwrap();
+        publish_raw(
+            &kit,
+            &names.nodes_exchange(),
+            &names.node_key("r1", "n1"),
+            &body,
+        )
+        .await;
+        let err = run
+            .port
+            .publish_nodes(&["n1".into()], big)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BusError::Refused(_)), "{err:?}");
+        run.port
+            .publish_nodes(&["n1".into()], call("r1", "small"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut n.calls).await.method, "small");
+    }
+);
 
-broker_test!(a_bound_tap_would_hide_an_empty_group_which_is_why_taps_get_copies, |kit| {
-    // The broker counts any queue as a route: a tap queue bound where calls pass would
-    // make `mandatory` useless. This is the reason behind the watch exchange.
-    let conn = kit.raw().await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(Default::default()).await.unwrap();
-    let (ex, q) = (format!("{}probe", kit.prefix), format!("{}probe.q", kit.prefix));
-    ch.exchange_declare(ex.clone().into(), lapin::ExchangeKind::Topic, Default::default(), Default::default()).await.unwrap();
-    ch.queue_declare(q.clone().into(), Default::default(), Default::default()).await.unwrap();
-    ch.queue_bind(q.into(), ex.clone().into(), "#".into(), Default::default(), Default::default()).await.unwrap();
-    let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
-    let confirm = ch.basic_publish(ex.into(), "r.nobody".into(), opts, b"{}", BasicProperties::default()).await.unwrap().await.unwrap();
-    assert!(confirm.take_message().is_none(), "a tap-like binding swallowed the return");
-    conn.close(200, "OK".into()).await.unwrap();
-});
+broker_test!(
+    a_bound_tap_would_hide_an_empty_group_which_is_why_taps_get_copies,
+    |kit| {
+        // The broker counts any queue as a route: a tap queue bound where calls pass would
+        // make `mandatory` useless. This is the reason behind the watch exchange.
+        let conn = kit.raw().await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(Default::default()).await.unwrap();
+        let (ex, q) = (
+            format!("{}probe", kit.prefix),
+            format!("{}probe.q", kit.prefix),
+        );
+        ch.exchange_declare(
+            ex.clone().into(),
+            lapin::ExchangeKind::Topic,
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_declare(q.clone().into(), Default::default(), Default::default())
+            .await
+            .unwrap();
+        ch.queue_bind(
+            q.into(),
+            ex.clone().into(),
+            "#".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = ch
+            .basic_publish(
+                ex.into(),
+                "r.nobody".into(),
+                opts,
+                b"{}",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            confirm.take_message().is_none(),
+            "a tap-like binding swallowed the return"
+        );
+        conn.close(200, "OK".into()).await.unwrap();
+    }
+);

@@ -52,17 +52,30 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut guard = None;
     while seen.len() < N as usize {
-        assert!(Instant::now() < deadline, "only {} of {N} triggers arrived", seen.len());
-        let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(1), run.inbound.recv()).await else { continue };
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {N} triggers arrived",
+            seen.len()
+        );
+        let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(1), run.inbound.recv()).await
+        else {
+            continue;
+        };
         let Inbound::Trigger(t) = item else { continue };
         let seq = t.args.get("seq").and_then(|s| s.as_u64()).expect("seq");
         *seen.entry(seq).or_default() += 1;
         if seen.len() == 50 && guard.is_none() {
             guard = Some(StartOnDrop);
             let stopped = Instant::now();
-            tokio::task::spawn_blocking(|| ctl(&["stop_app"])).await.unwrap().expect("stop_app");
+            tokio::task::spawn_blocking(|| ctl(&["stop_app"]))
+                .await
+                .unwrap()
+                .expect("stop_app");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            tokio::task::spawn_blocking(|| ctl(&["start_app"])).await.unwrap().expect("start_app");
+            tokio::task::spawn_blocking(|| ctl(&["start_app"]))
+                .await
+                .unwrap()
+                .expect("start_app");
             restarted = Some((stopped, Instant::now()));
         }
     }
@@ -73,7 +86,11 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     // The reconnect time: from start_app's return to the completion of the send that was
     // blocked by the outage (it completes once the node's connection is recovered and the
     // broker has confirmed it).
-    let blocked_done = sends.iter().filter(|(s, e)| *s < started && *e > started).map(|(_, e)| *e - started).max();
+    let blocked_done = sends
+        .iter()
+        .filter(|(s, e)| *s < started && *e > started)
+        .map(|(_, e)| *e - started)
+        .max();
     let slowest = sends.iter().map(|(s, e)| *e - *s).max();
     eprintln!(
         "restart: broker down {:?}; blocked send confirmed {:?} after start_app returned; slowest send {:?}; {} of {N} triggers, {repeats} repeats",
@@ -86,7 +103,10 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     assert_eq!(repeats, 0, "repeats reached the orchestrator");
 
     // Everything still works afterwards: the group, the node's inbox, the tap.
-    run.port.publish_group("g", call("r1", "after")).await.unwrap();
+    run.port
+        .publish_group("g", call("r1", "after"))
+        .await
+        .unwrap();
     assert_eq!(next(&mut node.calls).await.method, "after");
     let late = tokio::time::timeout(ARRIVES, async {
         loop {

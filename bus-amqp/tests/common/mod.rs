@@ -14,7 +14,15 @@ pub const QUIET: Duration = Duration::from_millis(500);
 
 /// A call of `run`.
 pub fn call(run: &str, method: &str) -> Call {
-    Call { run: run.into(), seq: 1, dock: "a".into(), method: method.into(), args: Object::new(), trigger: None, nodes: None }
+    Call {
+        run: run.into(),
+        seq: 1,
+        dock: "a".into(),
+        method: method.into(),
+        args: Object::new(),
+        trigger: None,
+        nodes: None,
+    }
 }
 
 /// A trigger of `run` from `node`.
