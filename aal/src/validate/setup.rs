@@ -216,12 +216,20 @@ impl Checker<'_> {
         });
         let execargs = self.execargs(name, key, spec, source.is_some());
         let load_timeout_ms = self.load_timeout(name, spec);
-        if source.is_none() && dock_given.is_none() && name != DAEMON_AGENT {
-            self.push(
-                warning_at(key, format!("the agent `{name}` has no `path` or `tardata`, so it is never loaded"))
-                    .note("its events call methods of the node agent itself (dock `daemon`), as in the original")
-                    .help("add `path:` (an archive or directory with the agent) to load it; or `dock: daemon` to say this is meant"),
-            );
+        if source.is_none() && name != DAEMON_AGENT {
+            match dock_given.as_deref() {
+                None => self.push(
+                    warning_at(key, format!("the agent `{name}` has no `path` or `tardata`, so it is never loaded"))
+                        .note("its events call methods of the node agent itself (dock `daemon`), as in the original")
+                        .help("add `path:` (an archive or directory with the agent) to load it; or `dock: daemon` to say this is meant"),
+                ),
+                Some(DAEMON_DOCK) => {}
+                Some(dock) => self.push(
+                    warning_at(key, format!("the agent `{name}` is never loaded, so nothing answers on its dock `{dock}`"))
+                        .note("an agent without `path` or `tardata` is not loaded on its group's nodes")
+                        .help("add `path:` (an archive or directory with the agent) to load it"),
+                ),
+            }
         }
         // An agent whose group is wrong is still recorded (the error is reported), so that its
         // events do not also report an unknown agent.

@@ -164,11 +164,12 @@ impl<'a> Builder<'a> {
                     );
                     return;
                 }
+                // Room for a typical AAL entry up front, instead of growing 0, 4, 8.
                 let content = if matches!(event, Event::SequenceStart(..)) {
-                    Content::Seq(Vec::new())
+                    Content::Seq(Vec::with_capacity(4))
                 } else {
                     Content::Map {
-                        entries: Vec::new(),
+                        entries: Vec::with_capacity(6),
                         key: None,
                     }
                 };
@@ -372,6 +373,9 @@ impl<'a> Builder<'a> {
     /// key's position, as a Python dict does).
     fn finish_map(&mut self, entries: Vec<(Node<'a>, Node<'a>)>) -> Vec<(Node<'a>, Node<'a>)> {
         let is_root = self.stack.is_empty();
+        if !entries.iter().any(|(k, _)| is_merge_key(k)) {
+            return self.dedupe(entries, is_root);
+        }
         let mut merged: Vec<(Node<'a>, Node<'a>)> = Vec::new();
         let mut explicit: Vec<(Node<'a>, Node<'a>)> = Vec::with_capacity(entries.len());
         for (key, value) in entries {

@@ -94,6 +94,9 @@ fn all(text: &str, f: impl Fn(char) -> bool) -> bool {
 fn int_value(text: &str) -> Option<Typed> {
     let (sign, body) = sign(text);
     let parse = |digits: &str, radix: u32| -> Option<i128> {
+        if !digits.contains('_') {
+            return i128::from_str_radix(digits, radix).ok();
+        }
         let cleaned: String = digits.chars().filter(|&c| c != '_').collect();
         if cleaned.is_empty() {
             return Some(0);
