@@ -63,6 +63,8 @@ pub struct BusOptions {
     pub tap_prefetch: u16,
     /// Largest message sent or accepted; larger inbound messages are logged and dropped.
     pub max_message_bytes: usize,
+    /// How long `connect` waits for a broker that does not answer.
+    pub connect_timeout: Duration,
     /// How long an operation keeps retrying through a broker outage before it fails with
     /// [`BusError::Disconnected`].
     pub patience: Duration,
@@ -89,6 +91,7 @@ impl Default for BusOptions {
             run_prefetch: 256,
             tap_prefetch: 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE,
+            connect_timeout: Duration::from_secs(30),
             patience: Duration::from_secs(300),
             call_ttl: None,
             reconnect_min_delay: Duration::from_millis(100),
@@ -192,7 +195,33 @@ impl AmqpBus {
                     .with_max_delay(max)
                     .with_max_times(attempts)
             });
-        let conn = tokio::time::timeout(options.patience, Connection::connect(url, props))
+        // lapin retries an initial connection in a background thread for as long as it would
+        // retry a lost one; a broker that is not even listening is reported at once instead.
+        let uri: lapin::uri::AMQPUri = url
+            .parse()
+            .map_err(|e| BusError::Refused(format!("invalid broker URL {}: {e}", redact(url))))?;
+        let addr = (uri.authority.host.clone(), uri.authority.port);
+        match tokio::time::timeout(
+            options.connect_timeout,
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(_probe)) => {}
+            Ok(Err(e)) => {
+                return Err(BusError::Disconnected(format!(
+                    "cannot reach {}: {e}",
+                    redact(url)
+                )))
+            }
+            Err(_) => {
+                return Err(BusError::Disconnected(format!(
+                    "no answer from {}",
+                    redact(url)
+                )))
+            }
+        }
+        let conn = tokio::time::timeout(options.connect_timeout, Connection::connect(url, props))
             .await
             .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
             .map_err(|e| error::to_bus(&format!("connecting to {}", redact(url)), &e))?;

@@ -513,3 +513,44 @@ broker_test!(
         conn.close(200, "OK".into()).await.unwrap();
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_at_once() {
+    let kit = TestBroker::new();
+    let url = kit.url.replacen("guest:guest@", "guest:wrong@", 1);
+    let t = std::time::Instant::now();
+    let err = magi_bus_amqp::AmqpBus::connect(&url, kit.options())
+        .await
+        .err()
+        .expect("connected with a wrong password");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the password leaked: {err}"
+    );
+    eprintln!("{err:?} after {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_reported_within_the_connect_timeout() {
+    let kit = TestBroker::new();
+    let opts = magi_bus_amqp::BusOptions {
+        connect_timeout: std::time::Duration::from_secs(3),
+        ..kit.options()
+    };
+    let t = std::time::Instant::now();
+    let err = magi_bus_amqp::AmqpBus::connect("amqp://guest:guest@127.0.0.1:1/%2f", opts)
+        .await
+        .err()
+        .expect("connected to nothing");
+    assert!(matches!(err, BusError::Disconnected(_)), "{err:?}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+}
