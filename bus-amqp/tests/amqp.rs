@@ -11,16 +11,22 @@ use magi_bus::{Bus, BusError, Inbound};
 use magi_bus_amqp::testkit::{BrokerGuard, TestBroker};
 use magi_proto::{NodeStatus, Object, Record};
 
-/// Run `body` with a fresh kit under a shared hold on the broker, then clean up and check
-/// that the broker holds nothing of the test's.
+/// Run `body` with a fresh kit under a shared hold on the broker, then clean up (also when
+/// the body panics) and check that the broker holds nothing of the test's.
 macro_rules! broker_test {
     ($name:ident, |$kit:ident| $body:block) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
+            use futures_util::FutureExt;
             let _hold = BrokerGuard::shared().await.expect("broker lock");
             let $kit = TestBroker::new();
-            $body
+            let outcome = std::panic::AssertUnwindSafe(async { $body })
+                .catch_unwind()
+                .await;
             let left = $kit.cleanup().await.expect("cleanup");
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
+            }
             assert!(left.is_empty(), "left on the broker: {left:?}");
         }
     };
