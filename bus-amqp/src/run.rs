@@ -152,6 +152,19 @@ impl RunSide {
         wire::encode("call", call, self.shared.opts.max_message_bytes)
     }
 
+    /// Nodes declare the groups they join; remember the groups a `joinGroup` call names so
+    /// that `close` finds them.
+    fn note_join(&self, call: &Call) {
+        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
+            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
+                self.groups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group.to_string());
+            }
+        }
+    }
+
     fn copy(&self, group: Option<&str>, nodes: &[String], call: &Call) -> TapItem {
         TapItem {
             kind: "call".into(),
@@ -167,6 +180,7 @@ impl RunSide {
 impl RunPort for RunSide {
     async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, BusError> {
         let body = self.check_call(&call)?;
+        self.note_join(&call);
         let names = &self.shared.names;
         check_len("group exchange", &names.group_exchange(&self.run, group))?;
         let key = names.group_key(&self.run, group);
@@ -189,15 +203,7 @@ impl RunPort for RunSide {
 
     async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError> {
         let body = self.check_call(&call)?;
-        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
-            // Nodes declare the groups they join; remember them so that `close` finds them.
-            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
-                self.groups
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(group.to_string());
-            }
-        }
+        self.note_join(&call);
         let names = &self.shared.names;
         let exchange = names.nodes_exchange();
         let keys: Vec<String> = nodes.iter().map(|n| names.node_key(&self.run, n)).collect();
