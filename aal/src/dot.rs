@@ -70,7 +70,11 @@ pub fn render(p: &Procedure) -> String {
                     let mut advances = false;
                     for t in &w.triggers {
                         for event in events_of(t) {
-                            waits.entry(event).or_default().push(id.clone());
+                            let at = waits.entry(event).or_default();
+                            // One edge per wait, however many of its triggers name the event.
+                            if at.last() != Some(&id) {
+                                at.push(id.clone());
+                            }
                         }
                         match t.target() {
                             None => advances = true,
@@ -81,9 +85,15 @@ pub fn render(p: &Procedure) -> String {
                                 if let (Some(to), Some(c)) =
                                     (first.get(name.as_str()), cluster.get(name.as_str()))
                                 {
+                                    // Graphviz cannot clip an edge at the cluster it starts in.
+                                    let head = if *c == s {
+                                        String::new()
+                                    } else {
+                                        format!(", lhead=cluster_{c}")
+                                    };
                                     let _ = writeln!(
                                         edges,
-                                        "  {id} -> {to} [label=\"jump\", penwidth=2, lhead=cluster_{c}];"
+                                        "  {id} -> {to} [label=\"jump\", penwidth=2{head}];"
                                     );
                                 }
                             }

@@ -352,9 +352,14 @@ fn dot_output_draws_streams_cross_stream_edges_and_jumps() {
         dot.contains("s0_0 -> s1_0 [style=dashed, label=\"serverStarted\"];"),
         "{dot}"
     );
-    // modifyNoiseLoop loops on itself, and durationStream ends in exit.
+    // noiseModifyStream jumps into modifyNoiseLoop, which loops on itself; durationStream
+    // ends in exit.
     assert!(
-        dot.contains("s3_1 -> s3_0 [label=\"jump\", penwidth=2, lhead=cluster_3];"),
+        dot.contains("s2_0 -> s3_0 [label=\"jump\", penwidth=2, lhead=cluster_3];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("s3_1 -> s3_0 [label=\"jump\", penwidth=2];"),
         "{dot}"
     );
     assert!(dot.contains("s9_3 -> exit"), "{dot}");

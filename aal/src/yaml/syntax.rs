@@ -302,7 +302,7 @@ pub(super) fn tab_warnings(joined: &Joined, multiline: &[(usize, usize)]) -> Vec
     if !joined.text.contains('\t') {
         return Vec::new();
     }
-    let inside_scalar = |n: usize| multiline.iter().any(|&(a, b)| a < n && n <= b);
+    let inside_scalar = |n: usize| multiline.iter().any(|&(a, b)| a <= n && n <= b);
     let mut found: Vec<(crate::procedure::Span, usize)> = Vec::new();
     for (i, line) in lines(&joined.text).iter().enumerate() {
         let n = i + 1;
