@@ -501,6 +501,17 @@ fn missing_groups_agents_or_eventstreams_are_errors() {
 }
 
 #[test]
+fn a_missing_groups_section_is_reported_once_not_at_every_agent() {
+    let text = aal("").replace(
+        "groups:\n  servers: [s1, s2, s3]\n  clients: [c1, c2]\n",
+        "",
+    );
+    let c = checked(&text);
+    assert_eq!(c.errors(), 1, "{}", c.render(false));
+    assert!(find(&c, "has no `groups`").is_error());
+}
+
+#[test]
 fn anchors_expand_into_args_and_execargs() {
     let text = aal("")
         .replace("servers: [s1, s2, s3]", "servers: &slist [s1, s2, s3]")

@@ -52,6 +52,9 @@ pub(crate) struct Checker<'a> {
     jumped_to: HashSet<String>,
     unemitted: HashMap<String, Unemitted>,
     unemitted_order: Vec<String>,
+    /// `groups` or `agents` is missing: references to them are not reported one by one.
+    no_groups: bool,
+    no_agents: bool,
 }
 
 /// Validates the root of an AAL; the procedure is `Some` when there is no error.
@@ -75,6 +78,8 @@ pub(crate) fn validate(
         jumped_to: HashSet::new(),
         unemitted: HashMap::new(),
         unemitted_order: Vec::new(),
+        no_groups: false,
+        no_agents: false,
     };
     let procedure = c.procedure(root, start);
     let ok = !c.diags.iter().any(Diagnostic::is_error);
@@ -158,6 +163,8 @@ impl Checker<'_> {
             "`streamstarts: [main]`: the streams that start after setup",
         );
 
+        self.no_groups = groups.is_none();
+        self.no_agents = agents.is_none();
         if let Some(g) = groups {
             self.groups(g);
         }

@@ -259,6 +259,9 @@ impl Checker<'_> {
         if name == ALL_GROUP || self.group_index.contains_key(name) {
             return Some(name.to_string());
         }
+        if self.no_groups {
+            return None;
+        }
         let near = did_you_mean(
             name,
             self.groups

@@ -276,6 +276,9 @@ impl Checker<'_> {
         if self.agent_index.contains_key(name) {
             return Some(name.to_string());
         }
+        if self.no_agents {
+            return None;
+        }
         let near = did_you_mean(name, self.agents.iter().map(|a| a.name.as_str()));
         self.push(
             error_at(node, format!("unknown agent `{name}`{near}")).help(format!(
