@@ -166,12 +166,11 @@ impl<'a> Builder<'a> {
                     );
                     return;
                 }
-                // Room for a typical AAL entry up front, instead of growing 0, 4, 8.
                 let content = if matches!(event, Event::SequenceStart(..)) {
-                    Content::Seq(Vec::with_capacity(4))
+                    Content::Seq(Vec::new())
                 } else {
                     Content::Map {
-                        entries: Vec::with_capacity(6),
+                        entries: Vec::new(),
                         key: None,
                     }
                 };
