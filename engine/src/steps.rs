@@ -1,0 +1,189 @@
+//! Streams compiled into steps: the user's streams, and the setup (`initialization`) and
+//! teardown (`exit`) streams the engine builds from the groups and agents.
+//!
+//! Setup, as decided in DESIGN §5: all groups are built at once (every `joinGroup` is
+//! sent, then each group's `GroupBuildDone` is awaited from every member), then all
+//! agents are loaded at once (every `loadAgent`, then each `AgentLoadDone`). Teardown
+//! mirrors it: unload all agents, then leave all groups.
+
+use magi_aal::{Agent, EventTrigger, Procedure, Target, TimeoutTrigger, Trigger};
+use magi_proto::{method, Object, DAEMON_DOCK};
+use serde_json::{json, Value};
+
+/// Name of the setup stream, as the original's console showed it.
+pub const SETUP_STREAM: &str = "initialization";
+/// Name of the teardown stream.
+pub const TEARDOWN_STREAM: &str = "exit";
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// Every member of a group of the run.
+    Group(String),
+    /// Each of these nodes, whether or not it is in a group yet.
+    Nodes(Vec<String>),
+}
+
+/// One step of a running stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send a call.
+    Send(SendStep),
+    /// Wait for the first complete trigger of a list.
+    Wait(Vec<Trigger>),
+}
+
+/// A call to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendStep {
+    /// Where to.
+    pub dest: Dest,
+    /// What the console shows as the destination (`__ALL__`, `server_group`).
+    pub dest_label: String,
+    /// Receiver on the node.
+    pub dock: String,
+    /// Method.
+    pub method: String,
+    /// Arguments.
+    pub args: Object,
+    /// Trigger the nodes send back.
+    pub trigger: Option<String>,
+    /// Only these nodes act on it.
+    pub only_nodes: Option<Vec<String>>,
+    /// The console shows `method name` rather than `method(args)` (setup and teardown).
+    pub named: Option<String>,
+}
+
+/// Compiles a user stream.
+pub fn user_steps(procedure: &Procedure, stream: &magi_aal::Stream) -> Vec<Step> {
+    stream
+        .entries
+        .iter()
+        .map(|entry| match entry {
+            magi_aal::Entry::Event(e) => {
+                let (dest, dest_label, dock) = match procedure.agent(&e.agent) {
+                    Some(agent) => agent_dest(procedure, agent),
+                    // Validation rejects unknown agents; an empty group reaches nobody
+                    // and is reported as undeliverable rather than panicking here.
+                    None => (Dest::Nodes(Vec::new()), e.agent.clone(), e.agent.clone()),
+                };
+                Step::Send(SendStep {
+                    dest,
+                    dest_label,
+                    dock,
+                    method: e.method.clone(),
+                    args: e.args.clone(),
+                    trigger: e.trigger.clone(),
+                    only_nodes: None,
+                    named: None,
+                })
+            }
+            magi_aal::Entry::Wait(w) => Step::Wait(w.triggers.clone()),
+        })
+        .collect()
+}
+
+/// Where an agent's events go: its group (or every node for `__ALL__`) and its dock.
+fn agent_dest(procedure: &Procedure, agent: &Agent) -> (Dest, String, String) {
+    let dest = if agent.group == magi_proto::ALL_GROUP {
+        Dest::Nodes(procedure.all_nodes())
+    } else {
+        Dest::Group(agent.group.clone())
+    };
+    (dest, agent.group.clone(), agent.dock.clone())
+}
+
+fn obj(v: Value) -> Object {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn done_wait(event: &str, key: &str, name: &str, nodes: &[String], timeout_ms: u64, target: Option<Target>) -> Step {
+    Step::Wait(vec![
+        Trigger::Event(EventTrigger {
+            event: event.to_string(),
+            nodes: nodes.to_vec(),
+            count: nodes.len().max(1),
+            args: obj(json!({ key: name })),
+            target: None,
+            span: Default::default(),
+        }),
+        Trigger::Timeout(TimeoutTrigger { timeout_ms, target, span: Default::default() }),
+    ])
+}
+
+fn daemon_call(dest: Dest, dest_label: &str, method: &str, name: &str, args: Object, only: Option<Vec<String>>) -> Step {
+    Step::Send(SendStep {
+        dest,
+        dest_label: dest_label.to_string(),
+        dock: DAEMON_DOCK.to_string(),
+        method: method.to_string(),
+        args,
+        trigger: None,
+        only_nodes: only,
+        named: Some(name.to_string()),
+    })
+}
+
+/// The arguments of `loadAgent`/`unloadAgent` for an agent.
+fn agent_args(agent: &Agent) -> Object {
+    let mut args = obj(json!({
+        "name": agent.name,
+        "group": agent.group,
+        "dock": agent.dock,
+        "execargs": agent.execargs,
+    }));
+    match &agent.source {
+        Some(magi_aal::AgentSource::Path(p)) => {
+            args.insert("path".into(), json!(p));
+        }
+        Some(magi_aal::AgentSource::Tardata(t)) => {
+            args.insert("tardata".into(), json!(t));
+        }
+        None => {}
+    }
+    if let Some(code) = &agent.code {
+        args.insert("code".into(), json!(code));
+    }
+    args
+}
+
+/// The setup stream: build all groups, then load all agents. A timeout ends the run.
+pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for g in &procedure.groups {
+        let args = obj(json!({"group": g.name, "nodes": g.nodes}));
+        steps.push(daemon_call(Dest::Nodes(g.nodes.clone()), magi_proto::ALL_GROUP, method::JOIN_GROUP, &g.name, args, Some(g.nodes.clone())));
+    }
+    for g in &procedure.groups {
+        steps.push(done_wait(magi_proto::GROUP_BUILD_DONE, "group", &g.name, &g.nodes, group_timeout_ms, Some(Target::Exit)));
+    }
+    for a in procedure.loadable_agents() {
+        steps.push(daemon_call(Dest::Group(a.group.clone()), &a.group, method::LOAD_AGENT, &a.name, agent_args(a), None));
+    }
+    for a in procedure.loadable_agents() {
+        let nodes = procedure.nodes_of(&a.group);
+        steps.push(done_wait(magi_proto::AGENT_LOAD_DONE, "agent", &a.name, &nodes, a.load_timeout_ms, Some(Target::Exit)));
+    }
+    steps
+}
+
+/// The teardown stream: unload all agents, then leave all groups. A timeout only moves
+/// on (a lost node must not keep the others' agents running).
+pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for a in procedure.loadable_agents() {
+        steps.push(daemon_call(Dest::Group(a.group.clone()), &a.group, method::UNLOAD_AGENT, &a.name, agent_args(a), None));
+    }
+    for a in procedure.loadable_agents() {
+        let nodes = procedure.nodes_of(&a.group);
+        steps.push(done_wait(magi_proto::AGENT_UNLOAD_DONE, "agent", &a.name, &nodes, a.load_timeout_ms, None));
+    }
+    for g in &procedure.groups {
+        let args = obj(json!({"group": g.name, "nodes": g.nodes}));
+        steps.push(daemon_call(Dest::Nodes(g.nodes.clone()), magi_proto::ALL_GROUP, method::LEAVE_GROUP, &g.name, args, Some(g.nodes.clone())));
+    }
+    for g in &procedure.groups {
+        steps.push(done_wait(magi_proto::GROUP_TEARDOWN_DONE, "group", &g.name, &g.nodes, group_timeout_ms, None));
+    }
+    steps
+}
