@@ -17,6 +17,8 @@
 //! assert_eq!(checked.procedure.unwrap().streams[0].name, "main");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod diagnostic;
 pub mod dot;
 pub mod plan;

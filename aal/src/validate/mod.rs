@@ -174,7 +174,9 @@ impl Checker<'_> {
         self.add_daemon_agent();
         let streams = streams.map(|s| self.streams(s)).unwrap_or_default();
         let streamstarts = starts.map(|s| self.streamstarts(s)).unwrap_or_default();
-        self.never_run_streams(&streams, &streamstarts);
+        if starts.is_some() {
+            self.never_run_streams(&streams, &streamstarts);
+        }
         self.unemitted_warnings();
 
         Some(Procedure {
