@@ -242,13 +242,13 @@ impl Procedure {
 
     /// Every node named in `groups`, in first-seen order (the `__ALL__` group).
     pub fn all_nodes(&self) -> Vec<String> {
-        let mut nodes: Vec<String> = Vec::new();
-        for n in self.groups.iter().flat_map(|g| &g.nodes) {
-            if !nodes.contains(n) {
-                nodes.push(n.clone());
-            }
-        }
-        nodes
+        let mut seen = std::collections::HashSet::new();
+        self.groups
+            .iter()
+            .flat_map(|g| &g.nodes)
+            .filter(|n| seen.insert(n.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// The nodes of a group, `__ALL__` included.
