@@ -101,3 +101,16 @@ pub fn check_str(path: &str, text: &str) -> Checked {
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Checked, Vec<ReadError>> {
     read_sources(paths).map(check)
 }
+
+/// Reads any YAML document (a configuration file, say) as JSON, with the same typing
+/// and the same syntax diagnostics as procedures; `Err` holds the rendered errors.
+pub fn yaml_to_json(path: &str, text: &str) -> Result<serde_json::Value, String> {
+    let files = vec![source(path, text)];
+    let joined = sources::Joined::new(&files);
+    let parsed = yaml::parse(&joined, &files);
+    let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.render(&files, false)).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    Ok(parsed.root.map(|r| r.to_json()).unwrap_or(serde_json::Value::Null))
+}

@@ -1,5 +1,22 @@
-//! magi-node
+//! # magi-node: the node agent
+//!
+//! One node agent runs on every testbed node (or, on the embedded default, one per node
+//! name inside the `magi` process). It joins and leaves a run's groups on the
+//! orchestrator's command, loads agents from archives and runs them as processes, and
+//! turns what agents say into triggers and records on the bus.
+//!
+//! - [`node`]: the dispatcher, `node::run(link, config, shutdown)`.
+//! - [`archive`]: unpacking agent archives safely into a cache keyed by SHA-256.
+//! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
+//! - [`manifest`]: the `magi-agent.json` every agent module carries.
+//! - [`process`]: an agent as a child process speaking the line-delimited JSON protocol.
+//! - [`pack`]: packing a module directory into an archive to ship over the bus.
+
 pub mod archive;
 pub mod library;
 pub mod manifest;
+pub mod node;
+pub mod pack;
 pub mod process;
+
+pub use node::{run, NodeConfig};

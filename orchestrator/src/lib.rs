@@ -1,2 +1,14 @@
 //! # magi: the orchestrator and the user's commands
+//!
+//! - [`cli`]: the command line, one module per command (`check`, `run`, `data`, `graph`, `web`).
+//! - [`driver`]: the run loop around the engine, transport-independent.
+//! - [`embedded`]: the in-process node agents of the embedded default.
+//! - [`console`]: the original's console lines, colours, the live line, JSON records.
+//! - [`record`]: the run record directory.
+//! - [`experiment`]: finding the broker from `--experiment/--project`.
 pub mod cli;
+pub mod console;
+pub mod driver;
+pub mod embedded;
+pub mod experiment;
+pub mod record;

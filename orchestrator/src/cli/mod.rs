@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 pub mod check;
 pub mod data;
 pub mod graph;
+pub mod run;
 pub mod web;
 
 /// MAGI-rs: run AAL experiment procedures on testbed nodes.
@@ -18,6 +19,8 @@ pub struct Cli {
 enum Command {
     /// Validate a procedure and print its plan.
     Check(check::CheckArgs),
+    /// Run a procedure: on the embedded bus, or over RabbitMQ with --broker.
+    Run(run::RunArgs),
     /// Import and query recorded data (`magi data import`, `magi data query`).
     Data(data::DataArgs),
     /// Plot recorded data to a PNG with the original's graph configuration.
@@ -31,6 +34,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
         Command::Data(args) => data::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Web(args) => web::run(args),

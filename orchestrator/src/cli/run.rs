@@ -1,0 +1,326 @@
+//! `magi run`: carry out a procedure, on the embedded bus or over RabbitMQ.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::Args;
+use magi_aal::{AgentSource, Procedure};
+use magi_bus::Bus;
+use magi_engine::{FailureKind, Outcome};
+use magi_node::library::ModuleLibrary;
+
+use crate::console::{Console, Mode};
+use crate::driver::{Driver, DriverConfig, Infra, Shipment};
+use crate::record::RunRecord;
+
+/// Exit code: the procedure ran and succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the procedure failed (an agent returned false, raised, crashed or did not load).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: the procedure is not valid (see `magi check`), or the command line is wrong.
+pub const EXIT_INVALID: i32 = 2;
+/// Exit code: infrastructure (broker unreachable, nodes missing or lost, a call reached no node, setup timed out).
+pub const EXIT_INFRA: i32 = 3;
+/// Exit code: interrupted (Ctrl-C twice, or SIGTERM); teardown was done.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    success: every stream finished or one reached `exit`
+  1    procedure failure: an agent returned false, raised, crashed or failed to load
+  2    invalid procedure (the diagnostics say where), or a command-line error
+  3    infrastructure: broker unreachable, nodes missing or lost, a call reached no node,
+       setup timed out
+  130  interrupted (Ctrl-C twice within 2 s, or SIGTERM); agents were unloaded
+
+Without --broker the run uses the embedded bus: one in-process node agent per node named in
+`groups`, each with its own loopback address (127.0.1.x). Every run leaves a record directory
+(--record-dir) with the procedure, its hash, the archives' hashes, every event and trigger,
+the console lines and the data recorded.";
+
+/// Arguments of `magi run`.
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct RunArgs {
+    /// AAL files, read in order (as the original's repeated `-f`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The original's `-f FILE` spelling; may be repeated.
+    #[arg(short = 'f', long = "events", hide = true)]
+    pub events: Vec<PathBuf>,
+    /// RabbitMQ URL (amqp://user:pass@host:port/vhost); without it, the embedded bus.
+    #[arg(long, env = "MAGI_BROKER")]
+    pub broker: Option<String>,
+    /// Experiment name: finds the broker in the experiment's configuration file.
+    #[arg(short = 'e', long)]
+    pub experiment: Option<String>,
+    /// Project name (with --experiment).
+    #[arg(short = 'p', long)]
+    pub project: Option<String>,
+    /// The run's name (default: the procedure's file name and the time). Over a broker with
+    /// per-user permissions, runs must start with `<user>.`.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// One JSON record per line instead of the console lines.
+    #[arg(long)]
+    pub json: bool,
+    /// No colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, alias = "nocolor")]
+    pub no_color: bool,
+    /// Go on after `retVal: false`, a RuntimeException or a lost node.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Leave agents loaded and groups joined at the end.
+    #[arg(long)]
+    pub keep_agents: bool,
+    /// Timeout of each group build and leave wait, in ms (the original's -g).
+    #[arg(short = 'g', long = "group-timeout", default_value_t = 20_000)]
+    pub group_timeout: u64,
+    /// How long to wait for node agents to announce themselves, in seconds (broker runs).
+    #[arg(long, default_value_t = 30)]
+    pub preflight: u64,
+    /// Where run records go.
+    #[arg(long, default_value = "magi-runs", env = "MAGI_RECORD_DIR")]
+    pub record_dir: PathBuf,
+    /// Where data records go: an SQLite path or a postgres:// URL (default: data.sqlite in
+    /// the run's record).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Extra directories of agent modules (also MAGI_MODULES, colon-separated).
+    #[arg(long = "modules")]
+    pub modules: Vec<PathBuf>,
+    /// Where embedded node agents keep their agent cache (default ~/.cache/magi).
+    #[arg(long, env = "MAGI_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Runs `magi run`; returns the exit code.
+pub fn run(mut args: RunArgs) -> i32 {
+    args.files.append(&mut args.events);
+    let mut console = Console::new(Mode::detect(args.json, args.no_color));
+    let checked = match magi_aal::load(&args.files) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return EXIT_INVALID;
+        }
+    };
+    let color = matches!(console.mode(), Mode::Text { color: true, .. });
+    if !checked.diagnostics.is_empty() {
+        eprintln!("{}", checked.render(color));
+    }
+    let Some(procedure) = checked.procedure.clone() else {
+        eprintln!("error: the procedure is not valid ({} error(s)); `magi check` shows the plan once it is", checked.errors());
+        return EXIT_INVALID;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_INFRA;
+        }
+    };
+    runtime.block_on(run_procedure(args, Arc::new(procedure), &mut console))
+}
+
+fn default_run_name(args: &RunArgs) -> String {
+    let stem = args.files.first().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{stem}-{}-{}", crate::console::clock(magi_proto::epoch_now()).replace(':', ""), &id[id.len() - 6..])
+}
+
+/// Finds the broker: `--broker`, or the experiment's configuration file.
+fn broker_url(args: &RunArgs) -> Result<Option<String>, String> {
+    if let Some(b) = &args.broker {
+        return Ok(Some(b.clone()));
+    }
+    match (&args.experiment, &args.project) {
+        (None, None) => Ok(None),
+        (Some(e), Some(p)) => crate::experiment::broker_of(p, e).map(Some),
+        _ => Err("--experiment and --project go together".into()),
+    }
+}
+
+async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut Console) -> i32 {
+    let broker = match broker_url(&args) {
+        Ok(b) => b,
+        Err(e) => {
+            console.note(&format!("error: {e}"));
+            return EXIT_INVALID;
+        }
+    };
+    let run = args.run.clone().unwrap_or_else(|| default_run_name(&args));
+    let library = ModuleLibrary::standard(&args.modules);
+    let transport = if broker.is_some() { "amqp" } else { "embedded" };
+    let files: Vec<magi_aal::SourceFile> = procedure.files.clone();
+    let mut record = match RunRecord::create(&args.record_dir, &run, &files, transport) {
+        Ok(r) => r,
+        Err(e) => {
+            console.note(&format!("error: cannot create the run record in {}: {e}", args.record_dir.display()));
+            return EXIT_INFRA;
+        }
+    };
+    let shipments = prepare_archives(&procedure, &library, &mut record, console);
+    let store = args.store.clone().unwrap_or_else(|| record.dir().join("data.sqlite").to_string_lossy().into_owned());
+    let writer = match tokio::task::spawn_blocking(move || magi_data::Writer::open(&store)).await {
+        Ok(Ok(w)) => Some(w),
+        Ok(Err(e)) => {
+            console.note(&format!("warning: records will not be stored: {e}"));
+            None
+        }
+        Err(_) => None,
+    };
+    let config = DriverConfig {
+        engine: magi_engine::Options { group_timeout_ms: args.group_timeout, abort_on_failure: !args.keep_going, teardown: !args.keep_agents },
+        preflight: if broker.is_some() { Duration::from_secs(args.preflight) } else { Duration::from_secs(10) },
+        alive_every: broker.as_ref().map(|_| Duration::from_secs(2)),
+        shipments,
+    };
+
+    let result = match &broker {
+        None => {
+            let bus = magi_bus::memory::MemoryBus::new();
+            let link = match bus.open_run(&run).await {
+                Ok(l) => l,
+                Err(e) => return infra(console, &mut record, &e.to_string()),
+            };
+            let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+            let nodes = match crate::embedded::EmbeddedNodes::start(&bus, &procedure.all_nodes(), state_dir, record.dir().join("logs"), library).await {
+                Ok(n) => n,
+                Err(e) => return infra(console, &mut record, &e.to_string()),
+            };
+            let port = link.port.clone();
+            let result = Driver::new(procedure.clone(), &run, link, config, console, &mut record, writer.as_ref()).run().await;
+            let _ = port.close().await;
+            nodes.stop().await;
+            result
+        }
+        Some(url) => {
+            let bus = match magi_bus_amqp::AmqpBus::connect(url, magi_bus_amqp::BusOptions::default()).await {
+                Ok(b) => b,
+                Err(e) => return infra(console, &mut record, &format!("cannot reach the broker at {}: {e}", redact(url))),
+            };
+            let link = match bus.open_run(&run).await {
+                Ok(l) => l,
+                Err(e) => return infra(console, &mut record, &e.to_string()),
+            };
+            let port = link.port.clone();
+            let result = Driver::new(procedure.clone(), &run, link, config, console, &mut record, writer.as_ref()).run().await;
+            let _ = port.close().await;
+            bus.close().await;
+            result
+        }
+    };
+    if let Some(w) = writer {
+        let _ = tokio::task::spawn_blocking(move || w.close()).await;
+    }
+    let (outcome_json, code) = match result {
+        Ok(outcome) => {
+            let code = exit_code(&outcome);
+            (serde_json::to_value(&outcome).unwrap_or_default(), code)
+        }
+        Err(Infra::MissingNodes(missing)) => {
+            let msg = format!("node agents not answering after the pre-flight wait: {}", missing.join(", "));
+            console.note(&format!("error: {msg}"));
+            (serde_json::json!({"outcome": "failed", "kind": "setup", "message": msg}), EXIT_INFRA)
+        }
+        Err(Infra::BusLost(msg)) => {
+            console.note(&format!("error: {msg}"));
+            (serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}), EXIT_INFRA)
+        }
+    };
+    let _ = record.finish(&outcome_json, code);
+    console.note(&format!("run {run}: {} (exit {code}); record in {}", describe(&outcome_json), record.dir().display()));
+    if matches!(console.mode(), Mode::Json) {
+        println!("{}", serde_json::json!({"run": run, "result": outcome_json, "exit_code": code, "record": record.dir()}));
+    }
+    code
+}
+
+fn describe(outcome: &serde_json::Value) -> String {
+    match outcome["outcome"].as_str() {
+        Some("success") => "success".into(),
+        Some("interrupted") => "interrupted".into(),
+        _ => format!("failed: {}", outcome["message"].as_str().unwrap_or("unknown")),
+    }
+}
+
+fn infra(console: &mut Console, record: &mut RunRecord, msg: &str) -> i32 {
+    console.note(&format!("error: {msg}"));
+    let _ = record.finish(&serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}), EXIT_INFRA);
+    EXIT_INFRA
+}
+
+/// The exit code of an outcome.
+pub fn exit_code(outcome: &Outcome) -> i32 {
+    match outcome {
+        Outcome::Success => EXIT_OK,
+        Outcome::Interrupted => EXIT_INTERRUPTED,
+        Outcome::Failed { kind: FailureKind::Agent, .. } => EXIT_FAILED,
+        Outcome::Failed { .. } => EXIT_INFRA,
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))).unwrap_or_else(std::env::temp_dir);
+    base.join("magi")
+}
+
+/// A broker URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Resolves and packs every loadable agent's code, so nodes need no shared filesystem.
+/// A path the orchestrator cannot read is left for the nodes to resolve themselves.
+fn prepare_archives(procedure: &Procedure, library: &ModuleLibrary, record: &mut RunRecord, console: &mut Console) -> HashMap<String, Shipment> {
+    let mut shipments = HashMap::new();
+    for agent in procedure.loadable_agents() {
+        let Some(AgentSource::Path(path)) = &agent.source else { continue };
+        let resolved = match library.resolve(path) {
+            Ok(r) => r,
+            Err(e) => {
+                console.note(&format!("agent {}: {e}; the nodes will look for it themselves", agent.name));
+                continue;
+            }
+        };
+        if let Some(note) = &resolved.note {
+            console.note(&format!("agent {}: {note}", agent.name));
+        }
+        match magi_node::pack::pack(&resolved.path) {
+            Ok(packed) => {
+                record.archive(&agent.name, &resolved.path.to_string_lossy(), &packed.sha256, packed.bytes.len());
+                shipments.insert(
+                    agent.name.clone(),
+                    Shipment { archive_b64: base64::engine::general_purpose::STANDARD.encode(&packed.bytes), sha256: packed.sha256 },
+                );
+            }
+            Err(e) => console.note(&format!("agent {}: cannot read {}: {e}; the nodes will look for it themselves", agent.name, resolved.path.display())),
+        }
+    }
+    shipments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_passwords_are_not_printed() {
+        assert_eq!(redact("amqp://guest:secret@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://host"), "amqp://host");
+    }
+}

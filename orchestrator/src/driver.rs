@@ -1,0 +1,304 @@
+//! The run loop: carries out what the engine asks (calls on the bus, console lines,
+//! records) and feeds it what happens (triggers, time, lost nodes, Ctrl-C). It knows the
+//! bus only through [`magi_bus::RunLink`], so the embedded and the RabbitMQ runs share it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use magi_aal::Procedure;
+use magi_bus::{Inbound, RunLink};
+use magi_engine::steps::Dest;
+use magi_engine::{Engine, Outcome, Output};
+use magi_proto::{method, Call, Object, DAEMON_DOCK};
+use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::console::Console;
+use crate::record::RunRecord;
+
+/// An agent archive shipped with `loadAgent`.
+#[derive(Debug, Clone)]
+pub struct Shipment {
+    /// Base64 of the archive bytes.
+    pub archive_b64: String,
+    /// SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// How the loop runs.
+pub struct DriverConfig {
+    /// The engine's options.
+    pub engine: magi_engine::Options,
+    /// How long to wait for every node to announce itself before setup.
+    pub preflight: Duration,
+    /// How often to tell the nodes this run is alive (their dead-man switch), if at all.
+    pub alive_every: Option<Duration>,
+    /// Archives to ship, by agent name.
+    pub shipments: HashMap<String, Shipment>,
+}
+
+/// Why a run could not be carried out at all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Infra {
+    /// Nodes did not announce themselves in time.
+    MissingNodes(Vec<String>),
+    /// The bus went away.
+    BusLost(String),
+}
+
+/// Everything the loop needs, borrowed for the run.
+pub struct Driver<'a> {
+    procedure: Arc<Procedure>,
+    link: RunLink,
+    config: DriverConfig,
+    console: &'a mut Console,
+    record: &'a mut RunRecord,
+    writer: Option<&'a magi_data::Writer>,
+    engine: Engine,
+    started: Instant,
+    started_epoch: f64,
+    /// Node → (last heartbeat, heartbeat period).
+    seen: HashMap<String, (Instant, Duration)>,
+    outcome: Option<Outcome>,
+}
+
+impl<'a> Driver<'a> {
+    /// Prepares a run.
+    pub fn new(
+        procedure: Arc<Procedure>,
+        run: &str,
+        link: RunLink,
+        config: DriverConfig,
+        console: &'a mut Console,
+        record: &'a mut RunRecord,
+        writer: Option<&'a magi_data::Writer>,
+    ) -> Self {
+        let engine = Engine::new(procedure.clone(), config.engine.clone(), run);
+        Driver {
+            procedure,
+            link,
+            config,
+            console,
+            record,
+            writer,
+            engine,
+            started: Instant::now(),
+            started_epoch: magi_proto::epoch_now(),
+            seen: HashMap::new(),
+            outcome: None,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn epoch_at(&self, ms: u64) -> f64 {
+        self.started_epoch + ms as f64 / 1000.0
+    }
+
+    /// Waits until every node of the procedure has announced itself.
+    async fn preflight(&mut self) -> Result<(), Infra> {
+        let wanted = self.procedure.all_nodes();
+        let deadline = tokio::time::Instant::now() + self.config.preflight;
+        let mut told = false;
+        loop {
+            let missing: Vec<String> = wanted.iter().filter(|n| !self.seen.contains_key(*n)).cloned().collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if !told && self.config.alive_every.is_some() {
+                self.console.note(&format!("waiting up to {} s for node agents: {}", self.config.preflight.as_secs(), missing.join(", ")));
+                told = true;
+            }
+            match tokio::time::timeout_at(deadline, self.link.inbound.recv()).await {
+                Err(_) => return Err(Infra::MissingNodes(missing)),
+                Ok(None) => return Err(Infra::BusLost("the bus closed during pre-flight".into())),
+                Ok(Some(msg)) => self.on_inbound(msg).await,
+            }
+        }
+    }
+
+    /// Runs the procedure to its end.
+    pub async fn run(mut self) -> Result<Outcome, Infra> {
+        self.preflight().await?;
+        self.started = Instant::now();
+        self.started_epoch = magi_proto::epoch_now();
+        let outs = self.engine.start(0);
+        self.carry_out(outs).await;
+        let mut interrupts = signal(SignalKind::interrupt()).map_err(|e| Infra::BusLost(format!("cannot watch Ctrl-C: {e}")))?;
+        let mut terms = signal(SignalKind::terminate()).map_err(|e| Infra::BusLost(format!("cannot watch SIGTERM: {e}")))?;
+        let mut last_interrupt: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_alive = Instant::now();
+        while self.outcome.is_none() {
+            let deadline = self.engine.next_deadline().map(|ms| tokio::time::Instant::from_std(self.started + Duration::from_millis(ms)));
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = self.link.inbound.recv() => match msg {
+                    Some(msg) => self.on_inbound(msg).await,
+                    None => return Err(Infra::BusLost("the bus closed during the run".into())),
+                },
+                _ = sleep => {
+                    let now = self.now_ms();
+                    let outs = self.engine.on_time(now);
+                    self.carry_out(outs).await;
+                }
+                _ = tick.tick() => {
+                    self.check_heartbeats().await;
+                    if let Some(every) = self.config.alive_every {
+                        if last_alive.elapsed() >= every {
+                            last_alive = Instant::now();
+                            self.tell_alive().await;
+                        }
+                    }
+                    let waits = self.engine.waits(self.now_ms());
+                    self.console.live(&waits);
+                    self.record.flush();
+                }
+                _ = interrupts.recv() => {
+                    let now = self.now_ms();
+                    if last_interrupt.is_some_and(|t| t.elapsed() <= Duration::from_secs(2)) {
+                        let outs = self.engine.interrupt(now);
+                        self.carry_out(outs).await;
+                    } else {
+                        last_interrupt = Some(Instant::now());
+                        let waits = self.engine.waits(now);
+                        self.console.waits(&waits, self.epoch_at(now));
+                        self.console.note("Send SIGINT signal (ctrl+c) again within next 2 seconds to quit");
+                    }
+                }
+                _ = terms.recv() => {
+                    let now = self.now_ms();
+                    let outs = self.engine.interrupt(now);
+                    self.carry_out(outs).await;
+                }
+            }
+        }
+        self.console.finish();
+        Ok(self.outcome.unwrap_or(Outcome::Success))
+    }
+
+    async fn on_inbound(&mut self, msg: Inbound) {
+        match msg {
+            Inbound::Trigger(t) => {
+                self.record.event("recv", "trigger", serde_json::to_value(&t).unwrap_or(Value::Null));
+                if t.event == magi_proto::RUNTIME_EXCEPTION && matches!(t.args.get("type").and_then(Value::as_str), Some("MagiWarning")) {
+                    let text = t.args.get("error").and_then(Value::as_str).unwrap_or("warning");
+                    let agent = t.args.get("agent").and_then(Value::as_str).unwrap_or("unknown");
+                    self.console.note(&format!("warning from agent {agent} on {}: {text}", t.nodes.join(", ")));
+                }
+                if self.outcome.is_none() && self.engine_started() {
+                    let now = self.now_ms();
+                    let outs = self.engine.on_trigger(now, &t.event, &t.nodes, &t.args);
+                    self.carry_out(outs).await;
+                }
+            }
+            Inbound::Record(r) => {
+                if let Some(w) = self.writer {
+                    if let Err(e) = w.send(r) {
+                        tracing::warn!("record not stored: {e}");
+                    }
+                }
+            }
+            Inbound::Node(status) => {
+                if !self.procedure.all_nodes().contains(&status.node) {
+                    return;
+                }
+                if !status.alive {
+                    self.seen.remove(&status.node);
+                    if self.engine_started() {
+                        let now = self.now_ms();
+                        let outs = self.engine.on_node_lost(now, &status.node, "its node agent shut down");
+                        self.carry_out(outs).await;
+                    }
+                    return;
+                }
+                let period = Duration::from_millis(status.heartbeat_ms.max(100));
+                self.seen.insert(status.node, (Instant::now(), period));
+            }
+        }
+    }
+
+    fn engine_started(&self) -> bool {
+        // Before `start` the engine has no streams; triggers then have nothing to do.
+        self.seen.len() >= self.procedure.all_nodes().len() || self.now_ms() > 0
+    }
+
+    /// A node is lost when it missed three heartbeats (at least 3 s).
+    async fn check_heartbeats(&mut self) {
+        let lost: Vec<(String, Duration)> = self
+            .seen
+            .iter()
+            .filter(|(_, (last, period))| last.elapsed() > (*period * 3).max(Duration::from_secs(3)))
+            .map(|(n, (last, _))| (n.clone(), last.elapsed()))
+            .collect();
+        for (node, silent) in lost {
+            self.seen.remove(&node);
+            let now = self.now_ms();
+            let outs = self.engine.on_node_lost(now, &node, &format!("no heartbeat for {:.1} s", silent.as_secs_f64()));
+            self.carry_out(outs).await;
+        }
+    }
+
+    async fn tell_alive(&mut self) {
+        let call = Call { run: String::new(), seq: 0, dock: DAEMON_DOCK.into(), method: "runAlive".into(), args: Object::new(), trigger: None, nodes: None };
+        let nodes = self.procedure.all_nodes();
+        let call = Call { run: self.run_id(), ..call };
+        let _ = self.link.port.publish_nodes(&nodes, call).await;
+    }
+
+    fn run_id(&self) -> String {
+        self.record.dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// Carries out the engine's outputs, feeding back what cannot be delivered.
+    async fn carry_out(&mut self, outs: Vec<Output>) {
+        let mut queue: VecDeque<Output> = outs.into();
+        while let Some(out) = queue.pop_front() {
+            match out {
+                Output::Line(line) => {
+                    let epoch = self.epoch_at(line.at_ms);
+                    self.console.line(&line, epoch);
+                    self.record.console(&line, epoch);
+                }
+                Output::Finished(outcome) => self.outcome = Some(outcome),
+                Output::Send { stream, dest, mut call } => {
+                    let dest_text = match &dest {
+                        Dest::Group(g) => format!("group {g}"),
+                        Dest::Nodes(n) => format!("nodes {}", n.join(",")),
+                    };
+                    self.record.event("sent", "call", json!({"dest": dest_text, "call": call}));
+                    if call.dock == DAEMON_DOCK && call.method == method::LOAD_AGENT {
+                        self.ship(&mut call);
+                    }
+                    let what = format!("{} to {dest_text}", call.method);
+                    let result = match &dest {
+                        Dest::Group(g) => self.link.port.publish_group(g, call).await,
+                        Dest::Nodes(n) => self.link.port.publish_nodes(n, call).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!("{what}: {e}");
+                        let now = self.now_ms();
+                        queue.extend(self.engine.on_undeliverable(now, &stream, &what));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the agent's archive to a `loadAgent` call.
+    fn ship(&self, call: &mut Call) {
+        let name = call.args.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(s) = self.config.shipments.get(name) {
+            call.args.insert("archive".into(), json!(s.archive_b64));
+            call.args.insert("sha256".into(), json!(s.sha256));
+        }
+    }
+}

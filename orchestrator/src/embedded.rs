@@ -1,0 +1,78 @@
+//! The embedded default: no broker, one in-process node agent per node the procedure
+//! names, on the in-process bus. Each node gets its own loopback address (127.0.1.x), and
+//! every agent gets the name → address map, so clients and servers talk over real TCP as
+//! separate hosts and traffic can be told apart per peer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use magi_bus::memory::MemoryBus;
+use magi_bus::Bus;
+use magi_node::library::ModuleLibrary;
+use magi_node::NodeConfig;
+use magi_proto::Object;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The loopback address of the `i`-th node (0-based): 127.0.1.1, 127.0.1.2, ...
+pub fn node_address(i: usize) -> String {
+    format!("127.0.{}.{}", 1 + i / 250, 1 + i % 250)
+}
+
+/// The name → address map of the nodes, in order.
+pub fn host_map(nodes: &[String]) -> Object {
+    nodes.iter().enumerate().map(|(i, n)| (n.clone(), json!(node_address(i)))).collect()
+}
+
+/// In-process node agents, stopped together.
+pub struct EmbeddedNodes {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl EmbeddedNodes {
+    /// Attaches one node agent per node to the bus and starts them.
+    pub async fn start(bus: &MemoryBus, nodes: &[String], state_dir: PathBuf, log_dir: PathBuf, library: ModuleLibrary) -> Result<Self, magi_bus::BusError> {
+        let hosts = host_map(nodes);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (i, name) in nodes.iter().enumerate() {
+            let link = bus.attach_node(name).await?;
+            let mut config = NodeConfig::new(name, state_dir.clone());
+            config.address = node_address(i);
+            config.hosts = hosts.clone();
+            config.log_dir = Some(log_dir.clone());
+            config.library = library.clone();
+            config.heartbeat = Duration::from_secs(2);
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                magi_node::run(link, config, shutdown).await;
+            }));
+        }
+        Ok(EmbeddedNodes { stop, tasks })
+    }
+
+    /// Stops every node agent (and so every agent still running) and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_get_distinct_loopback_addresses() {
+        assert_eq!(node_address(0), "127.0.1.1");
+        assert_eq!(node_address(249), "127.0.1.250");
+        assert_eq!(node_address(250), "127.0.2.1");
+    }
+}
