@@ -172,3 +172,18 @@ fn json_mode_prints_one_record_per_line() {
     assert!(records.iter().any(|r| r["tag"] == "jump" && r["stream"] == "cleanupstream"));
     assert_eq!(records.last().map(|r| r["exit_code"].clone()), Some(serde_json::json!(0)));
 }
+
+#[test]
+fn the_readme_example_agent_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let records = tempfile::tempdir().expect("temp dir");
+    let out = magi()
+        .current_dir(&root)
+        .args(["run", "examples/counter/counter.aal", "--no-color", "--run", "counter", "--record-dir"])
+        .arg(records.path())
+        .output()
+        .expect("run magi");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("stream main           : trig") && text.contains("trigger completed: stopped"), "{text}");
+}
