@@ -79,7 +79,7 @@ pub fn object_repr(args: &Object) -> String {
 
 /// Milliseconds as a person reads them: `60 s`, `1.5 s`, `250 ms`.
 pub fn duration_repr(ms: u64) -> String {
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1} s", ms as f64 / 1000.0)

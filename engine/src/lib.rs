@@ -398,7 +398,7 @@ impl Engine {
             }
             if self.stop_requested && self.phase != Phase::Teardown {
                 self.stop_requested = false;
-                self.begin_teardown(now, out);
+                self.begin_teardown();
                 continue;
             }
             let mut progressed = false;
@@ -419,7 +419,7 @@ impl Engine {
                 continue;
             }
             if self.running.is_empty() {
-                self.next_phase(now, out);
+                self.next_phase();
                 continue;
             }
             if !progressed {
@@ -428,18 +428,17 @@ impl Engine {
         }
     }
 
-    fn next_phase(&mut self, now: u64, out: &mut Vec<Output>) {
+    fn next_phase(&mut self) {
         match self.phase {
             Phase::Setup => {
                 self.phase = Phase::User;
                 for name in self.procedure.streamstarts.clone() {
                     self.start_stream(&name);
                 }
-                let _ = now;
             }
             Phase::User => {
                 self.outcome.get_or_insert(Outcome::Success);
-                self.begin_teardown(now, out);
+                self.begin_teardown();
             }
             Phase::Teardown | Phase::Finished => {
                 self.phase = Phase::Finished;
@@ -447,7 +446,7 @@ impl Engine {
         }
     }
 
-    fn begin_teardown(&mut self, _now: u64, _out: &mut [Output]) {
+    fn begin_teardown(&mut self) {
         self.running.clear();
         if self.options.teardown {
             let steps = steps::teardown_steps(&self.procedure, self.options.group_timeout_ms);

@@ -28,7 +28,7 @@ pub enum Dest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Send a call.
-    Send(SendStep),
+    Send(Box<SendStep>),
     /// Wait for the first complete trigger of a list.
     Wait(Vec<Trigger>),
 }
@@ -67,7 +67,7 @@ pub fn user_steps(procedure: &Procedure, stream: &magi_aal::Stream) -> Vec<Step>
                     // and is reported as undeliverable rather than panicking here.
                     None => (Dest::Nodes(Vec::new()), e.agent.clone(), e.agent.clone()),
                 };
-                Step::Send(SendStep {
+                Step::Send(Box::new(SendStep {
                     dest,
                     dest_label,
                     dock,
@@ -76,7 +76,7 @@ pub fn user_steps(procedure: &Procedure, stream: &magi_aal::Stream) -> Vec<Step>
                     trigger: e.trigger.clone(),
                     only_nodes: None,
                     named: None,
-                })
+                }))
             }
             magi_aal::Entry::Wait(w) => Step::Wait(w.triggers.clone()),
         })
@@ -112,7 +112,7 @@ fn done_wait(event: &str, key: &str, name: &str, nodes: &[String], timeout_ms: u
 }
 
 fn daemon_call(dest: Dest, dest_label: &str, method: &str, name: &str, args: Object, only: Option<Vec<String>>) -> Step {
-    Step::Send(SendStep {
+    Step::Send(Box::new(SendStep {
         dest,
         dest_label: dest_label.to_string(),
         dock: DAEMON_DOCK.to_string(),
@@ -121,7 +121,7 @@ fn daemon_call(dest: Dest, dest_label: &str, method: &str, name: &str, args: Obj
         trigger: None,
         only_nodes: only,
         named: Some(name.to_string()),
-    })
+    }))
 }
 
 /// The arguments of `loadAgent`/`unloadAgent` for an agent.
