@@ -5,6 +5,8 @@ pub mod check;
 pub mod data;
 pub mod graph;
 pub mod run;
+pub mod status;
+pub mod tap;
 pub mod web;
 
 /// MAGI-rs: run AAL experiment procedures on testbed nodes.
@@ -27,6 +29,10 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Serve a live traffic page that plots records as they arrive.
     Web(web::WebArgs),
+    /// Show which node agents are alive on a broker, their groups, agents and runs.
+    Status(status::StatusArgs),
+    /// Print everything on the bus (calls, triggers, records, node announcements), filtered.
+    Tap(tap::TapArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -38,5 +44,7 @@ pub fn main() -> i32 {
         Command::Data(args) => data::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Web(args) => web::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Tap(args) => tap::run(args),
     }
 }

@@ -202,7 +202,7 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             result
         }
         Some(url) => {
-            let bus = match magi_bus_amqp::AmqpBus::connect(url, magi_bus_amqp::BusOptions::default()).await {
+            let bus = match magi_bus_amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None)).await {
                 Ok(b) => b,
                 Err(e) => return infra(console, &mut record, &format!("cannot reach the broker at {}: {e}", redact(url))),
             };
