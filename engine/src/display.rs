@@ -27,6 +27,9 @@ pub enum Tag {
     /// Something a person should know that does not stop the run.
     #[serde(rename = "warn")]
     Warn,
+    /// What a stream waits for (shown on the first Ctrl-C).
+    #[serde(rename = "wait")]
+    Wait,
 }
 
 impl Tag {
@@ -39,6 +42,7 @@ impl Tag {
             Tag::Jump => "jump",
             Tag::Exit => "exit",
             Tag::Warn => "warn",
+            Tag::Wait => "wait",
         }
     }
 }

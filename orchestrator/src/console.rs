@@ -84,6 +84,7 @@ pub fn format_line(line: &Line, epoch: f64, color: bool) -> String {
         Tag::Jump => (YELLOW, Some(GREEN)),
         Tag::Exit => (RED, None),
         Tag::Warn => (YELLOW, None),
+        Tag::Wait => (RED, None),
     };
     let name = format!("stream {}", stream_name(&line.stream));
     let name = match name_code {
@@ -148,16 +149,8 @@ impl Console {
     pub fn waits(&mut self, waits: &[WaitView], epoch: f64) {
         for w in waits {
             for t in &w.triggers {
-                let line = Line { at_ms: 0, stream: w.stream.clone(), tag: Tag::Exit, text: t.clone() };
-                match self.mode {
-                    Mode::Json => println!("{}", serde_json::json!({"time": epoch, "stream": w.stream, "tag": "wait", "text": t})),
-                    Mode::Text { color, .. } => {
-                        let mut out = std::io::stdout().lock();
-                        self.clear_live(&mut out);
-                        let text = format_line(&line, epoch, color).replacen(&paint(color, RED, "exit"), &paint(color, RED, "wait"), 1);
-                        let _ = writeln!(out, "{text}");
-                    }
-                }
+                let line = Line { at_ms: 0, stream: w.stream.clone(), tag: Tag::Wait, text: t.clone() };
+                self.line(&line, epoch);
             }
         }
     }

@@ -51,7 +51,7 @@ fn stream_tags(text: &str) -> Vec<(String, String)> {
             let parts: Vec<&str> = rest.splitn(4, " : ").collect();
             assert_eq!(parts[0], "", "name column is 14 wide: {l:?}");
             let tag = parts[1];
-            assert!(["sent", "trig", "DONE", "jump", "exit", "warn"].contains(&tag), "{l:?}");
+            assert!(["sent", "trig", "DONE", "jump", "exit", "warn", "wait"].contains(&tag), "{l:?}");
             let time = &parts[2][..10];
             assert!(time.starts_with('(') && time.ends_with(')') && time.as_bytes()[3] == b':' && time.as_bytes()[6] == b':', "{l:?}");
             (name.trim_end().to_string(), tag.to_string())
@@ -186,4 +186,43 @@ fn the_readme_example_agent_runs() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("stream main           : trig") && text.contains("trigger completed: stopped"), "{text}");
+}
+
+#[test]
+fn the_first_ctrl_c_shows_the_waits_and_a_second_tears_down_and_exits_130() {
+    let text = three_streams().replace("{timeout: 1000}", "{timeout: 600000}");
+    let path = fixtures().join("three_interrupt.generated.aal");
+    std::fs::write(&path, text).expect("write");
+    let records = tempfile::tempdir().expect("temp dir");
+    let mut child = magi()
+        .arg("run")
+        .arg(&path)
+        .args(["--no-color", "--run", "interrupted", "--record-dir"])
+        .arg(records.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn magi");
+    let interrupt = |pid: u32| {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    };
+    // Wait until the client stream is in its long wait.
+    let events = records.path().join("interrupted/events.jsonl");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&events).unwrap_or_default().contains("startClient") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the run never reached startClient");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    interrupt(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    interrupt(child.id());
+    let out = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_file(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains(" : wait : ") && text.contains("timeout trigger will complete in"), "the waits were shown: {text}");
+    assert!(text.contains("Cleaning up and exiting"), "{text}");
+    assert!(text.lines().last().is_some_and(|l| l.starts_with("stream exit           : DONE")), "{text}");
 }
