@@ -1,1 +1,361 @@
-fn main() {}
+//! `magi-bench`: MAGI-rs's speed, memory and scale figures, next to the same traffic over a
+//! bare lapin client on the same broker in the same run. `scripts/bench` builds and runs
+//! it; `docs/benchmarks.md` says what each figure means.
+//!
+//! For each N (nodes): the event → every node's trigger round trip through the real driver,
+//! engine, bus and node agents (with the agent as a process), against bare lapin; setup and
+//! teardown with a 1 MiB agent; the orchestrator's CPU per trigger. Then a real `magi-node`
+//! process's resident memory, and `magi check` on 10,000 events. Everything is declared
+//! under a unique name prefix on the broker and deleted at the end.
+
+mod bare;
+mod check;
+mod fleet;
+mod memory;
+mod ours;
+mod report;
+mod sys;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use magi_bus_amqp::testkit::{vhost_of, TestBroker};
+
+use crate::fleet::FleetArgs;
+use crate::report::{ms, percentile, Figure};
+
+/// MAGI-rs benchmarks against RabbitMQ.
+#[derive(Parser, Debug)]
+#[command(name = "magi-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    internal: Option<Internal>,
+    /// The smallest configuration: N = 1, 20 rounds, 3 runs of `magi check`.
+    #[arg(long)]
+    quick: bool,
+    /// Where the figures go (JSON, one object per measurement).
+    #[arg(long, default_value = "bench-results.json")]
+    out: PathBuf,
+    /// RabbitMQ URL.
+    #[arg(long, env = "MAGI_BENCH_AMQP_URL", default_value = magi_bus_amqp::testkit::DEFAULT_URL)]
+    url: String,
+    /// Node counts (default 1,10,100,1000; --quick: 1).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Measured rounds per N (default 100; --quick: 20).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Unmeasured rounds first (default 10; --quick: 3).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Nodes (or bare consumers) per broker connection.
+    #[arg(long, default_value_t = 100)]
+    per_conn: usize,
+    /// Size of the agent module's random file, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    agent_kib: usize,
+    /// The `magi` binary timed by the check figure (default: next to this program).
+    #[arg(long)]
+    magi: Option<PathBuf>,
+    /// The `magi-node` binary whose memory is measured (default: next to this program).
+    #[arg(long)]
+    magi_node: Option<PathBuf>,
+    /// Runs of `magi check` (default 9; --quick: 3).
+    #[arg(long)]
+    check_runs: Option<usize>,
+    /// Skip the bare-lapin reference.
+    #[arg(long)]
+    no_bare: bool,
+    /// Keep the work directory (records, consoles, node states) and print where it is.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Internal {
+    /// (internal) A fleet of simulated nodes, started by the benchmark itself.
+    #[command(hide = true)]
+    Fleet(FleetArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        match cli.internal {
+            Some(Internal::Fleet(args)) => match fleet::serve(args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("magi-bench fleet: {e:#}");
+                    1
+                }
+            },
+            None => match bench(cli).await {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("magi-bench: {e:#}");
+                    2
+                }
+            },
+        }
+    });
+    std::process::exit(code);
+}
+
+/// Runs every measurement; true when all of them could be taken.
+async fn bench(cli: Cli) -> Result<bool> {
+    let sizes = match (cli.sizes.is_empty(), cli.quick) {
+        (false, _) => cli.sizes.clone(),
+        (true, true) => vec![1],
+        (true, false) => vec![1, 10, 100, 1000],
+    };
+    let rounds = cli.rounds.unwrap_or(if cli.quick { 20 } else { 100 });
+    let warmup = cli.warmup.unwrap_or(if cli.quick { 3 } else { 10 });
+    let check_runs = cli.check_runs.unwrap_or(if cli.quick { 3 } else { 9 });
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().context("own directory")?.to_path_buf();
+    let work = tempfile::Builder::new().prefix("magi-bench.").tempdir()?;
+    let kit = TestBroker {
+        url: cli.url.clone(),
+        vhost: vhost_of(&cli.url),
+        prefix: format!("magi.bench.{}.", uuid::Uuid::new_v4().simple()),
+    };
+    watch_signals(kit.prefix.clone(), kit.url.clone());
+    let agent_program = bin_dir.join("magi-bench-agent");
+    if !agent_program.is_file() {
+        anyhow::bail!(
+            "{} is missing (build the magi-bench package: it has two binaries)",
+            agent_program.display()
+        );
+    }
+    let module = ours::Module::create(
+        &work.path().join("module"),
+        &agent_program,
+        cli.agent_kib * 1024,
+    )?;
+    // The shipped archive travels as base64 in a JSON call: room for it and its envelope.
+    let max_message =
+        (module.packed.bytes.len() * 4 / 3 + (64 << 10)).max(magi_bus_amqp::DEFAULT_MAX_MESSAGE);
+    eprintln!(
+        "magi-bench: broker {}, prefix {}, sizes {sizes:?}, {rounds} rounds (+{warmup} warm-up), agent archive {} KiB",
+        redact(&cli.url),
+        kit.prefix,
+        module.packed.bytes.len() / 1024
+    );
+
+    let mut figures = Vec::new();
+    let mut complete = true;
+    for &n in &sizes {
+        let args = FleetArgs {
+            url: cli.url.clone(),
+            prefix: kit.prefix.clone(),
+            nodes: n,
+            per_conn: cli.per_conn,
+            name_prefix: "n".into(),
+            state_dir: work.path().join(format!("nodes-{n}")),
+            max_message,
+            bare_exchange: None,
+            bare_reply: None,
+        };
+        let bare = if cli.no_bare {
+            None
+        } else {
+            eprintln!("magi-bench: N = {n}: bare lapin ...");
+            match bare::run(&args, warmup, rounds).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
+                    complete = false;
+                    None
+                }
+            }
+        };
+        eprintln!("magi-bench: N = {n}: MAGI-rs ...");
+        let ours = match ours::run(&args, &module, warmup, rounds, work.path()).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
+                complete = false;
+                continue;
+            }
+        };
+        let _ = std::fs::remove_dir_all(&args.state_dir);
+        for (p, name) in [(50.0, "roundtrip_p50"), (99.0, "roundtrip_p99")] {
+            let v = ms(percentile(&ours.rounds, p));
+            let f = match &bare {
+                Some(b) => Figure::compared(name, n, v, ms(percentile(&b.rounds, p)), "ms"),
+                None => Figure::new(name, n, v, "ms"),
+            };
+            let f = if n == 1000 && p == 50.0 && bare.is_some() {
+                f.at_most(1.5)
+            } else {
+                f
+            };
+            figures.push(f);
+        }
+        let cpu = ours.cpu_per_trigger * 1e6;
+        figures.push(match &bare {
+            Some(b) => Figure::compared(
+                "orchestrator_cpu_per_trigger",
+                n,
+                cpu,
+                b.cpu_per_answer * 1e6,
+                "us",
+            )
+            .note("bare: the bare client's CPU per answer"),
+            None => Figure::new("orchestrator_cpu_per_trigger", n, cpu, "us"),
+        });
+        let setup = Figure::new("setup", n, ours.setup.as_secs_f64(), "s").note(format!(
+            "groups built + {} KiB agent loaded on every node",
+            module.packed.bytes.len() / 1024
+        ));
+        figures.push(if n == 1000 {
+            setup.at_most(10.0)
+        } else {
+            setup
+        });
+        figures.push(Figure::new("teardown", n, ours.teardown.as_secs_f64(), "s"));
+        figures.push(
+            Figure::new("preflight", n, ours.preflight.as_secs_f64(), "s")
+                .note("every node announced (before setup)"),
+        );
+        figures.push(
+            Figure::new("fleet_start", n, ours.fleet_ready.as_secs_f64(), "s")
+                .note("node agents attached in the fleet process"),
+        );
+        figures.push(Figure::new(
+            "fleet_stop",
+            n,
+            ours.fleet_stop.as_secs_f64(),
+            "s",
+        ));
+    }
+
+    let magi_node = cli
+        .magi_node
+        .clone()
+        .unwrap_or_else(|| bin_dir.join("magi-node"));
+    if magi_node.is_file() {
+        eprintln!("magi-bench: magi-node resident memory ...");
+        match memory::measure(&magi_node, &cli.url, &kit.prefix, &module.dir, work.path()).await {
+            Ok(rss) => {
+                let mib = |kb: u64| kb as f64 / 1024.0;
+                figures.push(
+                    Figure::new("magi_node_rss_idle", 1, mib(rss.idle_kb), "MiB")
+                        .at_most(10.0)
+                        .note("VmRSS of a real magi-node process"),
+                );
+                figures.push(
+                    Figure::new("magi_node_rss_running", 1, mib(rss.running_kb), "MiB")
+                        .note("agent loaded and called 20 times"),
+                );
+                figures.push(
+                    Figure::new("magi_node_rss_peak", 1, mib(rss.peak_kb), "MiB")
+                        .note("VmHWM at the end"),
+                );
+            }
+            Err(e) => {
+                eprintln!("magi-bench: magi-node memory: {e:#}");
+                complete = false;
+            }
+        }
+    } else {
+        eprintln!("magi-bench: {} not built: no magi-node memory figures (build it: cargo build --release -p magi-node)", magi_node.display());
+        complete = false;
+    }
+
+    let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
+    if magi.is_file() {
+        eprintln!("magi-bench: magi check, 10,000 events ...");
+        let file = work.path().join("check-10000.aal");
+        std::fs::write(&file, check::procedure(100, 100))?;
+        match check::time_check(&magi, &file, check_runs) {
+            Ok((best, median)) => {
+                figures.push(
+                    Figure::new("check_10k_best", 10_000, ms(best), "ms")
+                        .at_most(100.0)
+                        .note(format!("best of {check_runs} runs of the real binary")),
+                );
+                figures.push(Figure::new("check_10k_median", 10_000, ms(median), "ms"));
+            }
+            Err(e) => {
+                eprintln!("magi-bench: magi check: {e:#}");
+                complete = false;
+            }
+        }
+    } else {
+        eprintln!("magi-bench: {} not built: no `magi check` figure (build it: cargo build --release -p magi)", magi.display());
+        complete = false;
+    }
+
+    match kit.cleanup().await {
+        Ok(left) if left.is_empty() => {}
+        Ok(left) => {
+            eprintln!("magi-bench: left on the broker: {left:?}");
+            complete = false;
+        }
+        Err(e) => {
+            eprintln!("magi-bench: cleanup: {e}");
+            complete = false;
+        }
+    }
+    print!("{}", report::table(&figures));
+    std::fs::write(&cli.out, serde_json::to_string_pretty(&figures)? + "\n")
+        .with_context(|| format!("writing {}", cli.out.display()))?;
+    eprintln!("magi-bench: figures written to {}", cli.out.display());
+    if cli.keep {
+        let kept = work.keep();
+        eprintln!("magi-bench: work directory kept: {}", kept.display());
+    }
+    Ok(complete)
+}
+
+/// On Ctrl-C or SIGTERM: delete what this run declared on the broker, then exit. (The
+/// driver also listens for them while it runs; fleet children stop when our pipe closes.)
+fn watch_signals(prefix: String, url: String) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("magi-bench: interrupted; cleaning the broker up");
+        let kit = TestBroker {
+            vhost: vhost_of(&url),
+            url,
+            prefix,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
+        std::process::exit(130);
+    });
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!(
+            "{}{}:***{}",
+            &url[..s + 3],
+            url[s + 3..at].split(':').next().unwrap_or(""),
+            &url[at..]
+        ),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,365 @@
+//! The simulated testbed: a child process (`magi-bench fleet ...`) hosting N node agents,
+//! or N bare-lapin consumers, on a few broker connections. Keeping the nodes out of the
+//! benchmark's own process means the orchestrator's CPU time is its own.
+//!
+//! The child prints `ready <ms>` once everything is attached, then waits for a line on its
+//! stdin (or its end), stops everything, prints `stopped <ms>` and exits.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use magi_bus::Bus;
+use magi_bus_amqp::{AmqpBus, BusOptions};
+use magi_node::NodeConfig;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
+
+/// Arguments of the `fleet` subcommand (internal: the benchmark starts it).
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Broker URL.
+    #[arg(long)]
+    pub url: String,
+    /// Prefix of every broker object.
+    #[arg(long)]
+    pub prefix: String,
+    /// How many nodes (or consumers).
+    #[arg(long)]
+    pub nodes: usize,
+    /// Nodes per broker connection.
+    #[arg(long, default_value_t = 100)]
+    pub per_conn: usize,
+    /// Node names are `<name-prefix><i>`.
+    #[arg(long, default_value = "n")]
+    pub name_prefix: String,
+    /// Where each node keeps its state (`<dir>/<name>`).
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Largest bus message.
+    #[arg(long)]
+    pub max_message: usize,
+    /// Bare-lapin consumers instead of node agents: the exchange their queues bind.
+    #[arg(long)]
+    pub bare_exchange: Option<String>,
+    /// Bare-lapin consumers: the queue they answer on.
+    #[arg(long)]
+    pub bare_reply: Option<String>,
+}
+
+/// Node names of a fleet.
+pub fn node_names(prefix: &str, n: usize) -> Vec<String> {
+    let width = n.saturating_sub(1).to_string().len();
+    (0..n).map(|i| format!("{prefix}{i:0width$}")).collect()
+}
+
+/// The bus options every side of the benchmark uses.
+pub fn bus_options(prefix: &str, max_message: usize, name: String) -> BusOptions {
+    BusOptions {
+        connection_name: Some(name),
+        max_message_bytes: max_message,
+        ..BusOptions::with_prefix(prefix)
+    }
+}
+
+/// Runs the child side.
+pub async fn serve(args: FleetArgs) -> Result<()> {
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let finish: Box<dyn FnOnce() -> tokio::task::JoinHandle<()>> =
+        match (&args.bare_exchange, &args.bare_reply) {
+            (Some(ex), Some(reply)) => {
+                let conns = bare_consumers(&args, ex, reply, stop_rx).await?;
+                Box::new(move || {
+                    tokio::spawn(async move {
+                        for (conn, queues) in conns {
+                            if let Ok(ch) = conn.create_channel().await {
+                                for q in queues {
+                                    let _ = ch
+                                        .queue_delete(q.into(), QueueDeleteOptions::default())
+                                        .await;
+                                }
+                            }
+                            let _ = conn.close(200, "bye".into()).await;
+                        }
+                    })
+                })
+            }
+            _ => {
+                let (buses, tasks) = node_agents(&args, stop_rx).await?;
+                Box::new(move || {
+                    tokio::spawn(async move {
+                        let mut tasks = tasks;
+                        let _ = tokio::time::timeout(Duration::from_secs(120), async {
+                            while tasks.join_next().await.is_some() {}
+                        })
+                        .await;
+                        for b in buses {
+                            b.close().await;
+                        }
+                    })
+                })
+            }
+        };
+    println!("ready {}", started.elapsed().as_millis());
+    let mut line = String::new();
+    let _ = BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await;
+    let stopping = Instant::now();
+    let _ = stop_tx.send(true);
+    let _ = finish().await;
+    println!("stopped {}", stopping.elapsed().as_millis());
+    Ok(())
+}
+
+/// Connects the buses and attaches every node agent, a few at a time per connection.
+async fn node_agents(
+    args: &FleetArgs,
+    stop: watch::Receiver<bool>,
+) -> Result<(Vec<AmqpBus>, tokio::task::JoinSet<()>)> {
+    let names = node_names(&args.name_prefix, args.nodes);
+    let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..conns {
+        let opts = bus_options(
+            &args.prefix,
+            args.max_message,
+            format!("{}fleet#{i}", args.prefix),
+        );
+        let url = args.url.clone();
+        connecting.spawn(async move { (i, AmqpBus::connect(&url, opts).await) });
+    }
+    let mut buses: Vec<Option<AmqpBus>> = vec![None; conns];
+    while let Some(r) = connecting.join_next().await {
+        let (i, bus) = r?;
+        buses[i] = Some(bus.context("fleet: connecting")?);
+    }
+    let buses: Vec<AmqpBus> = buses.into_iter().flatten().collect();
+    // Attach concurrently (each attach is a few broker round trips), bounded.
+    let mut attaching = tokio::task::JoinSet::new();
+    let mut links = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if attaching.len() >= 64 {
+            if let Some(r) = attaching.join_next().await {
+                links.push(r??);
+            }
+        }
+        let bus = buses[i % buses.len()].clone();
+        let name = name.clone();
+        attaching.spawn(async move {
+            let link = bus
+                .attach_node(&name)
+                .await
+                .with_context(|| format!("attaching {name}"))?;
+            Ok::<_, anyhow::Error>((name, link))
+        });
+    }
+    while let Some(r) = attaching.join_next().await {
+        links.push(r??);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, link) in links {
+        let mut config = NodeConfig::new(&name, args.state_dir.join(&name));
+        // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
+        config.dead_man = Some(Duration::from_secs(10));
+        let mut rx = stop.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            magi_node::run(link, config, shutdown).await;
+        });
+    }
+    Ok((buses, tasks))
+}
+
+/// The bare-lapin side: per consumer a channel, a durable queue bound to the exchange,
+/// manual acks with prefetch 32; each answers every message on the reply queue with a
+/// confirmed, mandatory, persistent publish on its connection's shared confirm channel.
+async fn bare_consumers(
+    args: &FleetArgs,
+    exchange: &str,
+    reply: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<(Connection, Vec<String>)>> {
+    let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
+    let mut out = Vec::new();
+    let mut consumers = tokio::task::JoinSet::new();
+    for c in 0..conns {
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("{}bare-fleet#{c}", args.prefix).into());
+        let conn = Connection::connect(&args.url, props)
+            .await
+            .context("bare fleet: connecting")?;
+        let out_ch = conn.create_channel().await?;
+        out_ch
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut queues = Vec::new();
+        for i in (c..args.nodes).step_by(conns) {
+            let q = format!("{}bare.q.{i}", args.prefix);
+            queues.push(q.clone());
+            let (conn_ref, ex, reply, out_ch, stop) = (
+                &conn,
+                exchange.to_string(),
+                reply.to_string(),
+                out_ch.clone(),
+                stop.clone(),
+            );
+            let ch = conn_ref.create_channel().await?;
+            ch.basic_qos(32, BasicQosOptions::default()).await?;
+            ch.queue_declare(
+                q.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                expiring(),
+            )
+            .await?;
+            ch.queue_bind(
+                q.clone().into(),
+                ex.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            let mut deliveries = ch
+                .basic_consume(
+                    q.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.spawn(async move {
+                let mut stop = stop;
+                loop {
+                    let d = tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break,
+                        d = deliveries.next() => d,
+                    };
+                    let Some(Ok(d)) = d else { break };
+                    let _ = d.ack(BasicAckOptions::default()).await;
+                    let opts = BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    };
+                    let props = BasicProperties::default().with_delivery_mode(2);
+                    match out_ch
+                        .basic_publish("".into(), reply.clone().into(), opts, &d.data, props)
+                        .await
+                    {
+                        Ok(confirm) => {
+                            let _ = confirm.await;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = ch.close(200, "bye".into()).await;
+            });
+        }
+        out.push((conn, queues));
+    }
+    tokio::spawn(async move { while consumers.join_next().await.is_some() {} });
+    Ok(out)
+}
+
+/// Queue arguments of the bare side: gone 10 minutes after its last use, whatever happens.
+pub fn expiring() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongInt(600_000));
+    args
+}
+
+/// The parent's handle on a fleet child.
+pub struct Fleet {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+    /// How long the child took to attach everything.
+    pub ready_after: Duration,
+}
+
+impl Fleet {
+    /// Starts `magi-bench fleet` with `args` and waits (at most `patience`) until it is ready.
+    pub async fn start(args: &FleetArgs, patience: Duration) -> Result<Fleet> {
+        let exe = std::env::current_exe().context("own executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("fleet")
+            .args(["--url", &args.url, "--prefix", &args.prefix])
+            .args([
+                "--nodes",
+                &args.nodes.to_string(),
+                "--per-conn",
+                &args.per_conn.to_string(),
+            ])
+            .args(["--name-prefix", &args.name_prefix])
+            .arg("--state-dir")
+            .arg(&args.state_dir)
+            .args(["--max-message", &args.max_message.to_string()]);
+        if let (Some(ex), Some(reply)) = (&args.bare_exchange, &args.bare_reply) {
+            cmd.args(["--bare-exchange", ex, "--bare-reply", reply]);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("starting the fleet")?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().context("fleet stdout")?).lines();
+        let mut fleet = Fleet {
+            child,
+            stdin,
+            stdout,
+            ready_after: Duration::ZERO,
+        };
+        let line = fleet.expect("ready", patience).await?;
+        fleet.ready_after = Duration::from_millis(line.parse().unwrap_or(0));
+        Ok(fleet)
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn expect(&mut self, word: &str, patience: Duration) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
+                .await
+                .with_context(|| format!("the fleet did not say `{word}` within {patience:?}"))??;
+            let Some(line) = line else {
+                bail!("the fleet ended before saying `{word}`")
+            };
+            if let Some(rest) = line.strip_prefix(word) {
+                return Ok(rest.trim().to_string());
+            }
+        }
+    }
+
+    /// Tells the child to stop and waits for it; how long its nodes took to stop.
+    pub async fn stop(mut self) -> Result<Duration> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"stop\n").await;
+            let _ = stdin.flush().await;
+        }
+        let took = self.expect("stopped", Duration::from_secs(180)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let _ = self.child.start_kill();
+        Ok(Duration::from_millis(took?.parse().unwrap_or(0)))
+    }
+}

@@ -1,0 +1,131 @@
+//! Resident memory of a real `magi-node` process: idle (attached, heartbeating, no run),
+//! then running the benchmark's agent (joined a group, agent loaded and called).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use magi_bus::{Bus, Inbound, RunLink};
+use magi_bus_amqp::AmqpBus;
+use magi_proto::{method, Call, Object, DAEMON_DOCK};
+use serde_json::json;
+
+use crate::fleet::bus_options;
+use crate::sys::status_kb;
+
+/// Resident set sizes in KiB.
+pub struct Rss {
+    /// After start-up, attached and idle.
+    pub idle_kb: u64,
+    /// With the agent loaded and answering calls.
+    pub running_kb: u64,
+    /// Peak (VmHWM) at the end.
+    pub peak_kb: u64,
+}
+
+/// Starts `magi-node` (the daemon binary), measures, stops it.
+pub async fn measure(
+    binary: &Path,
+    url: &str,
+    prefix: &str,
+    module_dir: &Path,
+    work: &Path,
+) -> Result<Rss> {
+    let name = "benchmem";
+    let opts = bus_options(
+        prefix,
+        magi_bus_amqp::DEFAULT_MAX_MESSAGE,
+        format!("{prefix}memory"),
+    );
+    let bus = AmqpBus::connect(url, opts).await?;
+    let run = "bench-memory";
+    let mut link = bus.open_run(run).await?;
+    let state = work.join("magi-node-state");
+    let mut child = tokio::process::Command::new(binary)
+        .args([
+            "--name",
+            name,
+            "--broker",
+            url,
+            "--bus-prefix",
+            prefix,
+            "--log",
+            "warn",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id().context("magi-node has no pid")?;
+    let result = async {
+        wait_for(&mut link, Duration::from_secs(30), |m| matches!(m, Inbound::Node(s) if s.node == name)).await?;
+        // Let it settle (a few heartbeats) before reading.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle_kb = status_kb(pid, "VmRSS").context("reading VmRSS")?;
+
+        let nodes = vec![name.to_string()];
+        let call = |seq: u64, dock: &str, m: &str, args: serde_json::Value, trigger: Option<&str>| Call {
+            run: run.into(),
+            seq,
+            dock: dock.into(),
+            method: m.into(),
+            args: args.as_object().cloned().unwrap_or_else(Object::new),
+            trigger: trigger.map(str::to_string),
+            nodes: None,
+        };
+        let load = json!({"name": "pinger", "dock": "pinger", "execargs": {}, "path": module_dir});
+        link.port.publish_nodes(&nodes, call(1, DAEMON_DOCK, method::LOAD_AGENT, load, None)).await?;
+        wait_for(&mut link, Duration::from_secs(60), |m| {
+            matches!(m, Inbound::Trigger(t) if t.event == magi_proto::AGENT_LOAD_DONE || t.event == magi_proto::RUNTIME_EXCEPTION)
+        })
+        .await
+        .and_then(|m| match m {
+            Inbound::Trigger(t) if t.event == magi_proto::RUNTIME_EXCEPTION => bail!("loading the agent failed: {:?}", t.args),
+            _ => Ok(()),
+        })?;
+        for seq in 0..20 {
+            link.port.publish_nodes(&nodes, call(10 + seq, "pinger", "ping", json!({}), Some("pinged"))).await?;
+            wait_for(&mut link, Duration::from_secs(30), |m| matches!(m, Inbound::Trigger(t) if t.event == "pinged")).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let running_kb = status_kb(pid, "VmRSS").context("reading VmRSS")?;
+        link.port.publish_nodes(&nodes, call(100, DAEMON_DOCK, method::END_RUN, json!({}), None)).await?;
+        let peak_kb = status_kb(pid, "VmHWM").unwrap_or(0);
+        Ok::<_, anyhow::Error>(Rss { idle_kb, running_kb, peak_kb })
+    }
+    .await;
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let _ = child.start_kill();
+    let _ = link.port.close().await;
+    bus.close().await;
+    result
+}
+
+async fn wait_for(
+    link: &mut RunLink,
+    patience: Duration,
+    want: impl Fn(&Inbound) -> bool,
+) -> Result<Inbound> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout_at(deadline, link.inbound.recv()).await {
+            Err(_) => bail!("magi-node did not answer within {patience:?}"),
+            Ok(None) => bail!("the run link closed"),
+            Ok(Some(m)) if want(&m) => return Ok(m),
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// Resident memory of a fleet child hosting one node agent (the fallback when the
+/// `magi-node` binary is not built): idle only.
+pub fn fleet_rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS")
+}

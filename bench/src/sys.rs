@@ -1,0 +1,148 @@
+//! Process-level measurements and plumbing: CPU time, resident memory, a CPU sampler,
+//! and moving the console's output out of the way while the driver runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// User + system CPU seconds of this process so far (all threads).
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`).
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Seconds since the Unix epoch (the run record's clock).
+pub fn epoch() -> f64 {
+    magi_proto::epoch_now()
+}
+
+/// Samples this process's CPU time every few milliseconds, so that the CPU spent between
+/// two instants of the run record can be read afterwards.
+pub struct CpuSampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<(f64, f64)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CpuSampler {
+    /// Starts sampling every `every`.
+    pub fn start(every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (s, v) = (stop.clone(), samples.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let sample = (epoch(), cpu_seconds());
+                if let Ok(mut v) = v.lock() {
+                    v.push(sample);
+                }
+                std::thread::sleep(every);
+            }
+        });
+        CpuSampler {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns the samples (epoch seconds, CPU seconds).
+    pub fn finish(mut self) -> Vec<(f64, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
+        v.push((epoch(), cpu_seconds()));
+        v
+    }
+}
+
+/// CPU seconds spent between two epoch instants, from samples (linear between samples).
+pub fn cpu_between(samples: &[(f64, f64)], from: f64, to: f64) -> f64 {
+    let at = |t: f64| -> f64 {
+        let i = samples.partition_point(|(s, _)| *s <= t);
+        match (
+            i.checked_sub(1).and_then(|j| samples.get(j)),
+            samples.get(i),
+        ) {
+            (Some(&(t0, c0)), Some(&(t1, c1))) if t1 > t0 => c0 + (c1 - c0) * (t - t0) / (t1 - t0),
+            (Some(&(_, c0)), _) => c0,
+            (None, Some(&(_, c1))) => c1,
+            (None, None) => 0.0,
+        }
+    };
+    (at(to) - at(from)).max(0.0)
+}
+
+/// While alive, file descriptor 1 (stdout) goes to a file: the driver's console prints
+/// the original's lines there, and the benchmark's table stays readable.
+pub struct StdoutTo {
+    saved: libc::c_int,
+}
+
+impl StdoutTo {
+    /// Redirects stdout to `path` (created or truncated).
+    pub fn file(path: &std::path::Path) -> std::io::Result<StdoutTo> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let _ = std::io::stdout().flush();
+        let file = std::fs::File::create(path)?;
+        // SAFETY: dup/dup2 on descriptors we own or on fd 1; errors are checked.
+        let saved = unsafe { libc::dup(1) };
+        if saved < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if unsafe { libc::dup2(file.as_raw_fd(), 1) } < 0 {
+            let e = std::io::Error::last_os_error();
+            unsafe { libc::close(saved) };
+            return Err(e);
+        }
+        Ok(StdoutTo { saved })
+    }
+}
+
+impl Drop for StdoutTo {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: restores the descriptor saved in `file`.
+        unsafe {
+            libc::dup2(self.saved, 1);
+            libc::close(self.saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_between_interpolates() {
+        let s = [(0.0, 0.0), (1.0, 0.5), (2.0, 0.5), (3.0, 1.5)];
+        assert!((cpu_between(&s, 0.5, 2.5) - 0.75).abs() < 1e-9);
+        assert!((cpu_between(&s, -1.0, 10.0) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn own_resident_memory_is_readable() {
+        assert!(status_kb(std::process::id(), "VmRSS").unwrap_or(0) > 0);
+    }
+}
