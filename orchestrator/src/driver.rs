@@ -2,7 +2,7 @@
 //! records) and feeds it what happens (triggers, time, lost nodes, Ctrl-C). It knows the
 //! bus only through [`magi_bus::RunLink`], so the embedded and the RabbitMQ runs share it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,12 @@ pub struct Driver<'a> {
     engine: Engine,
     started: Instant,
     started_epoch: f64,
+    /// Every node of the procedure.
+    nodes: HashSet<String>,
     /// Node → (last heartbeat, heartbeat period).
     seen: HashMap<String, (Instant, Duration)>,
+    /// Set once the engine has started (triggers before that have nothing to do).
+    running: bool,
     outcome: Option<Outcome>,
 }
 
@@ -75,7 +79,10 @@ impl<'a> Driver<'a> {
         writer: Option<&'a magi_data::Writer>,
     ) -> Self {
         let engine = Engine::new(procedure.clone(), config.engine.clone(), run);
+        let nodes = procedure.all_nodes().into_iter().collect();
         Driver {
+            nodes,
+            running: false,
             procedure,
             link,
             config,
@@ -125,6 +132,7 @@ impl<'a> Driver<'a> {
         self.preflight().await?;
         self.started = Instant::now();
         self.started_epoch = magi_proto::epoch_now();
+        self.running = true;
         let outs = self.engine.start(0);
         self.carry_out(outs).await;
         let mut interrupts = signal(SignalKind::interrupt()).map_err(|e| Infra::BusLost(format!("cannot watch Ctrl-C: {e}")))?;
@@ -194,7 +202,7 @@ impl<'a> Driver<'a> {
                     let agent = t.args.get("agent").and_then(Value::as_str).unwrap_or("unknown");
                     self.console.note(&format!("warning from agent {agent} on {}: {text}", t.nodes.join(", ")));
                 }
-                if self.outcome.is_none() && self.engine_started() {
+                if self.outcome.is_none() && self.running {
                     let now = self.now_ms();
                     let outs = self.engine.on_trigger(now, &t.event, &t.nodes, &t.args);
                     self.carry_out(outs).await;
@@ -208,12 +216,12 @@ impl<'a> Driver<'a> {
                 }
             }
             Inbound::Node(status) => {
-                if !self.procedure.all_nodes().contains(&status.node) {
+                if !self.nodes.contains(&status.node) {
                     return;
                 }
                 if !status.alive {
                     self.seen.remove(&status.node);
-                    if self.engine_started() {
+                    if self.running {
                         let now = self.now_ms();
                         let outs = self.engine.on_node_lost(now, &status.node, "its node agent shut down");
                         self.carry_out(outs).await;
@@ -224,11 +232,6 @@ impl<'a> Driver<'a> {
                 self.seen.insert(status.node, (Instant::now(), period));
             }
         }
-    }
-
-    fn engine_started(&self) -> bool {
-        // Before `start` the engine has no streams; triggers then have nothing to do.
-        self.seen.len() >= self.procedure.all_nodes().len() || self.now_ms() > 0
     }
 
     /// A node is lost when it missed three heartbeats (at least 3 s).
