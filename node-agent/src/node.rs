@@ -342,6 +342,11 @@ impl Node {
     }
 
     async fn check_dead_man(&mut self) {
+        // A run with nothing left here (its `runAlive` calls or a finished teardown leave an
+        // empty entry) is forgotten once quiet, so a long-lived daemon neither grows nor
+        // keeps announcing runs that ended.
+        let quiet = self.config.dead_man.unwrap_or(Duration::from_secs(60));
+        self.runs.retain(|_, s| !(s.agents.is_empty() && s.groups.is_empty() && s.loading.is_empty() && s.last_seen.is_some_and(|t| t.elapsed() > quiet)));
         let Some(limit) = self.config.dead_man else { return };
         let dead: Vec<String> = self
             .runs
