@@ -17,7 +17,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 use crate::fleet::{expiring, Fleet, FleetArgs};
 use crate::sys::cpu_seconds;
@@ -26,12 +26,62 @@ use crate::sys::cpu_seconds;
 pub struct BareRun {
     /// One duration per measured round (publish → N answers).
     pub rounds: Vec<Duration>,
+    /// Rounds with a message the size of the shipped agent (the floor of loading it).
+    pub big_rounds: Vec<Duration>,
     /// This process's CPU seconds over the measured rounds, per answer received.
     pub cpu_per_answer: f64,
 }
 
-/// Runs `warmup + rounds` rounds with `n` consumers.
-pub async fn run(fleet_args: &FleetArgs, warmup: usize, rounds: usize) -> Result<BareRun> {
+/// The publishing side of the bare pattern.
+struct Publisher {
+    out: Channel,
+    answers: Consumer,
+    exchange: String,
+    n: usize,
+}
+
+impl Publisher {
+    /// One round: publish `size` bytes starting with `seq`, wait for the N answers.
+    async fn round(&mut self, seq: u64, size: usize) -> Result<Duration> {
+        let mut body = seq.to_be_bytes().to_vec();
+        body.resize(size.max(8), b'x');
+        let t = Instant::now();
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let props = BasicProperties::default().with_delivery_mode(2);
+        self.out
+            .basic_publish(self.exchange.clone().into(), "".into(), opts, &body, props)
+            .await?
+            .await?;
+        let mut got = 0;
+        while got < self.n {
+            let d = tokio::time::timeout(Duration::from_secs(120), self.answers.next())
+                .await
+                .context("bare: no answer within 120 s")?;
+            let Some(d) = d else {
+                bail!("bare: the answers stopped")
+            };
+            let d = d?;
+            d.ack(BasicAckOptions::default()).await?;
+            if d.data == body[..8] {
+                got += 1;
+            }
+        }
+        Ok(t.elapsed())
+    }
+}
+
+/// Runs `warmup + rounds` rounds with `n` consumers, then `big` rounds with a message of
+/// `big_size` bytes.
+pub async fn run(
+    fleet_args: &FleetArgs,
+    warmup: usize,
+    rounds: usize,
+    big: usize,
+    big_size: usize,
+) -> Result<BareRun> {
     let p = &fleet_args.prefix;
     let n = fleet_args.nodes;
     let (ex, reply) = (format!("{p}bare.x"), format!("{p}bare.reply"));
@@ -54,18 +104,15 @@ pub async fn run(fleet_args: &FleetArgs, warmup: usize, rounds: usize) -> Result
             FieldTable::default(),
         )
         .await?;
-        out.queue_declare(
-            reply.clone().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            expiring(),
-        )
-        .await?;
+        let q_opts = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        out.queue_declare(reply.clone().into(), q_opts, expiring())
+            .await?;
         let inbox = conn.create_channel().await?;
         inbox.basic_qos(256, BasicQosOptions::default()).await?;
-        let mut answers = inbox
+        let answers = inbox
             .basic_consume(
                 reply.clone().into(),
                 "".into(),
@@ -73,6 +120,12 @@ pub async fn run(fleet_args: &FleetArgs, warmup: usize, rounds: usize) -> Result
                 FieldTable::default(),
             )
             .await?;
+        let mut publisher = Publisher {
+            out: out.clone(),
+            answers,
+            exchange: ex.clone(),
+            n,
+        };
 
         let args = FleetArgs {
             bare_exchange: Some(ex.clone()),
@@ -81,44 +134,26 @@ pub async fn run(fleet_args: &FleetArgs, warmup: usize, rounds: usize) -> Result
         };
         let fleet = Fleet::start(&args, Duration::from_secs(300)).await?;
         let mut samples = Vec::with_capacity(rounds);
-        let mut cpu_start = 0.0;
+        let mut big_samples = Vec::with_capacity(big);
+        let (mut cpu_start, mut cpu_end) = (0.0, 0.0);
         let rounds_result = async {
             for seq in 0..(warmup + rounds) as u64 {
                 if seq == warmup as u64 {
                     cpu_start = cpu_seconds();
                 }
-                let body = seq.to_be_bytes();
-                let t = Instant::now();
-                let opts = BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                };
-                let props = BasicProperties::default().with_delivery_mode(2);
-                out.basic_publish(ex.clone().into(), "".into(), opts, &body, props)
-                    .await?
-                    .await?;
-                let mut got = 0;
-                while got < n {
-                    let d = tokio::time::timeout(Duration::from_secs(60), answers.next())
-                        .await
-                        .context("bare: no answer within 60 s")?;
-                    let Some(d) = d else {
-                        bail!("bare: the answers stopped")
-                    };
-                    let d = d?;
-                    d.ack(BasicAckOptions::default()).await?;
-                    if d.data == body {
-                        got += 1;
-                    }
-                }
+                let took = publisher.round(seq, 8).await?;
                 if seq >= warmup as u64 {
-                    samples.push(t.elapsed());
+                    samples.push(took);
                 }
+            }
+            cpu_end = cpu_seconds();
+            for i in 0..big as u64 {
+                let seq = (warmup + rounds) as u64 + i;
+                big_samples.push(publisher.round(seq, big_size).await?);
             }
             Ok::<_, anyhow::Error>(())
         }
         .await;
-        let cpu = cpu_seconds() - cpu_start;
         let _ = fleet.stop().await;
         rounds_result?;
         let _ = out
@@ -128,8 +163,9 @@ pub async fn run(fleet_args: &FleetArgs, warmup: usize, rounds: usize) -> Result
             .exchange_delete(ex.clone().into(), ExchangeDeleteOptions::default())
             .await;
         Ok::<_, anyhow::Error>(BareRun {
-            cpu_per_answer: cpu / (rounds * n).max(1) as f64,
+            cpu_per_answer: (cpu_end - cpu_start) / (rounds * n).max(1) as f64,
             rounds: samples,
+            big_rounds: big_samples,
         })
     }
     .await;

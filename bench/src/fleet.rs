@@ -258,8 +258,10 @@ async fn bare_consumers(
                         ..Default::default()
                     };
                     let props = BasicProperties::default().with_delivery_mode(2);
+                    // The answer is the message's first 8 bytes (its sequence number).
+                    let answer = &d.data[..d.data.len().min(8)];
                     match out_ch
-                        .basic_publish("".into(), reply.clone().into(), opts, &d.data, props)
+                        .basic_publish("".into(), reply.clone().into(), opts, answer, props)
                         .await
                     {
                         Ok(confirm) => {
@@ -329,11 +331,6 @@ impl Fleet {
         let line = fleet.expect("ready", patience).await?;
         fleet.ready_after = Duration::from_millis(line.parse().unwrap_or(0));
         Ok(fleet)
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 
     async fn expect(&mut self, word: &str, patience: Duration) -> Result<String> {

@@ -24,15 +24,59 @@ pub struct Rss {
     pub peak_kb: u64,
 }
 
-/// Starts `magi-node` (the daemon binary), measures, stops it.
-pub async fn measure(
-    binary: &Path,
-    url: &str,
-    prefix: &str,
-    module_dir: &Path,
-    work: &Path,
-) -> Result<Rss> {
-    let name = "benchmem";
+/// How to start the node agent process that is measured.
+pub struct Subject {
+    /// The program.
+    pub program: std::path::PathBuf,
+    /// Its arguments.
+    pub args: Vec<std::ffi::OsString>,
+    /// The node name it attaches under.
+    pub node: String,
+}
+
+impl Subject {
+    /// The real daemon: `magi-node --name benchmem ...`.
+    pub fn daemon(binary: &Path, url: &str, prefix: &str, state: &Path) -> Subject {
+        let mut args: Vec<std::ffi::OsString> = ["--name", "benchmem", "--broker", url]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.extend(["--bus-prefix", prefix, "--log", "warn", "--state-dir"].map(Into::into));
+        args.push(state.into());
+        Subject {
+            program: binary.to_path_buf(),
+            args,
+            node: "benchmem".into(),
+        }
+    }
+
+    /// The fallback: this program's fleet mode hosting one node agent (the same
+    /// `magi_node::run` on the same bus, in a bigger executable).
+    pub fn fleet(url: &str, prefix: &str, state: &Path, max_message: usize) -> Result<Subject> {
+        let mut args: Vec<std::ffi::OsString> = vec!["fleet".into()];
+        for (k, v) in [
+            ("--url", url.to_string()),
+            ("--prefix", prefix.to_string()),
+            ("--nodes", "1".into()),
+            ("--name-prefix", "benchmem".into()),
+            ("--max-message", max_message.to_string()),
+        ] {
+            args.push(k.into());
+            args.push(v.into());
+        }
+        args.push("--state-dir".into());
+        args.push(state.into());
+        Ok(Subject {
+            program: std::env::current_exe()?,
+            args,
+            node: "benchmem0".into(),
+        })
+    }
+}
+
+/// Starts the node agent process, measures, stops it.
+pub async fn measure(subject: &Subject, url: &str, prefix: &str, module_dir: &Path) -> Result<Rss> {
+    let name = subject.node.as_str();
     let opts = bus_options(
         prefix,
         magi_bus_amqp::DEFAULT_MAX_MESSAGE,
@@ -41,26 +85,14 @@ pub async fn measure(
     let bus = AmqpBus::connect(url, opts).await?;
     let run = "bench-memory";
     let mut link = bus.open_run(run).await?;
-    let state = work.join("magi-node-state");
-    let mut child = tokio::process::Command::new(binary)
-        .args([
-            "--name",
-            name,
-            "--broker",
-            url,
-            "--bus-prefix",
-            prefix,
-            "--log",
-            "warn",
-        ])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdin(Stdio::null())
+    let mut child = tokio::process::Command::new(&subject.program)
+        .args(&subject.args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+        .with_context(|| format!("starting {}", subject.program.display()))?;
     let pid = child.id().context("magi-node has no pid")?;
     let result = async {
         wait_for(&mut link, Duration::from_secs(30), |m| matches!(m, Inbound::Node(s) if s.node == name)).await?;
@@ -99,6 +131,7 @@ pub async fn measure(
         Ok::<_, anyhow::Error>(Rss { idle_kb, running_kb, peak_kb })
     }
     .await;
+    drop(child.stdin.take());
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
@@ -122,10 +155,4 @@ async fn wait_for(
             Ok(Some(_)) => {}
         }
     }
-}
-
-/// Resident memory of a fleet child hosting one node agent (the fallback when the
-/// `magi-node` binary is not built): idle only.
-pub fn fleet_rss_kb(pid: u32) -> Option<u64> {
-    status_kb(pid, "VmRSS")
 }
