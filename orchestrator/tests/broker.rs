@@ -971,6 +971,7 @@ async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
         .expect("join")
         .expect("start_app");
     let outage = down.elapsed();
+    let back = magi_proto::epoch_now();
     std::mem::forget(guard);
     let done = r.finish(Duration::from_secs(120)).await;
     eprintln!(
@@ -980,6 +981,8 @@ async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
     );
     assert_eq!(done.code, Some(0), "{}", done.show());
     let events = events_of(&w.records().join(&run));
+    let first_after = events.iter().filter(|e| e["dir"] == "recv").filter_map(|e| e["time"].as_f64()).find(|t| *t > back);
+    eprintln!("first trigger {:.2} s after start_app returned", first_after.map_or(f64::NAN, |t| t - back));
     for i in 1..=10 {
         let got: Vec<String> = events
             .iter()
