@@ -981,8 +981,15 @@ async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
     );
     assert_eq!(done.code, Some(0), "{}", done.show());
     let events = events_of(&w.records().join(&run));
-    let first_after = events.iter().filter(|e| e["dir"] == "recv").filter_map(|e| e["time"].as_f64()).find(|t| *t > back);
-    eprintln!("first trigger {:.2} s after start_app returned", first_after.map_or(f64::NAN, |t| t - back));
+    let first_after = events
+        .iter()
+        .filter(|e| e["dir"] == "recv")
+        .filter_map(|e| e["time"].as_f64())
+        .find(|t| *t > back);
+    eprintln!(
+        "first trigger {:.2} s after start_app returned",
+        first_after.map_or(f64::NAN, |t| t - back)
+    );
     for i in 1..=10 {
         let got: Vec<String> = events
             .iter()
@@ -1196,7 +1203,7 @@ async fn garbage_and_oversized_messages_are_dropped_and_nothing_crashes() {
         // A well-formed endRun under another run's key, and one straight into the queue.
         (
             format!("{p}nodes"),
-            format!("other.clientnode"),
+            "other.clientnode".to_string(),
             call_like.clone().into_bytes(),
         ),
         (
