@@ -6,35 +6,41 @@
 //! §2.6, fixed here): sending an event with `trigger: T` forgets every cached `T`, and a
 //! new report of `T` from a node replaces that node's older ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use magi_aal::EventTrigger;
 use magi_proto::Object;
 use serde_json::Value;
 
-/// One node's report of a trigger.
-#[derive(Debug, Clone, PartialEq)]
-struct Report {
-    node: String,
-    args: Object,
-}
-
-/// Reports by trigger name.
+/// Reports by trigger name, then by node: each node's reports' arguments, oldest first.
+///
+/// Keyed by node so that a wait over N nodes is checked in O(N), and a report is stored or
+/// replaced in O(1), whatever the number of reports already cached (a round of N triggers
+/// costs O(N), not O(N²) or worse).
 #[derive(Debug, Default)]
 pub struct TriggerCache {
-    by_event: HashMap<String, Vec<Report>>,
+    by_event: HashMap<String, HashMap<String, Vec<Object>>>,
 }
 
 impl TriggerCache {
     /// Stores a report from `nodes`, split per node. With `replace`, a node's earlier
     /// reports of the same trigger are dropped first (the newest reply per node wins).
     pub fn insert(&mut self, event: &str, nodes: &[String], args: &Object, replace: bool) {
-        let reports = self.by_event.entry(event.to_string()).or_default();
+        let reports = match self.by_event.get_mut(event) {
+            Some(r) => r,
+            None => self.by_event.entry(event.to_string()).or_default(),
+        };
         for node in nodes {
-            if replace {
-                reports.retain(|r| &r.node != node);
+            match reports.get_mut(node) {
+                Some(list) if replace => {
+                    list.clear();
+                    list.push(args.clone());
+                }
+                Some(list) => list.push(args.clone()),
+                None => {
+                    reports.insert(node.clone(), vec![args.clone()]);
+                }
             }
-            reports.push(Report { node: node.clone(), args: args.clone() });
         }
     }
 
@@ -49,18 +55,35 @@ impl TriggerCache {
         let Some(reports) = self.by_event.get(&wait.event) else {
             return BTreeSet::new();
         };
-        reports
-            .iter()
-            .filter(|r| wait.nodes.is_empty() || wait.nodes.contains(&r.node))
-            .filter(|r| wait.args.iter().all(|(k, v)| r.args.get(k).is_some_and(|got| loose_eq(got, v))))
-            .map(|r| r.node.clone())
-            .collect()
+        if wait.nodes.is_empty() {
+            reports.iter().filter(|(_, list)| matches_any(wait, list)).map(|(n, _)| n.clone()).collect()
+        } else {
+            wait.nodes.iter().filter(|n| reports.get(*n).is_some_and(|list| matches_any(wait, list))).cloned().collect()
+        }
     }
 
     /// Whether the wait has enough matching nodes.
     pub fn satisfies(&self, wait: &EventTrigger) -> bool {
-        self.matching_nodes(wait).len() >= wait.count
+        let Some(reports) = self.by_event.get(&wait.event) else {
+            return wait.count == 0;
+        };
+        // Matching nodes are among the nodes that reported: too few reporters, no need to look.
+        if reports.len() < wait.count {
+            return false;
+        }
+        let have = if wait.nodes.is_empty() {
+            reports.values().filter(|list| matches_any(wait, list)).count()
+        } else {
+            let mut seen = HashSet::with_capacity(wait.nodes.len());
+            wait.nodes.iter().filter(|n| reports.get(*n).is_some_and(|list| matches_any(wait, list)) && seen.insert(n.as_str())).count()
+        };
+        have >= wait.count
     }
+}
+
+/// Whether one of a node's reports carries every argument the wait asks for.
+fn matches_any(wait: &EventTrigger, reports: &[Object]) -> bool {
+    reports.iter().any(|r| wait.args.iter().all(|(k, v)| r.get(k).is_some_and(|got| loose_eq(got, v))))
 }
 
 /// Equality as the original compared values (Python `==`): `true == 1`, `1 == 1.0`,
@@ -133,6 +156,37 @@ mod tests {
         c.insert("x", &["a".into()], &Object::new(), false);
         c.insert("x", &["a".into()], &Object::new(), false);
         assert!(!c.satisfies(&w));
+    }
+
+    #[test]
+    fn a_wait_on_many_nodes_needs_each_of_them_once() {
+        let names: Vec<String> = (0..1000).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut w = wait("x", &refs, 1000, json!({"retVal": true}));
+        w.nodes.push("n0".into()); // a node named twice still counts once
+        let mut c = TriggerCache::default();
+        let yes = obj(json!({"retVal": true}));
+        c.insert("x", &["outsider".into()], &yes, true);
+        for n in &names[..999] {
+            c.insert("x", std::slice::from_ref(n), &yes, true);
+            assert!(!c.satisfies(&w));
+        }
+        c.insert("x", &["n999".into()], &obj(json!({"retVal": false})), true);
+        assert!(!c.satisfies(&w));
+        assert_eq!(c.matching_nodes(&w).len(), 999);
+        c.insert("x", &["n999".into()], &yes, true);
+        assert!(c.satisfies(&w));
+        assert_eq!(c.matching_nodes(&w).len(), 1000);
+    }
+
+    #[test]
+    fn lifecycle_reports_accumulate_per_node() {
+        let mut c = TriggerCache::default();
+        c.insert("GroupBuildDone", &["a".into()], &obj(json!({"group": "g1"})), false);
+        c.insert("GroupBuildDone", &["a".into()], &obj(json!({"group": "g2"})), false);
+        assert!(c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g1"}))));
+        assert!(c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g2"}))));
+        assert!(!c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g3"}))));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod display;
 pub mod steps;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -577,13 +578,14 @@ impl Engine {
     }
 
     /// The wait as it applies now: in teardown, lost nodes are no longer waited for.
-    fn effective(&self, et: &EventTrigger) -> EventTrigger {
+    fn effective<'t>(&self, et: &'t EventTrigger) -> Cow<'t, EventTrigger> {
         if self.phase != Phase::Teardown || self.lost.is_empty() || et.nodes.is_empty() {
-            return et.clone();
+            // Borrowed: this runs for every trigger received, and a wait may name thousands of nodes.
+            return Cow::Borrowed(et);
         }
         let nodes: Vec<String> = et.nodes.iter().filter(|n| !self.lost.contains(*n)).cloned().collect();
         let count = et.count.min(nodes.len());
-        EventTrigger { nodes, count, ..et.clone() }
+        Cow::Owned(EventTrigger { nodes, count, ..et.clone() })
     }
 
     fn complete(&self, t: &Trigger, since: u64, now: u64) -> bool {
