@@ -194,7 +194,7 @@ fn the_first_ctrl_c_shows_the_waits_and_a_second_tears_down_and_exits_130() {
     let path = fixtures().join("three_interrupt.generated.aal");
     std::fs::write(&path, text).expect("write");
     let records = tempfile::tempdir().expect("temp dir");
-    let mut child = magi()
+    let child = magi()
         .arg("run")
         .arg(&path)
         .args(["--no-color", "--run", "interrupted", "--record-dir"])

@@ -128,11 +128,14 @@ pub fn run(mut args: RunArgs) -> i32 {
     runtime.block_on(run_procedure(args, Arc::new(procedure), &mut console))
 }
 
-fn default_run_name(args: &RunArgs) -> String {
+/// `<stem>-<HHMMSS>-<id>`; over a broker `<user>.<stem>-...`, the form the broker
+/// permissions of `broker-config/` expect (a user publishes only into its own runs).
+fn default_run_name(args: &RunArgs, broker: Option<&str>) -> String {
+    let user = broker.map(|url| broker_user(url).unwrap_or_else(|| "guest".into()) + ".").unwrap_or_default();
     let stem = args.files.first().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
     let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     let id = uuid::Uuid::now_v7().simple().to_string();
-    format!("{stem}-{}-{}", crate::console::clock(magi_proto::epoch_now()).replace(':', ""), &id[id.len() - 6..])
+    format!("{user}{stem}-{}-{}", crate::console::clock(magi_proto::epoch_now()).replace(':', ""), &id[id.len() - 6..])
 }
 
 /// Finds the broker: `--broker`, or the experiment's configuration file.
@@ -155,7 +158,7 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INVALID;
         }
     };
-    let run = args.run.clone().unwrap_or_else(|| default_run_name(&args));
+    let run = args.run.clone().unwrap_or_else(|| default_run_name(&args, broker.as_deref()));
     let library = ModuleLibrary::standard(&args.modules);
     let transport = if broker.is_some() { "amqp" } else { "embedded" };
     let files: Vec<magi_aal::SourceFile> = procedure.files.clone();
@@ -272,6 +275,14 @@ fn default_state_dir() -> PathBuf {
     base.join("magi")
 }
 
+/// The user name of a broker URL (`amqp://alice:pw@host/` → `alice`).
+fn broker_user(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let creds = &rest[..rest.find('@')?];
+    let user = creds.split(':').next()?;
+    (!user.is_empty()).then(|| user.to_string())
+}
+
 /// A broker URL without its password.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -317,6 +328,12 @@ fn prepare_archives(procedure: &Procedure, library: &ModuleLibrary, record: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_runs_are_named_after_the_broker_user() {
+        assert_eq!(broker_user("amqp://alice:pw@h:5672/%2f").as_deref(), Some("alice"));
+        assert_eq!(broker_user("amqp://h:5672/"), None);
+    }
 
     #[test]
     fn broker_passwords_are_not_printed() {
