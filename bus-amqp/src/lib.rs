@@ -26,6 +26,7 @@ mod tap;
 mod topology;
 mod wire;
 
+use magi_proto::redact_url as redact;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -257,17 +258,6 @@ impl AmqpBus {
     }
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
 
 #[async_trait]
 impl Bus for AmqpBus {

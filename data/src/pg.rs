@@ -1,4 +1,5 @@
 //! The PostgreSQL backend: one table (default `magi_records`), data as `jsonb`.
+pub(crate) use magi_proto::redact_url as redact;
 use std::str::FromStr;
 
 use magi_proto::Record;
@@ -63,20 +64,6 @@ fn split_table(url: &str) -> Result<(String, String), StoreError> {
     Ok((url, table))
 }
 
-/// The URL with any password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, tail) = match rest.find('@') {
-        Some(i) if !rest[..i].contains('/') => (&rest[..i], &rest[i..]),
-        _ => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
-        None => url.to_string(),
-    }
-}
 
 impl PgStore {
     /// Connects (no TLS) and creates the table and its index if needed.

@@ -7,6 +7,7 @@
 //! and simulations): each has its own name and queue and runs the same dispatcher; they
 //! share one broker connection (or `--connections K`).
 
+use magi_proto::redact_url as redact;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -570,17 +571,6 @@ async fn serve(s: Settings) -> u8 {
     }
 }
 
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

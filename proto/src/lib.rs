@@ -135,9 +135,32 @@ pub fn epoch_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A broker or database URL with its password replaced by `***`, for messages and logs
+/// (`amqp://alice:secret@h/` → `amqp://alice:***@h/`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, tail) = match rest.find('@') {
+        Some(i) if !rest[..i].contains('/') => (&rest[..i], &rest[i..]),
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_urls() {
+        assert_eq!(redact_url("amqp://bob:secret@h:5672/%2f"), "amqp://bob:***@h:5672/%2f");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("amqp://h"), "amqp://h");
+    }
 
     #[test]
     fn trigger_is_one_flat_object_on_the_wire() {

@@ -11,6 +11,7 @@ use magi_aal::{AgentSource, Procedure};
 use magi_bus::Bus;
 use magi_engine::{FailureKind, Outcome};
 use magi_node::library::ModuleLibrary;
+use magi_proto::redact_url as redact;
 
 use crate::console::{Console, Mode};
 use crate::driver::{Driver, DriverConfig, Infra, Shipment};
@@ -283,17 +284,6 @@ fn broker_user(url: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
-/// A broker URL without its password.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
 
 /// Resolves and packs every loadable agent's code, so nodes need no shared filesystem.
 /// A path the orchestrator cannot read is left for the nodes to resolve themselves.

@@ -14,7 +14,7 @@ use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_proto::NodeStatus;
 use serde_json::{json, Value};
 
-use super::run::redact;
+use magi_proto::redact_url as redact;
 
 /// Exit code: nodes found (and every `--expect`ed node among them).
 const EXIT_OK: i32 = 0;
