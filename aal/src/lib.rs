@@ -108,9 +108,17 @@ pub fn yaml_to_json(path: &str, text: &str) -> Result<serde_json::Value, String>
     let files = vec![source(path, text)];
     let joined = sources::Joined::new(&files);
     let parsed = yaml::parse(&joined, &files);
-    let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.render(&files, false)).collect();
+    let errors: Vec<String> = parsed
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.render(&files, false))
+        .collect();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    Ok(parsed.root.map(|r| r.to_json()).unwrap_or(serde_json::Value::Null))
+    Ok(parsed
+        .root
+        .map(|r| r.to_json())
+        .unwrap_or(serde_json::Value::Null))
 }

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use magi_proto::{Call, NodeStatus, Record, Trigger};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::{Bus, BusError, Delivered, Inbound, NodeLink, NodePort, RunLink, RunPort, TapItem, TapLink};
+use crate::{
+    Bus, BusError, Delivered, Inbound, NodeLink, NodePort, RunLink, RunPort, TapItem, TapLink,
+};
 
 /// The in-process bus. Cheap to clone; clones share the router.
 #[derive(Clone, Default)]
@@ -60,15 +62,27 @@ impl MemoryBus {
 impl Bus for MemoryBus {
     async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError> {
         let (tx, rx) = unbounded_channel();
-        self.lock().nodes.insert(node.to_string(), NodeEntry { inbox: tx, groups: BTreeSet::new() });
-        let port = Arc::new(MemoryNodePort { bus: self.clone(), node: node.to_string() });
+        self.lock().nodes.insert(
+            node.to_string(),
+            NodeEntry {
+                inbox: tx,
+                groups: BTreeSet::new(),
+            },
+        );
+        let port = Arc::new(MemoryNodePort {
+            bus: self.clone(),
+            node: node.to_string(),
+        });
         Ok(NodeLink { calls: rx, port })
     }
 
     async fn open_run(&self, run: &str) -> Result<RunLink, BusError> {
         let (tx, rx) = unbounded_channel();
         self.lock().runs.insert(run.to_string(), tx);
-        let port = Arc::new(MemoryRunPort { bus: self.clone(), run: run.to_string() });
+        let port = Arc::new(MemoryRunPort {
+            bus: self.clone(),
+            run: run.to_string(),
+        });
         Ok(RunLink { inbound: rx, port })
     }
 
@@ -100,7 +114,13 @@ impl MemoryNodePort {
         Ok(())
     }
 
-    fn to_run(&self, run: &str, kind: &str, msg: Inbound, body: serde_json::Value) -> Result<(), BusError> {
+    fn to_run(
+        &self,
+        run: &str,
+        kind: &str,
+        msg: Inbound,
+        body: serde_json::Value,
+    ) -> Result<(), BusError> {
         let mut router = self.bus.lock();
         router.tap(TapItem {
             kind: kind.to_string(),
@@ -147,7 +167,9 @@ impl NodePort for MemoryNodePort {
             nodes: vec![self.node.clone()],
             body: serde_json::to_value(&status).unwrap_or_default(),
         });
-        router.runs.retain(|_, tx| tx.send(Inbound::Node(status.clone())).is_ok());
+        router
+            .runs
+            .retain(|_, tx| tx.send(Inbound::Node(status.clone())).is_ok());
         if !status.alive {
             router.nodes.remove(&self.node);
         }
@@ -161,7 +183,12 @@ struct MemoryRunPort {
 }
 
 impl MemoryRunPort {
-    fn deliver(&self, group: Option<&str>, nodes: &[String], call: Call) -> Result<Delivered, BusError> {
+    fn deliver(
+        &self,
+        group: Option<&str>,
+        nodes: &[String],
+        call: Call,
+    ) -> Result<Delivered, BusError> {
         let mut router = self.bus.lock();
         let key = group.map(|g| (self.run.clone(), g.to_string()));
         let mut receivers = 0;
@@ -182,10 +209,14 @@ impl MemoryRunPort {
             body: serde_json::to_value(&call).unwrap_or_default(),
         });
         if receivers == 0 {
-            let what = group.map(|g| format!("group {g}")).unwrap_or_else(|| format!("nodes {}", nodes.join(",")));
+            let what = group
+                .map(|g| format!("group {g}"))
+                .unwrap_or_else(|| format!("nodes {}", nodes.join(",")));
             return Err(BusError::NoRoute(what));
         }
-        Ok(Delivered { receivers: Some(receivers) })
+        Ok(Delivered {
+            receivers: Some(receivers),
+        })
     }
 }
 
@@ -215,7 +246,15 @@ mod tests {
     use magi_proto::Object;
 
     fn call(run: &str, method: &str) -> Call {
-        Call { run: run.into(), seq: 1, dock: "a".into(), method: method.into(), args: Object::new(), trigger: None, nodes: None }
+        Call {
+            run: run.into(),
+            seq: 1,
+            dock: "a".into(),
+            method: method.into(),
+            args: Object::new(),
+            trigger: None,
+            nodes: None,
+        }
     }
 
     #[tokio::test]
@@ -236,7 +275,11 @@ mod tests {
     async fn a_call_to_an_empty_group_is_reported_not_lost() {
         let bus = MemoryBus::new();
         let run = bus.open_run("r1").await.unwrap();
-        let err = run.port.publish_group("nobody", call("r1", "m")).await.unwrap_err();
+        let err = run
+            .port
+            .publish_group("nobody", call("r1", "m"))
+            .await
+            .unwrap_err();
         assert_eq!(err, BusError::NoRoute("group nobody".into()));
     }
 
@@ -247,7 +290,10 @@ mod tests {
         let mut r1 = bus.open_run("r1").await.unwrap();
         let mut r2 = bus.open_run("r2").await.unwrap();
         let mut tap = bus.tap(Some("r1")).await.unwrap();
-        n.port.send_trigger(Trigger::from_node("r1", "x", "n1", Object::new())).await.unwrap();
+        n.port
+            .send_trigger(Trigger::from_node("r1", "x", "n1", Object::new()))
+            .await
+            .unwrap();
         assert!(matches!(r1.inbound.recv().await, Some(Inbound::Trigger(t)) if t.event == "x"));
         assert!(r2.inbound.try_recv().is_err());
         assert_eq!(tap.items.recv().await.unwrap().kind, "trigger");

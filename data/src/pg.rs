@@ -64,7 +64,6 @@ fn split_table(url: &str) -> Result<(String, String), StoreError> {
     Ok((url, table))
 }
 
-
 impl PgStore {
     /// Connects (no TLS) and creates the table and its index if needed.
     pub(crate) fn connect(target: &str) -> Result<Self, StoreError> {

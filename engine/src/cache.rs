@@ -56,9 +56,17 @@ impl TriggerCache {
             return BTreeSet::new();
         };
         if wait.nodes.is_empty() {
-            reports.iter().filter(|(_, list)| matches_any(wait, list)).map(|(n, _)| n.clone()).collect()
+            reports
+                .iter()
+                .filter(|(_, list)| matches_any(wait, list))
+                .map(|(n, _)| n.clone())
+                .collect()
         } else {
-            wait.nodes.iter().filter(|n| reports.get(*n).is_some_and(|list| matches_any(wait, list))).cloned().collect()
+            wait.nodes
+                .iter()
+                .filter(|n| reports.get(*n).is_some_and(|list| matches_any(wait, list)))
+                .cloned()
+                .collect()
         }
     }
 
@@ -72,10 +80,19 @@ impl TriggerCache {
             return false;
         }
         let have = if wait.nodes.is_empty() {
-            reports.values().filter(|list| matches_any(wait, list)).count()
+            reports
+                .values()
+                .filter(|list| matches_any(wait, list))
+                .count()
         } else {
             let mut seen = HashSet::with_capacity(wait.nodes.len());
-            wait.nodes.iter().filter(|n| reports.get(*n).is_some_and(|list| matches_any(wait, list)) && seen.insert(n.as_str())).count()
+            wait.nodes
+                .iter()
+                .filter(|n| {
+                    reports.get(*n).is_some_and(|list| matches_any(wait, list))
+                        && seen.insert(n.as_str())
+                })
+                .count()
         };
         have >= wait.count
     }
@@ -83,16 +100,24 @@ impl TriggerCache {
 
 /// Whether one of a node's reports carries every argument the wait asks for.
 fn matches_any(wait: &EventTrigger, reports: &[Object]) -> bool {
-    reports.iter().any(|r| wait.args.iter().all(|(k, v)| r.get(k).is_some_and(|got| loose_eq(got, v))))
+    reports.iter().any(|r| {
+        wait.args
+            .iter()
+            .all(|(k, v)| r.get(k).is_some_and(|got| loose_eq(got, v)))
+    })
 }
 
 /// Equality as the original compared values (Python `==`): `true == 1`, `1 == 1.0`,
 /// but `"75" != 75`. Containers compare element by element.
 pub fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loose_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loose_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| loose_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| loose_eq(v, w)))
         }
         _ => match (as_number(a), as_number(b)) {
             (Some(x), Some(y)) => x == y,
@@ -143,7 +168,12 @@ mod tests {
     fn replies_from_foreign_nodes_do_not_count() {
         let mut c = TriggerCache::default();
         let w = wait("x", &["a", "b"], 2, json!({"retVal": true}));
-        c.insert("x", &["a".into(), "zz".into()], &obj(json!({"retVal": true})), true);
+        c.insert(
+            "x",
+            &["a".into(), "zz".into()],
+            &obj(json!({"retVal": true})),
+            true,
+        );
         assert!(!c.satisfies(&w));
         c.insert("x", &["b".into()], &obj(json!({"retVal": true})), true);
         assert!(c.satisfies(&w));
@@ -182,8 +212,18 @@ mod tests {
     #[test]
     fn lifecycle_reports_accumulate_per_node() {
         let mut c = TriggerCache::default();
-        c.insert("GroupBuildDone", &["a".into()], &obj(json!({"group": "g1"})), false);
-        c.insert("GroupBuildDone", &["a".into()], &obj(json!({"group": "g2"})), false);
+        c.insert(
+            "GroupBuildDone",
+            &["a".into()],
+            &obj(json!({"group": "g1"})),
+            false,
+        );
+        c.insert(
+            "GroupBuildDone",
+            &["a".into()],
+            &obj(json!({"group": "g2"})),
+            false,
+        );
         assert!(c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g1"}))));
         assert!(c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g2"}))));
         assert!(!c.satisfies(&wait("GroupBuildDone", &["a"], 1, json!({"group": "g3"}))));

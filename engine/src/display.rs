@@ -100,8 +100,18 @@ mod tests {
     #[test]
     fn arguments_print_as_the_original_did() {
         assert_eq!(args_repr(&Object::new()), "None");
-        assert_eq!(args_repr(json!({"stepsize": 50000}).as_object().unwrap()), "[50000]");
-        assert_eq!(args_repr(json!({"a": "a very long string value"}).as_object().unwrap()), "[\"a very long string ... ");
+        assert_eq!(
+            args_repr(json!({"stepsize": 50000}).as_object().unwrap()),
+            "[50000]"
+        );
+        assert_eq!(
+            args_repr(
+                json!({"a": "a very long string value"})
+                    .as_object()
+                    .unwrap()
+            ),
+            "[\"a very long string ... "
+        );
     }
 
     #[test]

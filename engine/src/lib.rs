@@ -42,7 +42,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { group_timeout_ms: 20_000, abort_on_failure: true, teardown: true }
+        Options {
+            group_timeout_ms: 20_000,
+            abort_on_failure: true,
+            teardown: true,
+        }
     }
 }
 
@@ -183,7 +187,12 @@ impl Engine {
     /// Starts the run: setup begins.
     pub fn start(&mut self, now: u64) -> Vec<Output> {
         let setup = steps::setup_steps(&self.procedure, self.options.group_timeout_ms);
-        self.running = vec![Running { name: SETUP_STREAM.into(), steps: Arc::new(setup), idx: 0, wait_since: None }];
+        self.running = vec![Running {
+            name: SETUP_STREAM.into(),
+            steps: Arc::new(setup),
+            idx: 0,
+            wait_since: None,
+        }];
         self.phase = Phase::Setup;
         let mut out = Vec::new();
         self.pump(now, &mut out);
@@ -198,7 +207,13 @@ impl Engine {
     }
 
     /// A trigger arrived.
-    pub fn on_trigger(&mut self, now: u64, event: &str, nodes: &[String], args: &Object) -> Vec<Output> {
+    pub fn on_trigger(
+        &mut self,
+        now: u64,
+        event: &str,
+        nodes: &[String],
+        args: &Object,
+    ) -> Vec<Output> {
         let mut out = Vec::new();
         if matches!(self.phase, Phase::Setup | Phase::User) && self.options.abort_on_failure {
             if let Some(message) = self.failure_of(event, nodes, args) {
@@ -227,7 +242,9 @@ impl Engine {
     /// A node agent stopped answering (or announced it is going away).
     pub fn on_node_lost(&mut self, now: u64, node: &str, why: &str) -> Vec<Output> {
         let mut out = Vec::new();
-        if !self.procedure.all_nodes().iter().any(|n| n == node) || !self.lost.insert(node.to_string()) {
+        if !self.procedure.all_nodes().iter().any(|n| n == node)
+            || !self.lost.insert(node.to_string())
+        {
             return out;
         }
         let message = format!("node {node} lost: {why}");
@@ -299,11 +316,18 @@ impl Engine {
     pub fn waits(&self, now: u64) -> Vec<WaitView> {
         let mut views = Vec::new();
         for r in &self.running {
-            let (Some(since), Some(Step::Wait(triggers))) = (r.wait_since, r.steps.get(r.idx)) else {
+            let (Some(since), Some(Step::Wait(triggers))) = (r.wait_since, r.steps.get(r.idx))
+            else {
                 continue;
             };
-            let triggers = triggers.iter().map(|t| self.describe_wait(t, since, now)).collect();
-            views.push(WaitView { stream: r.name.clone(), triggers });
+            let triggers = triggers
+                .iter()
+                .map(|t| self.describe_wait(t, since, now))
+                .collect();
+            views.push(WaitView {
+                stream: r.name.clone(),
+                triggers,
+            });
         }
         views
     }
@@ -318,9 +342,15 @@ impl Engine {
                 let et = self.effective(et);
                 let have = self.cache.matching_nodes(&et);
                 if et.nodes.is_empty() {
-                    format!("event trigger {} : {} waiting for {} more report(s) from any node", et.event, object_repr(&et.args), et.count.saturating_sub(have.len()))
+                    format!(
+                        "event trigger {} : {} waiting for {} more report(s) from any node",
+                        et.event,
+                        object_repr(&et.args),
+                        et.count.saturating_sub(have.len())
+                    )
                 } else {
-                    let missing: Vec<&String> = et.nodes.iter().filter(|n| !have.contains(*n)).collect();
+                    let missing: Vec<&String> =
+                        et.nodes.iter().filter(|n| !have.contains(*n)).collect();
                     let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
                     format!(
                         "event trigger {} : {} waiting to be received from nodes [{}] ({} of {} needed so far)",
@@ -333,8 +363,16 @@ impl Engine {
                 }
             }
             Trigger::All(c) | Trigger::Any(c) => {
-                let kind = if matches!(t, Trigger::All(_)) { "AND" } else { "OR" };
-                let parts: Vec<String> = c.triggers.iter().map(|x| self.describe_wait(x, since, now)).collect();
+                let kind = if matches!(t, Trigger::All(_)) {
+                    "AND"
+                } else {
+                    "OR"
+                };
+                let parts: Vec<String> = c
+                    .triggers
+                    .iter()
+                    .map(|x| self.describe_wait(x, since, now))
+                    .collect();
                 format!("{kind}( {} )", parts.join(" ; "))
             }
         }
@@ -343,12 +381,22 @@ impl Engine {
     // ----- internals -------------------------------------------------------------------
 
     fn line(&self, now: u64, stream: &str, tag: Tag, text: String) -> Output {
-        Output::Line(Line { at_ms: now, stream: stream.to_string(), tag, text })
+        Output::Line(Line {
+            at_ms: now,
+            stream: stream.to_string(),
+            tag,
+            text,
+        })
     }
 
     /// Whether an incoming trigger is a failure that stops the run, and how to say it.
     fn failure_of(&self, event: &str, nodes: &[String], args: &Object) -> Option<String> {
-        let str_arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+        let str_arg = |k: &str| {
+            args.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
         if event == magi_proto::RUNTIME_EXCEPTION {
             let kind = args.get("type").and_then(Value::as_str);
             if matches!(kind, Some("MagiWarning") | Some("MagiError")) {
@@ -367,10 +415,22 @@ impl Engine {
         // Only a boolean false is a failure: the original's `0 == False` made a method
         // returning 0 end the experiment (magi-spec §10.5).
         if args.get("retVal") == Some(&Value::Bool(false)) {
-            let agent = args.get("agent").and_then(Value::as_str).map(str::to_string).or_else(|| self.emitters.get(event).map(|(a, _)| a.clone()));
+            let agent = args
+                .get("agent")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| self.emitters.get(event).map(|(a, _)| a.clone()));
             let agent = agent.unwrap_or_else(|| "unknown".into());
-            let group = self.procedure.agent(&agent).map(|a| a.group.clone()).unwrap_or_else(|| "unknown".into());
-            let method = self.emitters.get(event).map(|(_, m)| m.clone()).unwrap_or_else(|| "unknown".into());
+            let group = self
+                .procedure
+                .agent(&agent)
+                .map(|a| a.group.clone())
+                .unwrap_or_else(|| "unknown".into());
+            let method = self
+                .emitters
+                .get(event)
+                .map(|(_, m)| m.clone())
+                .unwrap_or_else(|| "unknown".into());
             return Some(format!(
                 "trigger {event} returned with False on agent {agent} in group {group} and on node(s): {} (method {method}).",
                 nodes.join(", ")
@@ -404,7 +464,8 @@ impl Engine {
             }
             let mut progressed = false;
             let mut i = 0;
-            while i < self.running.len() && !(self.stop_requested && self.phase != Phase::Teardown) {
+            while i < self.running.len() && !(self.stop_requested && self.phase != Phase::Teardown)
+            {
                 if budget == 0 {
                     self.more_work = true;
                     return;
@@ -451,7 +512,12 @@ impl Engine {
         self.running.clear();
         if self.options.teardown {
             let steps = steps::teardown_steps(&self.procedure, self.options.group_timeout_ms);
-            self.running.push(Running { name: TEARDOWN_STREAM.into(), steps: Arc::new(steps), idx: 0, wait_since: None });
+            self.running.push(Running {
+                name: TEARDOWN_STREAM.into(),
+                steps: Arc::new(steps),
+                idx: 0,
+                wait_since: None,
+            });
             self.phase = Phase::Teardown;
         } else {
             self.phase = Phase::Finished;
@@ -461,7 +527,9 @@ impl Engine {
     fn report_finished(&mut self, out: &mut Vec<Output>) {
         if !self.finished_reported {
             self.finished_reported = true;
-            out.push(Output::Finished(self.outcome.clone().unwrap_or(Outcome::Success)));
+            out.push(Output::Finished(
+                self.outcome.clone().unwrap_or(Outcome::Success),
+            ));
         }
     }
 
@@ -469,7 +537,12 @@ impl Engine {
         let Some(steps) = self.user_streams.get(name).cloned() else {
             return; // validation rejects unknown streams
         };
-        let fresh = Running { name: name.to_string(), steps, idx: 0, wait_since: None };
+        let fresh = Running {
+            name: name.to_string(),
+            steps,
+            idx: 0,
+            wait_since: None,
+        };
         match self.running.iter_mut().find(|r| r.name == name) {
             Some(existing) => *existing = fresh,
             None => self.running.push(fresh),
@@ -501,11 +574,24 @@ impl Engine {
         }
     }
 
-    fn on_wait_complete(&mut self, i: usize, now: u64, stream: &str, triggers: &[Trigger], winner: &Trigger, out: &mut Vec<Output>) -> Progress {
+    fn on_wait_complete(
+        &mut self,
+        i: usize,
+        now: u64,
+        stream: &str,
+        triggers: &[Trigger],
+        winner: &Trigger,
+        out: &mut Vec<Output>,
+    ) -> Progress {
         let text = match winner {
             Trigger::Event(e) if is_implicit(&e.args) => format!("trigger completed: {}", e.event),
-            Trigger::Event(e) => format!("trigger completed: {}: {}", e.event, object_repr(&e.args)),
-            Trigger::Timeout(t) => format!("trigger completed: timeout: {}", duration_repr(t.timeout_ms)),
+            Trigger::Event(e) => {
+                format!("trigger completed: {}: {}", e.event, object_repr(&e.args))
+            }
+            Trigger::Timeout(t) => format!(
+                "trigger completed: timeout: {}",
+                duration_repr(t.timeout_ms)
+            ),
             Trigger::All(_) => "trigger completed: AND".to_string(),
             Trigger::Any(_) => "trigger completed: OR".to_string(),
         };
@@ -517,12 +603,20 @@ impl Engine {
                 Phase::Setup if !missing.is_empty() => {
                     // Nodes that never answered setup are not waited for in teardown.
                     self.lost.extend(missing.iter().cloned());
-                    let message = format!("setup timed out: {} from nodes [{}] never arrived", missing_what(triggers), missing.join(", "));
+                    let message = format!(
+                        "setup timed out: {} from nodes [{}] never arrived",
+                        missing_what(triggers),
+                        missing.join(", ")
+                    );
                     self.fail(now, FailureKind::Setup, message, out);
                     return Progress::Removed;
                 }
                 Phase::Teardown if !missing.is_empty() => {
-                    let message = format!("teardown: no {} from nodes [{}]; going on", missing_what(triggers), missing.join(", "));
+                    let message = format!(
+                        "teardown: no {} from nodes [{}]; going on",
+                        missing_what(triggers),
+                        missing.join(", ")
+                    );
                     out.push(self.line(now, stream, Tag::Warn, message));
                 }
                 _ => {}
@@ -536,14 +630,24 @@ impl Engine {
             }
             Some(Target::Exit) => {
                 self.running.remove(i);
-                out.push(self.line(now, stream, Tag::Jump, "Execution path of stream has jumped to target: exit.".into()));
+                out.push(self.line(
+                    now,
+                    stream,
+                    Tag::Jump,
+                    "Execution path of stream has jumped to target: exit.".into(),
+                ));
                 self.outcome.get_or_insert(Outcome::Success);
                 self.stop_requested = true;
                 Progress::Removed
             }
             Some(Target::Stream(name)) => {
                 self.running.remove(i);
-                out.push(self.line(now, stream, Tag::Jump, format!("Execution path of stream has jumped to target: {name}.")));
+                out.push(self.line(
+                    now,
+                    stream,
+                    Tag::Jump,
+                    format!("Execution path of stream has jumped to target: {name}."),
+                ));
                 self.start_stream(name);
                 Progress::Removed
             }
@@ -556,13 +660,29 @@ impl Engine {
             if self.phase == Phase::User {
                 self.cache.clear(t);
             }
-            let agent = self.procedure.agents.iter().find(|a| a.dock == s.dock && a.group == s.dest_label).map(|a| a.name.clone()).unwrap_or_else(|| s.dock.clone());
+            let agent = self
+                .procedure
+                .agents
+                .iter()
+                .find(|a| a.dock == s.dock && a.group == s.dest_label)
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| s.dock.clone());
             self.emitters.insert(t.clone(), (agent, s.method.clone()));
         }
-        let fires = s.trigger.as_ref().map(|t| format!("  (fires trigger: {t})")).unwrap_or_default();
+        let fires = s
+            .trigger
+            .as_ref()
+            .map(|t| format!("  (fires trigger: {t})"))
+            .unwrap_or_default();
         let text = match &s.named {
             Some(name) => format!("{} {} --> {}{}", s.method, name, s.dest_label, fires),
-            None => format!("{}({}) --> {}{}", s.method, args_repr(&s.args), s.dest_label, fires),
+            None => format!(
+                "{}({}) --> {}{}",
+                s.method,
+                args_repr(&s.args),
+                s.dest_label,
+                fires
+            ),
         };
         out.push(self.line(now, stream, Tag::Sent, text));
         let call = Call {
@@ -574,7 +694,11 @@ impl Engine {
             trigger: s.trigger.clone(),
             nodes: s.only_nodes.clone(),
         };
-        out.push(Output::Send { stream: stream.to_string(), dest: s.dest.clone(), call });
+        out.push(Output::Send {
+            stream: stream.to_string(),
+            dest: s.dest.clone(),
+            call,
+        });
     }
 
     /// The wait as it applies now: in teardown, lost nodes are no longer waited for.
@@ -583,16 +707,27 @@ impl Engine {
             // Borrowed: this runs for every trigger received, and a wait may name thousands of nodes.
             return Cow::Borrowed(et);
         }
-        let nodes: Vec<String> = et.nodes.iter().filter(|n| !self.lost.contains(*n)).cloned().collect();
+        let nodes: Vec<String> = et
+            .nodes
+            .iter()
+            .filter(|n| !self.lost.contains(*n))
+            .cloned()
+            .collect();
         let count = et.count.min(nodes.len());
-        Cow::Owned(EventTrigger { nodes, count, ..et.clone() })
+        Cow::Owned(EventTrigger {
+            nodes,
+            count,
+            ..et.clone()
+        })
     }
 
     fn complete(&self, t: &Trigger, since: u64, now: u64) -> bool {
         match t {
             Trigger::Event(et) => self.cache.satisfies(&self.effective(et)),
             Trigger::Timeout(tt) => now >= since.saturating_add(tt.timeout_ms),
-            Trigger::All(c) => !c.triggers.is_empty() && c.triggers.iter().all(|x| self.complete(x, since, now)),
+            Trigger::All(c) => {
+                !c.triggers.is_empty() && c.triggers.iter().all(|x| self.complete(x, since, now))
+            }
             Trigger::Any(c) => c.triggers.iter().any(|x| self.complete(x, since, now)),
         }
     }
@@ -636,7 +771,10 @@ fn value_text(v: &Value) -> String {
 fn is_lifecycle(event: &str) -> bool {
     matches!(
         event,
-        magi_proto::GROUP_BUILD_DONE | magi_proto::GROUP_TEARDOWN_DONE | magi_proto::AGENT_LOAD_DONE | magi_proto::AGENT_UNLOAD_DONE
+        magi_proto::GROUP_BUILD_DONE
+            | magi_proto::GROUP_TEARDOWN_DONE
+            | magi_proto::AGENT_LOAD_DONE
+            | magi_proto::AGENT_UNLOAD_DONE
     )
 }
 
@@ -648,7 +786,10 @@ fn is_implicit(args: &Object) -> bool {
 fn collect_deadlines(t: &Trigger, since: u64, f: &mut dyn FnMut(u64)) {
     match t {
         Trigger::Timeout(tt) => f(since.saturating_add(tt.timeout_ms)),
-        Trigger::All(c) | Trigger::Any(c) => c.triggers.iter().for_each(|x| collect_deadlines(x, since, f)),
+        Trigger::All(c) | Trigger::Any(c) => c
+            .triggers
+            .iter()
+            .for_each(|x| collect_deadlines(x, since, f)),
         Trigger::Event(_) => {}
     }
 }

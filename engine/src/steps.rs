@@ -97,7 +97,14 @@ fn obj(v: Value) -> Object {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn done_wait(event: &str, key: &str, name: &str, nodes: &[String], timeout_ms: u64, target: Option<Target>) -> Step {
+fn done_wait(
+    event: &str,
+    key: &str,
+    name: &str,
+    nodes: &[String],
+    timeout_ms: u64,
+    target: Option<Target>,
+) -> Step {
     Step::Wait(vec![
         Trigger::Event(EventTrigger {
             event: event.to_string(),
@@ -107,11 +114,22 @@ fn done_wait(event: &str, key: &str, name: &str, nodes: &[String], timeout_ms: u
             target: None,
             span: Default::default(),
         }),
-        Trigger::Timeout(TimeoutTrigger { timeout_ms, target, span: Default::default() }),
+        Trigger::Timeout(TimeoutTrigger {
+            timeout_ms,
+            target,
+            span: Default::default(),
+        }),
     ])
 }
 
-fn daemon_call(dest: Dest, dest_label: &str, method: &str, name: &str, args: Object, only: Option<Vec<String>>) -> Step {
+fn daemon_call(
+    dest: Dest,
+    dest_label: &str,
+    method: &str,
+    name: &str,
+    args: Object,
+    only: Option<Vec<String>>,
+) -> Step {
     Step::Send(Box::new(SendStep {
         dest,
         dest_label: dest_label.to_string(),
@@ -152,17 +170,45 @@ pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
     let mut steps = Vec::new();
     for g in &procedure.groups {
         let args = obj(json!({"group": g.name, "nodes": g.nodes}));
-        steps.push(daemon_call(Dest::Nodes(g.nodes.clone()), magi_proto::ALL_GROUP, method::JOIN_GROUP, &g.name, args, Some(g.nodes.clone())));
+        steps.push(daemon_call(
+            Dest::Nodes(g.nodes.clone()),
+            magi_proto::ALL_GROUP,
+            method::JOIN_GROUP,
+            &g.name,
+            args,
+            Some(g.nodes.clone()),
+        ));
     }
     for g in &procedure.groups {
-        steps.push(done_wait(magi_proto::GROUP_BUILD_DONE, "group", &g.name, &g.nodes, group_timeout_ms, Some(Target::Exit)));
+        steps.push(done_wait(
+            magi_proto::GROUP_BUILD_DONE,
+            "group",
+            &g.name,
+            &g.nodes,
+            group_timeout_ms,
+            Some(Target::Exit),
+        ));
     }
     for a in procedure.loadable_agents() {
-        steps.push(daemon_call(Dest::Group(a.group.clone()), &a.group, method::LOAD_AGENT, &a.name, agent_args(a), None));
+        steps.push(daemon_call(
+            Dest::Group(a.group.clone()),
+            &a.group,
+            method::LOAD_AGENT,
+            &a.name,
+            agent_args(a),
+            None,
+        ));
     }
     for a in procedure.loadable_agents() {
         let nodes = procedure.nodes_of(&a.group);
-        steps.push(done_wait(magi_proto::AGENT_LOAD_DONE, "agent", &a.name, &nodes, a.load_timeout_ms, Some(Target::Exit)));
+        steps.push(done_wait(
+            magi_proto::AGENT_LOAD_DONE,
+            "agent",
+            &a.name,
+            &nodes,
+            a.load_timeout_ms,
+            Some(Target::Exit),
+        ));
     }
     steps
 }
@@ -172,18 +218,46 @@ pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
 pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
     let mut steps = Vec::new();
     for a in procedure.loadable_agents() {
-        steps.push(daemon_call(Dest::Group(a.group.clone()), &a.group, method::UNLOAD_AGENT, &a.name, agent_args(a), None));
+        steps.push(daemon_call(
+            Dest::Group(a.group.clone()),
+            &a.group,
+            method::UNLOAD_AGENT,
+            &a.name,
+            agent_args(a),
+            None,
+        ));
     }
     for a in procedure.loadable_agents() {
         let nodes = procedure.nodes_of(&a.group);
-        steps.push(done_wait(magi_proto::AGENT_UNLOAD_DONE, "agent", &a.name, &nodes, a.load_timeout_ms, None));
+        steps.push(done_wait(
+            magi_proto::AGENT_UNLOAD_DONE,
+            "agent",
+            &a.name,
+            &nodes,
+            a.load_timeout_ms,
+            None,
+        ));
     }
     for g in &procedure.groups {
         let args = obj(json!({"group": g.name, "nodes": g.nodes}));
-        steps.push(daemon_call(Dest::Nodes(g.nodes.clone()), magi_proto::ALL_GROUP, method::LEAVE_GROUP, &g.name, args, Some(g.nodes.clone())));
+        steps.push(daemon_call(
+            Dest::Nodes(g.nodes.clone()),
+            magi_proto::ALL_GROUP,
+            method::LEAVE_GROUP,
+            &g.name,
+            args,
+            Some(g.nodes.clone()),
+        ));
     }
     for g in &procedure.groups {
-        steps.push(done_wait(magi_proto::GROUP_TEARDOWN_DONE, "group", &g.name, &g.nodes, group_timeout_ms, None));
+        steps.push(done_wait(
+            magi_proto::GROUP_TEARDOWN_DONE,
+            "group",
+            &g.name,
+            &g.nodes,
+            group_timeout_ms,
+            None,
+        ));
     }
     steps
 }

@@ -9,12 +9,21 @@ fn obj(v: Value) -> Object {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn procedure(groups: &[(&str, &[&str])], agents: &[(&str, &str)], streams: Vec<(&str, Vec<Entry>)>, starts: &[&str]) -> Procedure {
+fn procedure(
+    groups: &[(&str, &[&str])],
+    agents: &[(&str, &str)],
+    streams: Vec<(&str, Vec<Entry>)>,
+    starts: &[&str],
+) -> Procedure {
     Procedure {
         files: vec![],
         groups: groups
             .iter()
-            .map(|(n, nodes)| Group { name: n.to_string(), nodes: nodes.iter().map(|s| s.to_string()).collect(), span: Default::default() })
+            .map(|(n, nodes)| Group {
+                name: n.to_string(),
+                nodes: nodes.iter().map(|s| s.to_string()).collect(),
+                span: Default::default(),
+            })
             .collect(),
         agents: agents
             .iter()
@@ -30,17 +39,33 @@ fn procedure(groups: &[(&str, &[&str])], agents: &[(&str, &str)], streams: Vec<(
                 span: Default::default(),
             })
             .collect(),
-        streams: streams.into_iter().map(|(n, entries)| Stream { name: n.into(), entries, span: Default::default() }).collect(),
+        streams: streams
+            .into_iter()
+            .map(|(n, entries)| Stream {
+                name: n.into(),
+                entries,
+                span: Default::default(),
+            })
+            .collect(),
         streamstarts: starts.iter().map(|s| s.to_string()).collect(),
     }
 }
 
 fn ev(agent: &str, method: &str, trigger: Option<&str>) -> Entry {
-    Entry::Event(Event { agent: agent.into(), method: method.into(), args: Object::new(), trigger: trigger.map(Into::into), span: Default::default() })
+    Entry::Event(Event {
+        agent: agent.into(),
+        method: method.into(),
+        args: Object::new(),
+        trigger: trigger.map(Into::into),
+        span: Default::default(),
+    })
 }
 
 fn wait(triggers: Vec<Trigger>) -> Entry {
-    Entry::Wait(Wait { triggers, span: Default::default() })
+    Entry::Wait(Wait {
+        triggers,
+        span: Default::default(),
+    })
 }
 
 fn on(event: &str, nodes: &[&str], count: usize, args: Value, target: Option<Target>) -> Trigger {
@@ -55,7 +80,11 @@ fn on(event: &str, nodes: &[&str], count: usize, args: Value, target: Option<Tar
 }
 
 fn after(ms: u64, target: Option<Target>) -> Trigger {
-    Trigger::Timeout(TimeoutTrigger { timeout_ms: ms, target, span: Default::default() })
+    Trigger::Timeout(TimeoutTrigger {
+        timeout_ms: ms,
+        target,
+        span: Default::default(),
+    })
 }
 
 fn to(stream: &str) -> Option<Target> {
@@ -126,9 +155,17 @@ impl Harness {
                         _ => None,
                     };
                     if let Some((event, key)) = reply {
-                        let value = if key == "group" { call.args["group"].clone() } else { call.args["name"].clone() };
+                        let value = if key == "group" {
+                            call.args["group"].clone()
+                        } else {
+                            call.args["name"].clone()
+                        };
                         for n in nodes.iter().filter(|n| !self.silent.contains(n)) {
-                            replies.push((event.to_string(), n.clone(), obj(json!({ key: value.clone() }))));
+                            replies.push((
+                                event.to_string(),
+                                n.clone(),
+                                obj(json!({ key: value.clone() })),
+                            ));
                         }
                     }
                     self.sent.push((call.method.clone(), call));
@@ -142,7 +179,9 @@ impl Harness {
     }
 
     fn trigger(&mut self, event: &str, node: &str, args: Value) {
-        let out = self.engine.on_trigger(self.now, event, &[node.to_string()], &obj(args));
+        let out = self
+            .engine
+            .on_trigger(self.now, event, &[node.to_string()], &obj(args));
         self.absorb(out);
     }
 
@@ -166,11 +205,16 @@ impl Harness {
     }
 
     fn user_methods(&self) -> Vec<&str> {
-        self.methods().into_iter().filter(|m| !["joinGroup", "leaveGroup", "loadAgent", "unloadAgent"].contains(m)).collect()
+        self.methods()
+            .into_iter()
+            .filter(|m| !["joinGroup", "leaveGroup", "loadAgent", "unloadAgent"].contains(m))
+            .collect()
     }
 
     fn has_line(&self, tag: Tag, needle: &str) -> bool {
-        self.lines.iter().any(|l| l.tag == tag && l.text.contains(needle))
+        self.lines
+            .iter()
+            .any(|l| l.tag == tag && l.text.contains(needle))
     }
 }
 
@@ -184,21 +228,39 @@ fn agents() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn setup_builds_all_groups_at_once_then_loads_all_agents_at_once() {
-    let h = Harness::new(procedure(&one_server(), &agents(), vec![], &[]), Options::default());
-    assert_eq!(&h.methods()[..4], &["joinGroup", "joinGroup", "loadAgent", "loadAgent"]);
-    assert!(h.lines.iter().any(|l| l.stream == "initialization" && l.tag == Tag::Done));
+    let h = Harness::new(
+        procedure(&one_server(), &agents(), vec![], &[]),
+        Options::default(),
+    );
+    assert_eq!(
+        &h.methods()[..4],
+        &["joinGroup", "joinGroup", "loadAgent", "loadAgent"]
+    );
+    assert!(h
+        .lines
+        .iter()
+        .any(|l| l.stream == "initialization" && l.tag == Tag::Done));
 }
 
 #[test]
 fn a_group_build_that_times_out_fails_setup_and_names_the_missing_node() {
-    let mut h = Harness::with_silent(procedure(&one_server(), &agents(), vec![], &[]), Options::default(), &["s2"]);
+    let mut h = Harness::with_silent(
+        procedure(&one_server(), &agents(), vec![], &[]),
+        Options::default(),
+        &["s2"],
+    );
     assert!(!h.methods().contains(&"loadAgent"));
     h.advance_to(19_999);
     assert!(h.outcome.is_none());
     h.advance_to(20_000);
-    let Some(Outcome::Failed { kind, message }) = &h.outcome else { panic!("{:?}", h.outcome) };
+    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
+        panic!("{:?}", h.outcome)
+    };
     assert_eq!(*kind, FailureKind::Setup);
-    assert!(message.contains("GroupBuildDone of servers") && message.contains("[s2]"), "{message}");
+    assert!(
+        message.contains("GroupBuildDone of servers") && message.contains("[s2]"),
+        "{message}"
+    );
     // Teardown still runs for what was built, and does not wait on the silent node forever.
     assert!(h.methods().contains(&"leaveGroup"));
 }
@@ -206,10 +268,21 @@ fn a_group_build_that_times_out_fails_setup_and_names_the_missing_node() {
 #[test]
 fn streams_run_concurrently_and_consecutive_events_go_out_back_to_back() {
     let streams = vec![
-        ("a", vec![ev("server", "m1", None), ev("server", "m2", None), wait(vec![after(1000, None)]), ev("server", "m3", None)]),
+        (
+            "a",
+            vec![
+                ev("server", "m1", None),
+                ev("server", "m2", None),
+                wait(vec![after(1000, None)]),
+                ev("server", "m3", None),
+            ],
+        ),
         ("b", vec![ev("client", "n1", None)]),
     ];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a", "b"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a", "b"]),
+        Options::default(),
+    );
     assert_eq!(h.user_methods(), vec!["m1", "m2", "n1"]);
     h.advance_to(1000);
     assert_eq!(h.user_methods(), vec!["m1", "m2", "n1", "m3"]);
@@ -217,8 +290,24 @@ fn streams_run_concurrently_and_consecutive_events_go_out_back_to_back() {
 
 #[test]
 fn a_wait_needs_every_node_of_the_emitting_group_by_default() {
-    let streams = vec![("a", vec![ev("server", "start", Some("started")), wait(vec![on("started", &["s1", "s2"], 2, json!({"retVal": true}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            ev("server", "start", Some("started")),
+            wait(vec![on(
+                "started",
+                &["s1", "s2"],
+                2,
+                json!({"retVal": true}),
+                None,
+            )]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("started", "s1", json!({"retVal": true}));
     assert!(!h.user_methods().contains(&"after"));
     h.trigger("started", "s2", json!({"retVal": true}));
@@ -227,16 +316,46 @@ fn a_wait_needs_every_node_of_the_emitting_group_by_default() {
 
 #[test]
 fn count_lowers_the_number_of_nodes_needed() {
-    let streams = vec![("a", vec![wait(vec![on("started", &["s1", "s2"], 1, json!({"retVal": true}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on(
+                "started",
+                &["s1", "s2"],
+                1,
+                json!({"retVal": true}),
+                None,
+            )]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("started", "s2", json!({"retVal": true}));
     assert!(h.user_methods().contains(&"after"));
 }
 
 #[test]
 fn replies_from_nodes_outside_the_waits_nodes_do_not_count() {
-    let streams = vec![("a", vec![wait(vec![on("started", &["s1"], 1, json!({"retVal": true}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on(
+                "started",
+                &["s1"],
+                1,
+                json!({"retVal": true}),
+                None,
+            )]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("started", "s2", json!({"retVal": true}));
     assert!(!h.user_methods().contains(&"after"));
     h.trigger("started", "s1", json!({"retVal": true}));
@@ -245,8 +364,17 @@ fn replies_from_nodes_outside_the_waits_nodes_do_not_count() {
 
 #[test]
 fn match_arguments_must_be_present_and_equal() {
-    let streams = vec![("a", vec![wait(vec![on("sensed", &["c1"], 1, json!({"result": -1}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on("sensed", &["c1"], 1, json!({"result": -1}), None)]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("sensed", "c1", json!({"result": 1}));
     h.trigger("sensed", "c1", json!({"other": -1}));
     assert!(!h.user_methods().contains(&"after"));
@@ -256,8 +384,17 @@ fn match_arguments_must_be_present_and_equal() {
 
 #[test]
 fn a_plain_wait_matches_only_retval_true_so_a_dict_return_does_not_satisfy_it() {
-    let streams = vec![("a", vec![wait(vec![on("x", &["c1"], 1, json!({"retVal": true}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on("x", &["c1"], 1, json!({"retVal": true}), None)]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("x", "c1", json!({"result": 0}));
     assert!(!h.user_methods().contains(&"after"));
     h.trigger("x", "c1", json!({"retVal": 1})); // Python: 1 == True
@@ -266,8 +403,18 @@ fn a_plain_wait_matches_only_retval_true_so_a_dict_return_does_not_satisfy_it() 
 
 #[test]
 fn a_trigger_that_arrived_before_the_wait_still_counts() {
-    let streams = vec![("a", vec![wait(vec![after(5000, None)]), wait(vec![on("early", &["c1"], 1, json!({"retVal": true}), None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![after(5000, None)]),
+            wait(vec![on("early", &["c1"], 1, json!({"retVal": true}), None)]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("early", "c1", json!({"retVal": true}));
     h.advance_to(5000);
     assert!(h.user_methods().contains(&"after"));
@@ -276,10 +423,25 @@ fn a_trigger_that_arrived_before_the_wait_still_counts() {
 #[test]
 fn one_trigger_releases_every_stream_waiting_on_it() {
     let streams = vec![
-        ("a", vec![wait(vec![on("go", &[], 1, json!({"retVal": true}), None)]), ev("client", "a_after", None)]),
-        ("b", vec![wait(vec![on("go", &[], 1, json!({"retVal": true}), None)]), ev("client", "b_after", None)]),
+        (
+            "a",
+            vec![
+                wait(vec![on("go", &[], 1, json!({"retVal": true}), None)]),
+                ev("client", "a_after", None),
+            ],
+        ),
+        (
+            "b",
+            vec![
+                wait(vec![on("go", &[], 1, json!({"retVal": true}), None)]),
+                ev("client", "b_after", None),
+            ],
+        ),
     ];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a", "b"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a", "b"]),
+        Options::default(),
+    );
     h.trigger("go", "anyone", json!({"retVal": true}));
     assert_eq!(h.user_methods(), vec!["a_after", "b_after"]);
 }
@@ -287,11 +449,17 @@ fn one_trigger_releases_every_stream_waiting_on_it() {
 #[test]
 fn the_first_complete_trigger_in_the_list_wins() {
     let streams = vec![
-        ("a", vec![wait(vec![after(0, to("first")), after(0, to("second"))])]),
+        (
+            "a",
+            vec![wait(vec![after(0, to("first")), after(0, to("second"))])],
+        ),
         ("first", vec![ev("client", "first_ran", None)]),
         ("second", vec![ev("client", "second_ran", None)]),
     ];
-    let h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     assert_eq!(h.user_methods(), vec!["first_ran"]);
 }
 
@@ -299,9 +467,19 @@ fn the_first_complete_trigger_in_the_list_wins() {
 fn a_target_restarts_the_named_stream_from_its_start() {
     let streams = vec![
         ("a", vec![wait(vec![after(1000, to("b"))])]),
-        ("b", vec![ev("client", "b1", None), wait(vec![after(5000, None)]), ev("client", "b2", None)]),
+        (
+            "b",
+            vec![
+                ev("client", "b1", None),
+                wait(vec![after(5000, None)]),
+                ev("client", "b2", None),
+            ],
+        ),
     ];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a", "b"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a", "b"]),
+        Options::default(),
+    );
     h.advance_to(1000); // b is restarted while waiting: b1 again, its 5 s wait starts over
     assert_eq!(h.user_methods(), vec!["b1", "b1"]);
     h.advance_to(5999);
@@ -314,10 +492,19 @@ fn a_target_restarts_the_named_stream_from_its_start() {
 #[test]
 fn a_stream_jumping_to_itself_loops() {
     let streams = vec![
-        ("loop", vec![ev("client", "tick", None), wait(vec![after(1000, to("loop"))])]),
+        (
+            "loop",
+            vec![
+                ev("client", "tick", None),
+                wait(vec![after(1000, to("loop"))]),
+            ],
+        ),
         ("end", vec![wait(vec![after(3500, Some(Target::Exit))])]),
     ];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["loop", "end"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["loop", "end"]),
+        Options::default(),
+    );
     h.advance_to(3600);
     assert_eq!(h.user_methods(), vec!["tick", "tick", "tick", "tick"]);
     assert_eq!(h.outcome, Some(Outcome::Success));
@@ -325,8 +512,14 @@ fn a_stream_jumping_to_itself_loops() {
 
 #[test]
 fn timeouts_are_exact_milliseconds() {
-    let streams = vec![("a", vec![wait(vec![after(1500, None)]), ev("client", "after", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![wait(vec![after(1500, None)]), ev("client", "after", None)],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.advance_to(1000); // the original truncated 1500 ms to 1 s
     assert!(h.user_methods().is_empty());
     h.advance_to(1499);
@@ -338,15 +531,32 @@ fn timeouts_are_exact_milliseconds() {
 
 #[test]
 fn and_needs_every_child_and_or_any_child() {
-    let and = Trigger::All(Composite { triggers: vec![on("x", &[], 1, json!({"retVal": true}), None), after(1000, None)], target: to("and_done"), span: Default::default() });
-    let or = Trigger::Any(Composite { triggers: vec![on("y", &[], 1, json!({"retVal": true}), None), after(3000, None)], target: to("or_done"), span: Default::default() });
+    let and = Trigger::All(Composite {
+        triggers: vec![
+            on("x", &[], 1, json!({"retVal": true}), None),
+            after(1000, None),
+        ],
+        target: to("and_done"),
+        span: Default::default(),
+    });
+    let or = Trigger::Any(Composite {
+        triggers: vec![
+            on("y", &[], 1, json!({"retVal": true}), None),
+            after(3000, None),
+        ],
+        target: to("or_done"),
+        span: Default::default(),
+    });
     let streams = vec![
         ("a", vec![wait(vec![and])]),
         ("b", vec![wait(vec![or])]),
         ("and_done", vec![ev("client", "and_ran", None)]),
         ("or_done", vec![ev("client", "or_ran", None)]),
     ];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a", "b"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a", "b"]),
+        Options::default(),
+    );
     h.advance_to(1000);
     assert!(h.user_methods().is_empty(), "AND lacks its event");
     h.trigger("x", "c1", json!({"retVal": true}));
@@ -363,60 +573,132 @@ fn sending_an_event_forgets_stale_replies_of_its_trigger() {
         "loop",
         vec![
             ev("server", "probe", Some("probed")),
-            wait(vec![on("probed", &["s1", "s2"], 2, json!({"retVal": true}), to("loop")), after(10_000, Some(Target::Exit))]),
+            wait(vec![
+                on(
+                    "probed",
+                    &["s1", "s2"],
+                    2,
+                    json!({"retVal": true}),
+                    to("loop"),
+                ),
+                after(10_000, Some(Target::Exit)),
+            ]),
         ],
     )];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["loop"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["loop"]),
+        Options::default(),
+    );
     h.trigger("probed", "s1", json!({"retVal": true}));
     h.trigger("probed", "s2", json!({"retVal": true}));
     assert_eq!(h.user_methods(), vec!["probe", "probe"]);
     h.trigger("probed", "s1", json!({"retVal": true}));
-    assert_eq!(h.user_methods(), vec!["probe", "probe"], "round two must wait for a fresh reply from s2");
+    assert_eq!(
+        h.user_methods(),
+        vec!["probe", "probe"],
+        "round two must wait for a fresh reply from s2"
+    );
     h.advance_to(10_000);
     assert_eq!(h.outcome, Some(Outcome::Success));
 }
 
 #[test]
 fn exit_unloads_every_agent_then_leaves_every_group() {
-    let streams = vec![("a", vec![wait(vec![after(0, Some(Target::Exit))]), ev("client", "never", None)])];
-    let h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
-    assert_eq!(h.methods()[4..].to_vec(), vec!["unloadAgent", "unloadAgent", "leaveGroup", "leaveGroup"]);
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![after(0, Some(Target::Exit))]),
+            ev("client", "never", None),
+        ],
+    )];
+    let h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    assert_eq!(
+        h.methods()[4..].to_vec(),
+        vec!["unloadAgent", "unloadAgent", "leaveGroup", "leaveGroup"]
+    );
     assert_eq!(h.outcome, Some(Outcome::Success));
-    assert!(h.lines.iter().any(|l| l.stream == "exit" && l.tag == Tag::Done));
+    assert!(h
+        .lines
+        .iter()
+        .any(|l| l.stream == "exit" && l.tag == Tag::Done));
 }
 
 #[test]
 fn streams_that_just_end_are_torn_down_too() {
     let streams = vec![("a", vec![ev("client", "only", None)])];
-    let h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
-    assert!(h.methods().ends_with(&["unloadAgent", "unloadAgent", "leaveGroup", "leaveGroup"]));
+    let h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    assert!(h
+        .methods()
+        .ends_with(&["unloadAgent", "unloadAgent", "leaveGroup", "leaveGroup"]));
     assert_eq!(h.outcome, Some(Outcome::Success));
 }
 
 #[test]
 fn keep_agents_skips_teardown() {
     let streams = vec![("a", vec![ev("client", "only", None)])];
-    let h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options { teardown: false, ..Options::default() });
+    let h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options {
+            teardown: false,
+            ..Options::default()
+        },
+    );
     assert!(!h.methods().contains(&"unloadAgent"));
     assert_eq!(h.outcome, Some(Outcome::Success));
 }
 
 #[test]
 fn a_false_return_aborts_to_teardown_naming_agent_node_and_method() {
-    let streams = vec![("a", vec![ev("client", "startClient", Some("clientStarted")), wait(vec![after(60_000, None)]), ev("client", "never", None)])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
-    h.trigger("clientStarted", "c1", json!({"retVal": false, "agent": "client"}));
-    let Some(Outcome::Failed { kind, message }) = &h.outcome else { panic!("{:?}", h.outcome) };
+    let streams = vec![(
+        "a",
+        vec![
+            ev("client", "startClient", Some("clientStarted")),
+            wait(vec![after(60_000, None)]),
+            ev("client", "never", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    h.trigger(
+        "clientStarted",
+        "c1",
+        json!({"retVal": false, "agent": "client"}),
+    );
+    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
+        panic!("{:?}", h.outcome)
+    };
     assert_eq!(*kind, FailureKind::Agent);
-    assert!(message.contains("agent client") && message.contains("c1") && message.contains("startClient"), "{message}");
+    assert!(
+        message.contains("agent client")
+            && message.contains("c1")
+            && message.contains("startClient"),
+        "{message}"
+    );
     assert!(h.methods().contains(&"unloadAgent"));
     assert!(!h.user_methods().contains(&"never"));
 }
 
 #[test]
 fn a_zero_return_is_not_a_failure() {
-    let streams = vec![("a", vec![ev("client", "count", Some("counted")), wait(vec![after(1000, None)])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![
+            ev("client", "count", Some("counted")),
+            wait(vec![after(1000, None)]),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("counted", "c1", json!({"retVal": 0}));
     h.advance_to(1000);
     assert_eq!(h.outcome, Some(Outcome::Success));
@@ -427,11 +709,27 @@ fn a_runtime_exception_aborts_unless_keep_going() {
     let streams = vec![("a", vec![wait(vec![after(1000, None)])])];
     let p = procedure(&one_server(), &agents(), streams, &["a"]);
     let mut h = Harness::new(p.clone(), Options::default());
-    h.trigger("RuntimeException", "s1", json!({"agent": "server", "func_name": "startServer", "error": "boom"}));
-    assert!(matches!(&h.outcome, Some(Outcome::Failed { message, .. }) if message.contains("in method startServer") && message.contains("boom")));
+    h.trigger(
+        "RuntimeException",
+        "s1",
+        json!({"agent": "server", "func_name": "startServer", "error": "boom"}),
+    );
+    assert!(
+        matches!(&h.outcome, Some(Outcome::Failed { message, .. }) if message.contains("in method startServer") && message.contains("boom"))
+    );
 
-    let mut h = Harness::new(p, Options { abort_on_failure: false, ..Options::default() });
-    h.trigger("RuntimeException", "s1", json!({"agent": "server", "error": "boom"}));
+    let mut h = Harness::new(
+        p,
+        Options {
+            abort_on_failure: false,
+            ..Options::default()
+        },
+    );
+    h.trigger(
+        "RuntimeException",
+        "s1",
+        json!({"agent": "server", "error": "boom"}),
+    );
     h.trigger("x", "s1", json!({"retVal": false}));
     assert!(h.outcome.is_none());
     h.advance_to(1000);
@@ -441,8 +739,15 @@ fn a_runtime_exception_aborts_unless_keep_going() {
 #[test]
 fn a_magi_warning_does_not_stop_the_run() {
     let streams = vec![("a", vec![wait(vec![after(1000, None)])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
-    h.trigger("RuntimeException", "s1", json!({"type": "MagiWarning", "error": "meh"}));
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    h.trigger(
+        "RuntimeException",
+        "s1",
+        json!({"type": "MagiWarning", "error": "meh"}),
+    );
     h.advance_to(1000);
     assert_eq!(h.outcome, Some(Outcome::Success));
 }
@@ -450,20 +755,33 @@ fn a_magi_warning_does_not_stop_the_run() {
 #[test]
 fn a_lost_node_ends_the_run_and_teardown_does_not_wait_for_it() {
     let streams = vec![("a", vec![wait(vec![after(60_000, None)])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.silent.push("s2".into());
     let out = h.engine.on_node_lost(h.now, "s2", "no heartbeat for 6 s");
     h.absorb(out);
-    let Some(Outcome::Failed { kind, message }) = &h.outcome else { panic!("{:?}", h.outcome) };
+    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
+        panic!("{:?}", h.outcome)
+    };
     assert_eq!(*kind, FailureKind::Node);
     assert!(message.contains("s2"));
-    assert!(h.lines.iter().any(|l| l.stream == "exit" && l.tag == Tag::Done), "teardown completed without s2");
+    assert!(
+        h.lines
+            .iter()
+            .any(|l| l.stream == "exit" && l.tag == Tag::Done),
+        "teardown completed without s2"
+    );
 }
 
 #[test]
 fn an_interrupt_tears_down_and_reports_interrupted() {
     let streams = vec![("a", vec![wait(vec![after(60_000, None)])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     let out = h.engine.interrupt(10);
     h.absorb(out);
     assert_eq!(h.outcome, Some(Outcome::Interrupted));
@@ -472,8 +790,17 @@ fn an_interrupt_tears_down_and_reports_interrupted() {
 
 #[test]
 fn the_waits_view_names_the_missing_nodes_and_time_left() {
-    let streams = vec![("a", vec![wait(vec![on("up", &["s1", "s2"], 2, json!({"retVal": true}), None), after(60_000, Some(Target::Exit))])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["a"]), Options::default());
+    let streams = vec![(
+        "a",
+        vec![wait(vec![
+            on("up", &["s1", "s2"], 2, json!({"retVal": true}), None),
+            after(60_000, Some(Target::Exit)),
+        ])],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
     h.trigger("up", "s1", json!({"retVal": true}));
     h.advance_to(20_000);
     let views = h.engine.waits(20_000);
@@ -485,8 +812,15 @@ fn the_waits_view_names_the_missing_nodes_and_time_left() {
 #[test]
 fn a_zero_timeout_self_loop_yields_instead_of_hanging() {
     let streams = vec![("spin", vec![wait(vec![after(0, to("spin"))])])];
-    let mut h = Harness::new(procedure(&one_server(), &agents(), streams, &["spin"]), Options::default());
-    assert_eq!(h.engine.next_deadline(), Some(0), "more work is due at once");
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["spin"]),
+        Options::default(),
+    );
+    assert_eq!(
+        h.engine.next_deadline(),
+        Some(0),
+        "more work is due at once"
+    );
     let out = h.engine.interrupt(1);
     h.absorb(out);
     assert_eq!(h.outcome, Some(Outcome::Interrupted));

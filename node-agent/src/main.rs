@@ -571,7 +571,6 @@ async fn serve(s: Settings) -> u8 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,10 +84,26 @@ struct RunState {
 
 /// What background tasks report to the dispatcher.
 enum Internal {
-    Loaded { run: String, name: String, process: Arc<AgentProcess>, events: UnboundedReceiver<AgentEvent> },
-    LoadFailed { run: String, name: String, error: String },
-    Event { run: String, name: String, event: AgentEvent },
-    Unloaded { run: String, name: String },
+    Loaded {
+        run: String,
+        name: String,
+        process: Arc<AgentProcess>,
+        events: UnboundedReceiver<AgentEvent>,
+    },
+    LoadFailed {
+        run: String,
+        name: String,
+        error: String,
+    },
+    Event {
+        run: String,
+        name: String,
+        event: AgentEvent,
+    },
+    Unloaded {
+        run: String,
+        name: String,
+    },
 }
 
 struct Node {
@@ -102,7 +118,11 @@ struct Node {
 
 /// Runs a node agent on a bus link until `shutdown` resolves or the bus goes away. At
 /// the end every agent is stopped (its whole process group) and the node says goodbye.
-pub async fn run(mut link: NodeLink, config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    mut link: NodeLink,
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let (internal_tx, mut internal_rx) = unbounded_channel();
     let cache = ArchiveCache::in_state_dir(&config.state_dir);
     let _ = cache.remove_stale_temp_dirs(Duration::from_secs(3600));
@@ -113,7 +133,15 @@ pub async fn run(mut link: NodeLink, config: NodeConfig, shutdown: impl std::fut
             None
         }
     };
-    let mut node = Node { port: link.port.clone(), config, cache, python_path, runs: HashMap::new(), internal: internal_tx, next_call: 0 };
+    let mut node = Node {
+        port: link.port.clone(),
+        config,
+        cache,
+        python_path,
+        runs: HashMap::new(),
+        internal: internal_tx,
+        next_call: 0,
+    };
     node.announce(true).await;
     let mut heartbeat = tokio::time::interval(node.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,14 +192,26 @@ impl Node {
     }
 
     async fn trigger(&self, run: &str, event: &str, args: Object) {
-        let t = Trigger { run: run.to_string(), event: event.to_string(), nodes: vec![self.config.name.clone()], args };
+        let t = Trigger {
+            run: run.to_string(),
+            event: event.to_string(),
+            nodes: vec![self.config.name.clone()],
+            args,
+        };
         if let Err(e) = self.port.send_trigger(t).await {
             tracing::warn!(node = %self.config.name, run, event, "trigger not delivered: {e}");
         }
     }
 
     /// Reports a failure as the original did: a `RuntimeException` trigger.
-    async fn exception(&self, run: &str, agent: &str, method: &str, error: &str, kind: Option<&str>) {
+    async fn exception(
+        &self,
+        run: &str,
+        agent: &str,
+        method: &str,
+        error: &str,
+        kind: Option<&str>,
+    ) {
         let mut args = obj(json!({"agent": agent, "func_name": method, "error": error}));
         if let Some(kind) = kind {
             args.insert("type".into(), json!(kind));
@@ -196,16 +236,36 @@ impl Node {
 
     async fn on_daemon_call(&mut self, call: Call) {
         let run = call.run.clone();
-        let arg = |k: &str| call.args.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let arg = |k: &str| {
+            call.args
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         match call.method.as_str() {
             method::JOIN_GROUP => {
                 let group = arg("group");
                 match self.port.join(&run, &group).await {
                     Ok(()) => {
                         self.state(&run).groups.insert(group.clone());
-                        self.trigger(&run, magi_proto::GROUP_BUILD_DONE, obj(json!({"group": group}))).await;
+                        self.trigger(
+                            &run,
+                            magi_proto::GROUP_BUILD_DONE,
+                            obj(json!({"group": group})),
+                        )
+                        .await;
                     }
-                    Err(e) => self.exception(&run, DAEMON_DOCK, method::JOIN_GROUP, &format!("cannot join group {group}: {e}"), None).await,
+                    Err(e) => {
+                        self.exception(
+                            &run,
+                            DAEMON_DOCK,
+                            method::JOIN_GROUP,
+                            &format!("cannot join group {group}: {e}"),
+                            None,
+                        )
+                        .await
+                    }
                 }
             }
             method::LEAVE_GROUP => {
@@ -214,7 +274,12 @@ impl Node {
                     tracing::warn!(node = %self.config.name, run, group, "leave failed: {e}");
                 }
                 self.state(&run).groups.remove(&group);
-                self.trigger(&run, magi_proto::GROUP_TEARDOWN_DONE, obj(json!({"group": group}))).await;
+                self.trigger(
+                    &run,
+                    magi_proto::GROUP_TEARDOWN_DONE,
+                    obj(json!({"group": group})),
+                )
+                .await;
             }
             method::LOAD_AGENT => self.load(&run, &call.args).await,
             method::UNLOAD_AGENT => self.unload(&run, &arg("name")),
@@ -232,10 +297,19 @@ impl Node {
     }
 
     async fn load(&mut self, run: &str, args: &Object) {
-        let name = args.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = args
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let state = self.state(run);
         if state.agents.contains_key(&name) {
-            self.trigger(run, magi_proto::AGENT_LOAD_DONE, obj(json!({"agent": name}))).await;
+            self.trigger(
+                run,
+                magi_proto::AGENT_LOAD_DONE,
+                obj(json!({"agent": name})),
+            )
+            .await;
             return;
         }
         if !state.loading.insert(name.clone()) {
@@ -245,7 +319,8 @@ impl Node {
             Ok(s) => s,
             Err(error) => {
                 self.state(run).loading.remove(&name);
-                self.exception(run, &name, method::LOAD_AGENT, &error, Some("LoadError")).await;
+                self.exception(run, &name, method::LOAD_AGENT, &error, Some("LoadError"))
+                    .await;
                 return;
             }
         };
@@ -261,11 +336,20 @@ impl Node {
             address: self.config.address.clone(),
             hosts: self.config.hosts.clone(),
         };
-        let log_dir = self.config.log_dir.clone().unwrap_or_else(|| self.config.state_dir.join("logs")).join(sanitize(run));
+        let log_dir = self
+            .config
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| self.config.state_dir.join("logs"))
+            .join(sanitize(run));
         let options = SpawnOptions {
             env: Vec::new(),
             ready_timeout: self.config.ready_timeout,
-            stderr_log: Some(log_dir.join(format!("{}.{}.stderr", self.config.name, sanitize(&name)))),
+            stderr_log: Some(log_dir.join(format!(
+                "{}.{}.stderr",
+                self.config.name,
+                sanitize(&name)
+            ))),
             python_path: self.python_path.clone(),
         };
         let cache = self.cache.clone();
@@ -274,13 +358,23 @@ impl Node {
         tokio::spawn(async move {
             let _ = std::fs::create_dir_all(&log_dir);
             let result = async {
-                let module = cache.unpack_async(source).await.map_err(|e| e.to_string())?;
+                let module = cache
+                    .unpack_async(source)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let manifest = Manifest::read(&module.dir).map_err(|e| e.to_string())?;
-                AgentProcess::spawn(&module.dir, &manifest, start, options).await.map_err(|e| e.to_string())
+                AgentProcess::spawn(&module.dir, &manifest, start, options)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             .await;
             let msg = match result {
-                Ok((process, events)) => Internal::Loaded { run, name, process: Arc::new(process), events },
+                Ok((process, events)) => Internal::Loaded {
+                    run,
+                    name,
+                    process: Arc::new(process),
+                    events,
+                },
                 Err(error) => Internal::LoadFailed { run, name, error },
             };
             let _ = tx.send(msg);
@@ -293,12 +387,17 @@ impl Node {
     fn source_of(&self, args: &Object) -> Result<AgentSource, String> {
         if let Some(Value::String(sha)) = args.get("sha256") {
             let dir = self.cache.root().join(sha);
-            if sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()) && dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+            if sha.len() == 64
+                && sha.chars().all(|c| c.is_ascii_hexdigit())
+                && dir.join(crate::manifest::MANIFEST_FILE).is_file()
+            {
                 return Ok(AgentSource::Path(dir));
             }
         }
         if let Some(Value::String(b64)) = args.get("archive") {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
             return Ok(AgentSource::Bytes(bytes));
         }
         if let Some(Value::String(t)) = args.get("tardata") {
@@ -329,7 +428,9 @@ impl Node {
     }
 
     async fn end_run(&mut self, run: &str) {
-        let Some(state) = self.runs.remove(run) else { return };
+        let Some(state) = self.runs.remove(run) else {
+            return;
+        };
         for group in &state.groups {
             let _ = self.port.leave(run, group).await;
         }
@@ -346,12 +447,21 @@ impl Node {
         // empty entry) is forgotten once quiet, so a long-lived daemon neither grows nor
         // keeps announcing runs that ended.
         let quiet = self.config.dead_man.unwrap_or(Duration::from_secs(60));
-        self.runs.retain(|_, s| !(s.agents.is_empty() && s.groups.is_empty() && s.loading.is_empty() && s.last_seen.is_some_and(|t| t.elapsed() > quiet)));
-        let Some(limit) = self.config.dead_man else { return };
+        self.runs.retain(|_, s| {
+            !(s.agents.is_empty()
+                && s.groups.is_empty()
+                && s.loading.is_empty()
+                && s.last_seen.is_some_and(|t| t.elapsed() > quiet))
+        });
+        let Some(limit) = self.config.dead_man else {
+            return;
+        };
         let dead: Vec<String> = self
             .runs
             .iter()
-            .filter(|(_, s)| !s.agents.is_empty() && s.last_seen.is_some_and(|t| t.elapsed() > limit))
+            .filter(|(_, s)| {
+                !s.agents.is_empty() && s.last_seen.is_some_and(|t| t.elapsed() > limit)
+            })
             .map(|(r, _)| r.clone())
             .collect();
         for run in dead {
@@ -364,43 +474,86 @@ impl Node {
         self.next_call += 1;
         let id = self.next_call;
         let run = call.run.clone();
-        let Some(loaded) = self.runs.get_mut(&run).and_then(|s| s.agents.get_mut(&call.dock)) else {
-            let error = format!("agent {} is not loaded on node {}", call.dock, self.config.name);
-            self.exception(&run, &call.dock, &call.method, &error, None).await;
+        let Some(loaded) = self
+            .runs
+            .get_mut(&run)
+            .and_then(|s| s.agents.get_mut(&call.dock))
+        else {
+            let error = format!(
+                "agent {} is not loaded on node {}",
+                call.dock, self.config.name
+            );
+            self.exception(&run, &call.dock, &call.method, &error, None)
+                .await;
             return;
         };
-        loaded.pending.insert(id, (call.method.clone(), call.trigger.clone()));
+        loaded
+            .pending
+            .insert(id, (call.method.clone(), call.trigger.clone()));
         if let Err(e) = loaded.process.call(id, &call.method, call.args) {
             loaded.pending.remove(&id);
-            self.exception(&run, &call.dock, &call.method, &e.to_string(), None).await;
+            self.exception(&run, &call.dock, &call.method, &e.to_string(), None)
+                .await;
         }
     }
 
     async fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Loaded { run, name, process, mut events } => {
+            Internal::Loaded {
+                run,
+                name,
+                process,
+                mut events,
+            } => {
                 let state = self.state(&run);
                 state.loading.remove(&name);
-                state.agents.insert(name.clone(), Loaded { process, pending: HashMap::new() });
+                state.agents.insert(
+                    name.clone(),
+                    Loaded {
+                        process,
+                        pending: HashMap::new(),
+                    },
+                );
                 let tx = self.internal.clone();
                 let (r, n) = (run.clone(), name.clone());
                 tokio::spawn(async move {
                     while let Some(event) = events.recv().await {
-                        if tx.send(Internal::Event { run: r.clone(), name: n.clone(), event }).is_err() {
+                        if tx
+                            .send(Internal::Event {
+                                run: r.clone(),
+                                name: n.clone(),
+                                event,
+                            })
+                            .is_err()
+                        {
                             break;
                         }
                     }
                 });
-                self.trigger(&run, magi_proto::AGENT_LOAD_DONE, obj(json!({"agent": name}))).await;
+                self.trigger(
+                    &run,
+                    magi_proto::AGENT_LOAD_DONE,
+                    obj(json!({"agent": name})),
+                )
+                .await;
             }
             Internal::LoadFailed { run, name, error } => {
                 self.state(&run).loading.remove(&name);
-                let error = format!("cannot load agent {name} on node {}: {error}", self.config.name);
+                let error = format!(
+                    "cannot load agent {name} on node {}: {error}",
+                    self.config.name
+                );
                 tracing::warn!("{error}");
-                self.exception(&run, &name, method::LOAD_AGENT, &error, Some("LoadError")).await;
+                self.exception(&run, &name, method::LOAD_AGENT, &error, Some("LoadError"))
+                    .await;
             }
             Internal::Unloaded { run, name } => {
-                self.trigger(&run, magi_proto::AGENT_UNLOAD_DONE, obj(json!({"agent": name}))).await;
+                self.trigger(
+                    &run,
+                    magi_proto::AGENT_UNLOAD_DONE,
+                    obj(json!({"agent": name})),
+                )
+                .await;
             }
             Internal::Event { run, name, event } => self.on_agent_event(&run, &name, event).await,
         }
@@ -413,43 +566,89 @@ impl Node {
         };
         match event {
             AgentEvent::Returned { id, value } => {
-                let Some((_, trigger)) = self.pending(run, name, id) else { return };
+                let Some((_, trigger)) = self.pending(run, name, id) else {
+                    return;
+                };
                 if let Some(t) = trigger {
-                    self.trigger(run, &t, with_agent(return_to_trigger_args(value))).await;
+                    self.trigger(run, &t, with_agent(return_to_trigger_args(value)))
+                        .await;
                 }
             }
-            AgentEvent::Failed { id: Some(id), error } => {
-                let method = self.pending(run, name, id).map(|(m, _)| m).unwrap_or_else(|| "unknown".into());
+            AgentEvent::Failed {
+                id: Some(id),
+                error,
+            } => {
+                let method = self
+                    .pending(run, name, id)
+                    .map(|(m, _)| m)
+                    .unwrap_or_else(|| "unknown".into());
                 self.exception(run, name, &method, &error, None).await;
             }
-            AgentEvent::Failed { id: None, error } => self.exception(run, name, "unknown", &error, None).await,
-            AgentEvent::Trigger { event, args } => self.trigger(run, &event, with_agent(args)).await,
+            AgentEvent::Failed { id: None, error } => {
+                self.exception(run, name, "unknown", &error, None).await
+            }
+            AgentEvent::Trigger { event, args } => {
+                self.trigger(run, &event, with_agent(args)).await
+            }
             AgentEvent::Record { data } => {
-                let record = Record { run: run.to_string(), agent: name.to_string(), host: self.config.name.clone(), created: magi_proto::epoch_now(), data };
+                let record = Record {
+                    run: run.to_string(),
+                    agent: name.to_string(),
+                    host: self.config.name.clone(),
+                    created: magi_proto::epoch_now(),
+                    data,
+                };
                 if let Err(e) = self.port.send_record(record).await {
                     tracing::warn!(node = %self.config.name, run, agent = name, "record not delivered: {e}");
                 }
             }
             AgentEvent::Log { level, message } => match level.as_str() {
-                "error" | "warn" | "warning" => tracing::warn!(node = %self.config.name, agent = name, "{message}"),
+                "error" | "warn" | "warning" => {
+                    tracing::warn!(node = %self.config.name, agent = name, "{message}")
+                }
                 _ => tracing::info!(node = %self.config.name, agent = name, "{message}"),
             },
             AgentEvent::Garbage { line } => {
-                let error = format!("agent wrote a line that is not the agent protocol (ignored): {line}");
-                self.exception(run, name, "unknown", &error, Some("MagiWarning")).await;
+                let error =
+                    format!("agent wrote a line that is not the agent protocol (ignored): {line}");
+                self.exception(run, name, "unknown", &error, Some("MagiWarning"))
+                    .await;
             }
             AgentEvent::Exited(exit) => {
                 if exit.stopped {
                     return;
                 }
-                let Some(loaded) = self.runs.get_mut(run).and_then(|s| s.agents.remove(name)) else { return };
-                let methods: Vec<String> = exit.pending.iter().filter_map(|id| loaded.pending.get(id).map(|(m, _)| m.clone())).collect();
+                let Some(loaded) = self.runs.get_mut(run).and_then(|s| s.agents.remove(name))
+                else {
+                    return;
+                };
+                let methods: Vec<String> = exit
+                    .pending
+                    .iter()
+                    .filter_map(|id| loaded.pending.get(id).map(|(m, _)| m.clone()))
+                    .collect();
                 let method = methods.first().cloned().unwrap_or_else(|| "unknown".into());
-                let tail = exit.stderr_tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" | ");
+                let tail = exit
+                    .stderr_tail
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
                 let error = format!(
                     "agent process {exit}{}{}",
-                    if methods.is_empty() { String::new() } else { format!(" while running {}", methods.join(", ")) },
-                    if tail.is_empty() { String::new() } else { format!("; last stderr: {tail}") }
+                    if methods.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" while running {}", methods.join(", "))
+                    },
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; last stderr: {tail}")
+                    }
                 );
                 self.exception(run, name, &method, &error, None).await;
             }
@@ -457,7 +656,12 @@ impl Node {
     }
 
     fn pending(&mut self, run: &str, name: &str, id: u64) -> Option<(String, Option<String>)> {
-        self.runs.get_mut(run)?.agents.get_mut(name)?.pending.remove(&id)
+        self.runs
+            .get_mut(run)?
+            .agents
+            .get_mut(name)?
+            .pending
+            .remove(&id)
     }
 }
 
@@ -467,5 +671,15 @@ fn obj(v: Value) -> Object {
 
 /// A name safe as one path component.
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect::<String>().trim_start_matches('.').to_string()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
 }

@@ -18,7 +18,11 @@ pub struct Packed {
 /// Reads an archive file as is, or packs a directory into a deterministic tar (sorted
 /// entries, zero times and owners), so the same module always has the same hash.
 pub fn pack(path: &Path) -> io::Result<Packed> {
-    let bytes = if path.is_dir() { tar_dir(path)? } else { std::fs::read(path)? };
+    let bytes = if path.is_dir() {
+        tar_dir(path)?
+    } else {
+        std::fs::read(path)?
+    };
     let sha256 = hex(&Sha256::digest(&bytes));
     Ok(Packed { bytes, sha256 })
 }

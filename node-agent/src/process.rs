@@ -71,7 +71,10 @@ pub fn write_python_helper(dir: &Path) -> io::Result<PathBuf> {
     // Unique per call: several node agents in one process may write at the same time.
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{PYTHON_HELPER_FILE}.{}.{n}.tmp", std::process::id()));
+    let tmp = dir.join(format!(
+        ".{PYTHON_HELPER_FILE}.{}.{n}.tmp",
+        std::process::id()
+    ));
     std::fs::write(&tmp, source)?;
     std::fs::rename(&tmp, &path)?;
     Ok(dir.to_path_buf())

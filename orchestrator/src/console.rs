@@ -91,13 +91,21 @@ pub fn format_line(line: &Line, epoch: f64, color: bool) -> String {
         Some(c) => paint(color, c, &name),
         None => name,
     };
-    format!("{name} : {} : ({}) {}", paint(color, code, line.tag.as_str()), clock(epoch), line.text)
+    format!(
+        "{name} : {} : ({}) {}",
+        paint(color, code, line.tag.as_str()),
+        clock(epoch),
+        line.text
+    )
 }
 
 impl Console {
     /// A console in the given mode.
     pub fn new(mode: Mode) -> Self {
-        Console { mode, live_shown: false }
+        Console {
+            mode,
+            live_shown: false,
+        }
     }
 
     /// The mode.
@@ -149,7 +157,12 @@ impl Console {
     pub fn waits(&mut self, waits: &[WaitView], epoch: f64) {
         for w in waits {
             for t in &w.triggers {
-                let line = Line { at_ms: 0, stream: w.stream.clone(), tag: Tag::Wait, text: t.clone() };
+                let line = Line {
+                    at_ms: 0,
+                    stream: w.stream.clone(),
+                    tag: Tag::Wait,
+                    text: t.clone(),
+                };
                 self.line(&line, epoch);
             }
         }
@@ -157,14 +170,24 @@ impl Console {
 
     /// Refreshes the live line (terminal only): what each stream waits for.
     pub fn live(&mut self, waits: &[WaitView]) {
-        let Mode::Text { live: true, .. } = self.mode else { return };
-        let mut text = waits.iter().map(|w| format!("{}: {}", w.stream, w.triggers.join(" | "))).collect::<Vec<_>>().join("  ||  ");
+        let Mode::Text { live: true, .. } = self.mode else {
+            return;
+        };
+        let mut text = waits
+            .iter()
+            .map(|w| format!("{}: {}", w.stream, w.triggers.join(" | ")))
+            .collect::<Vec<_>>()
+            .join("  ||  ");
         if text.is_empty() {
             return;
         }
         let width = terminal_width().saturating_sub(1).max(20);
         if text.chars().count() > width {
-            text = text.chars().take(width.saturating_sub(3)).collect::<String>() + "...";
+            text = text
+                .chars()
+                .take(width.saturating_sub(3))
+                .collect::<String>()
+                + "...";
         }
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "\r\x1b[K\x1b[2m{text}\x1b[0m");
@@ -183,7 +206,8 @@ impl Console {
 fn terminal_width() -> usize {
     // SAFETY: TIOCGWINSZ fills the struct we own.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+    if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0
+    {
         ws.ws_col as usize
     } else {
         100
@@ -203,9 +227,17 @@ mod tests {
 
     #[test]
     fn a_line_has_the_original_layout_and_colours_only_when_asked() {
-        let line = Line { at_ms: 0, stream: "serverstream".into(), tag: Tag::Sent, text: "startServer(None) --> server_group".into() };
+        let line = Line {
+            at_ms: 0,
+            stream: "serverstream".into(),
+            tag: Tag::Sent,
+            text: "startServer(None) --> server_group".into(),
+        };
         let plain = format_line(&line, 0.0, false);
-        assert!(plain.starts_with("stream serverstream   : sent : ("), "{plain}");
+        assert!(
+            plain.starts_with("stream serverstream   : sent : ("),
+            "{plain}"
+        );
         assert!(plain.ends_with(") startServer(None) --> server_group"));
         assert!(!plain.contains('\x1b'));
         assert!(format_line(&line, 0.0, true).contains("\x1b[34;1msent\x1b[0m"));

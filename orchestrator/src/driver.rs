@@ -111,12 +111,20 @@ impl<'a> Driver<'a> {
         let deadline = tokio::time::Instant::now() + self.config.preflight;
         let mut told = false;
         loop {
-            let missing: Vec<String> = wanted.iter().filter(|n| !self.seen.contains_key(*n)).cloned().collect();
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|n| !self.seen.contains_key(*n))
+                .cloned()
+                .collect();
             if missing.is_empty() {
                 return Ok(());
             }
             if !told && self.config.alive_every.is_some() {
-                self.console.note(&format!("waiting up to {} s for node agents: {}", self.config.preflight.as_secs(), missing.join(", ")));
+                self.console.note(&format!(
+                    "waiting up to {} s for node agents: {}",
+                    self.config.preflight.as_secs(),
+                    missing.join(", ")
+                ));
                 told = true;
             }
             match tokio::time::timeout_at(deadline, self.link.inbound.recv()).await {
@@ -135,14 +143,19 @@ impl<'a> Driver<'a> {
         self.running = true;
         let outs = self.engine.start(0);
         self.carry_out(outs).await;
-        let mut interrupts = signal(SignalKind::interrupt()).map_err(|e| Infra::BusLost(format!("cannot watch Ctrl-C: {e}")))?;
-        let mut terms = signal(SignalKind::terminate()).map_err(|e| Infra::BusLost(format!("cannot watch SIGTERM: {e}")))?;
+        let mut interrupts = signal(SignalKind::interrupt())
+            .map_err(|e| Infra::BusLost(format!("cannot watch Ctrl-C: {e}")))?;
+        let mut terms = signal(SignalKind::terminate())
+            .map_err(|e| Infra::BusLost(format!("cannot watch SIGTERM: {e}")))?;
         let mut last_interrupt: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last_alive = Instant::now();
         while self.outcome.is_none() {
             let iteration = Instant::now();
-            let deadline = self.engine.next_deadline().map(|ms| tokio::time::Instant::from_std(self.started + Duration::from_millis(ms)));
+            let deadline = self
+                .engine
+                .next_deadline()
+                .map(|ms| tokio::time::Instant::from_std(self.started + Duration::from_millis(ms)));
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -192,7 +205,9 @@ impl<'a> Driver<'a> {
             // Silence while this loop was held up by the bus (a broker outage holds every
             // publish; the tick bounds a quiet wait to 500 ms) is not the nodes' fault.
             if iteration.elapsed() > Duration::from_secs(2) {
-                self.seen.values_mut().for_each(|(last, _)| *last = Instant::now());
+                self.seen
+                    .values_mut()
+                    .for_each(|(last, _)| *last = Instant::now());
             }
         }
         self.console.finish();
@@ -202,11 +217,31 @@ impl<'a> Driver<'a> {
     async fn on_inbound(&mut self, msg: Inbound) {
         match msg {
             Inbound::Trigger(t) => {
-                self.record.event("recv", "trigger", serde_json::to_value(&t).unwrap_or(Value::Null));
-                if t.event == magi_proto::RUNTIME_EXCEPTION && matches!(t.args.get("type").and_then(Value::as_str), Some("MagiWarning")) {
-                    let text = t.args.get("error").and_then(Value::as_str).unwrap_or("warning");
-                    let agent = t.args.get("agent").and_then(Value::as_str).unwrap_or("unknown");
-                    self.console.note(&format!("warning from agent {agent} on {}: {text}", t.nodes.join(", ")));
+                self.record.event(
+                    "recv",
+                    "trigger",
+                    serde_json::to_value(&t).unwrap_or(Value::Null),
+                );
+                if t.event == magi_proto::RUNTIME_EXCEPTION
+                    && matches!(
+                        t.args.get("type").and_then(Value::as_str),
+                        Some("MagiWarning")
+                    )
+                {
+                    let text = t
+                        .args
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("warning");
+                    let agent = t
+                        .args
+                        .get("agent")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown");
+                    self.console.note(&format!(
+                        "warning from agent {agent} on {}: {text}",
+                        t.nodes.join(", ")
+                    ));
                 }
                 if self.outcome.is_none() && self.running {
                     let now = self.now_ms();
@@ -229,7 +264,9 @@ impl<'a> Driver<'a> {
                     self.seen.remove(&status.node);
                     if self.running {
                         let now = self.now_ms();
-                        let outs = self.engine.on_node_lost(now, &status.node, "its node agent shut down");
+                        let outs =
+                            self.engine
+                                .on_node_lost(now, &status.node, "its node agent shut down");
                         self.carry_out(outs).await;
                     }
                     return;
@@ -245,26 +282,47 @@ impl<'a> Driver<'a> {
         let lost: Vec<(String, Duration)> = self
             .seen
             .iter()
-            .filter(|(_, (last, period))| last.elapsed() > (*period * 3).max(Duration::from_secs(3)))
+            .filter(|(_, (last, period))| {
+                last.elapsed() > (*period * 3).max(Duration::from_secs(3))
+            })
             .map(|(n, (last, _))| (n.clone(), last.elapsed()))
             .collect();
         for (node, silent) in lost {
             self.seen.remove(&node);
             let now = self.now_ms();
-            let outs = self.engine.on_node_lost(now, &node, &format!("no heartbeat for {:.1} s", silent.as_secs_f64()));
+            let outs = self.engine.on_node_lost(
+                now,
+                &node,
+                &format!("no heartbeat for {:.1} s", silent.as_secs_f64()),
+            );
             self.carry_out(outs).await;
         }
     }
 
     async fn tell_alive(&mut self) {
-        let call = Call { run: String::new(), seq: 0, dock: DAEMON_DOCK.into(), method: "runAlive".into(), args: Object::new(), trigger: None, nodes: None };
+        let call = Call {
+            run: String::new(),
+            seq: 0,
+            dock: DAEMON_DOCK.into(),
+            method: "runAlive".into(),
+            args: Object::new(),
+            trigger: None,
+            nodes: None,
+        };
         let nodes = self.procedure.all_nodes();
-        let call = Call { run: self.run_id(), ..call };
+        let call = Call {
+            run: self.run_id(),
+            ..call
+        };
         let _ = self.link.port.publish_nodes(&nodes, call).await;
     }
 
     fn run_id(&self) -> String {
-        self.record.dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.record
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// Carries out the engine's outputs, feeding back what cannot be delivered.
@@ -278,12 +336,17 @@ impl<'a> Driver<'a> {
                     self.record.console(&line, epoch);
                 }
                 Output::Finished(outcome) => self.outcome = Some(outcome),
-                Output::Send { stream, dest, mut call } => {
+                Output::Send {
+                    stream,
+                    dest,
+                    mut call,
+                } => {
                     let dest_text = match &dest {
                         Dest::Group(g) => format!("group {g}"),
                         Dest::Nodes(n) => format!("nodes {}", n.join(",")),
                     };
-                    self.record.event("sent", "call", json!({"dest": dest_text, "call": call}));
+                    self.record
+                        .event("sent", "call", json!({"dest": dest_text, "call": call}));
                     if call.dock == DAEMON_DOCK && call.method == method::LOAD_AGENT {
                         self.ship(&mut call);
                     }
@@ -304,7 +367,11 @@ impl<'a> Driver<'a> {
 
     /// Adds the agent's archive to a `loadAgent` call.
     fn ship(&self, call: &mut Call) {
-        let name = call.args.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = call
+            .args
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if let Some(s) = self.config.shipments.get(name) {
             call.args.insert("archive".into(), json!(s.archive_b64));
             call.args.insert("sha256".into(), json!(s.sha256));

@@ -22,7 +22,11 @@ pub fn node_address(i: usize) -> String {
 
 /// The name → address map of the nodes, in order.
 pub fn host_map(nodes: &[String]) -> Object {
-    nodes.iter().enumerate().map(|(i, n)| (n.clone(), json!(node_address(i)))).collect()
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), json!(node_address(i))))
+        .collect()
 }
 
 /// In-process node agents, stopped together.
@@ -33,7 +37,13 @@ pub struct EmbeddedNodes {
 
 impl EmbeddedNodes {
     /// Attaches one node agent per node to the bus and starts them.
-    pub async fn start(bus: &MemoryBus, nodes: &[String], state_dir: PathBuf, log_dir: PathBuf, library: ModuleLibrary) -> Result<Self, magi_bus::BusError> {
+    pub async fn start(
+        bus: &MemoryBus,
+        nodes: &[String],
+        state_dir: PathBuf,
+        log_dir: PathBuf,
+        library: ModuleLibrary,
+    ) -> Result<Self, magi_bus::BusError> {
         let hosts = host_map(nodes);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -29,18 +29,29 @@ pub struct RunRecord {
 
 /// SHA-256 of bytes as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl RunRecord {
     /// Creates `<root>/<run>/` and writes the procedure.
-    pub fn create(root: &Path, run: &str, files: &[SourceFile], transport: &str) -> std::io::Result<RunRecord> {
+    pub fn create(
+        root: &Path,
+        run: &str,
+        files: &[SourceFile],
+        transport: &str,
+    ) -> std::io::Result<RunRecord> {
         let dir = root.join(run);
         std::fs::create_dir_all(dir.join("procedure"))?;
         let mut all = String::new();
         let mut listed = Vec::new();
         for (i, f) in files.iter().enumerate() {
-            let name = Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("file{i}.aal"));
+            let name = Path::new(&f.path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("file{i}.aal"));
             let stored = format!("{i:02}-{name}");
             std::fs::write(dir.join("procedure").join(&stored), &f.text)?;
             listed.push(json!({"path": f.path, "stored": format!("procedure/{stored}"), "sha256": sha256_hex(f.text.as_bytes())}));
@@ -55,7 +66,12 @@ impl RunRecord {
         });
         let events = BufWriter::new(File::create(dir.join("events.jsonl"))?);
         let console = BufWriter::new(File::create(dir.join("console.jsonl"))?);
-        let record = RunRecord { dir, events, console, summary };
+        let record = RunRecord {
+            dir,
+            events,
+            console,
+            summary,
+        };
         record.write_summary()?;
         Ok(record)
     }

@@ -6,12 +6,16 @@ use std::path::Path;
 use std::process::Command;
 
 fn shared() -> std::path::PathBuf {
-    std::env::var_os("MAGI_SHARED").map(Into::into).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+    std::env::var_os("MAGI_SHARED")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
 #[test]
 fn the_monitor_case_study_runs_for_real_and_its_traffic_is_recorded_and_plotted() {
-    let original = std::fs::read_to_string(shared().join("casestudies/casestudy_clientserver_monitor.aal")).expect("the case study");
+    let original =
+        std::fs::read_to_string(shared().join("casestudies/casestudy_clientserver_monitor.aal"))
+            .expect("the case study");
     assert!(original.contains("timeout: 60000"));
     let dir = tempfile::tempdir().expect("temp dir");
     let aal = dir.path().join("casestudy_short.aal");
@@ -22,35 +26,97 @@ fn the_monitor_case_study_runs_for_real_and_its_traffic_is_recorded_and_plotted(
         .arg(&aal)
         .args(["--no-color", "--run", "cs", "--record-dir"])
         .arg(&records)
-        .env("MAGI_STATE_DIR", std::env::temp_dir().join("magi-test-state"))
+        .env(
+            "MAGI_STATE_DIR",
+            std::env::temp_dir().join("magi-test-state"),
+        )
         .output()
         .expect("magi run");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("stream monitorstream  : sent") && text.contains("startCollection(None)"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("stream monitorstream  : sent") && text.contains("startCollection(None)"),
+        "{text}"
+    );
 
     let run = records.join("cs");
     let store = run.join("data.sqlite");
     let query = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_magi")).args(["data", "query"]).arg(&store).args(args).arg("--json").output().expect("query");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect::<Vec<_>>()
+        let out = Command::new(env!("CARGO_BIN_EXE_magi"))
+            .args(["data", "query"])
+            .arg(&store)
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("query");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect::<Vec<_>>()
     };
     // Real HTTP requests from clientnode to servernode, one per second.
     let requests = query(&["--agent", "client_agent"]);
     assert!(requests.len() >= 3, "{requests:?}");
-    assert!(requests.iter().all(|r| r["data"]["url"].as_str().is_some_and(|u| u.starts_with("http://servernode/getsize.py?length="))), "{requests:?}");
-    assert!(requests.iter().any(|r| r["data"]["size_download"].as_u64().is_some_and(|n| n >= 1000)), "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r["data"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://servernode/getsize.py?length="))),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r["data"]["size_download"]
+            .as_u64()
+            .is_some_and(|n| n >= 1000)),
+        "{requests:?}"
+    );
     // The counter saw bytes per second towards that peer, counted per peer address.
-    let counted = query(&["--agent", "monitor_agent", "--where", "peerNode=clientnode", "--where", "trafficDirection=out"]);
+    let counted = query(&[
+        "--agent",
+        "monitor_agent",
+        "--where",
+        "peerNode=clientnode",
+        "--where",
+        "trafficDirection=out",
+    ]);
     assert!(counted.len() >= 4, "{counted:?}");
-    let bytes: u64 = counted.iter().filter_map(|r| r["data"]["bytes"].as_u64()).sum();
-    let asked: u64 = requests.iter().filter_map(|r| r["data"]["size_download"].as_u64()).sum();
-    assert!(bytes >= asked, "the server sent at least the bodies: counted {bytes}, bodies {asked}");
+    let bytes: u64 = counted
+        .iter()
+        .filter_map(|r| r["data"]["bytes"].as_u64())
+        .sum();
+    let asked: u64 = requests
+        .iter()
+        .filter_map(|r| r["data"]["size_download"].as_u64())
+        .sum();
+    assert!(
+        bytes >= asked,
+        "the server sent at least the bodies: counted {bytes}, bodies {asked}"
+    );
 
     let png = dir.path().join("traffic.png");
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/traffic_graph.conf");
-    let out = Command::new(env!("CARGO_BIN_EXE_magi")).args(["graph", "-c"]).arg(&conf).arg("--run").arg(&run).arg("-o").arg(&png).output().expect("graph");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_magi"))
+        .args(["graph", "-c"])
+        .arg(&conf)
+        .arg("--run")
+        .arg(&run)
+        .arg("-o")
+        .arg(&png)
+        .output()
+        .expect("graph");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0) > 5_000);
 }

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 
 fn magi() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_magi"));
-    c.env_remove("NO_COLOR").env("MAGI_STATE_DIR", std::env::temp_dir().join("magi-test-state"));
+    c.env_remove("NO_COLOR").env(
+        "MAGI_STATE_DIR",
+        std::env::temp_dir().join("magi-test-state"),
+    );
     c
 }
 
@@ -33,7 +36,14 @@ fn run_procedure(name: &str, text: &str, extra: &[&str]) -> (Output, PathBuf) {
 
 fn three_streams() -> String {
     // Agent paths relative to the fixture file's directory.
-    std::fs::read_to_string(fixtures().join("three_streams.aal")).expect("fixture").replace("../../../node-agent/testagent", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../node-agent/testagent").to_string_lossy())
+    std::fs::read_to_string(fixtures().join("three_streams.aal"))
+        .expect("fixture")
+        .replace(
+            "../../../node-agent/testagent",
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../node-agent/testagent")
+                .to_string_lossy(),
+        )
 }
 
 fn stdout(o: &Output) -> String {
@@ -51,9 +61,18 @@ fn stream_tags(text: &str) -> Vec<(String, String)> {
             let parts: Vec<&str> = rest.splitn(4, " : ").collect();
             assert_eq!(parts[0], "", "name column is 14 wide: {l:?}");
             let tag = parts[1];
-            assert!(["sent", "trig", "DONE", "jump", "exit", "warn", "wait"].contains(&tag), "{l:?}");
+            assert!(
+                ["sent", "trig", "DONE", "jump", "exit", "warn", "wait"].contains(&tag),
+                "{l:?}"
+            );
             let time = &parts[2][..10];
-            assert!(time.starts_with('(') && time.ends_with(')') && time.as_bytes()[3] == b':' && time.as_bytes()[6] == b':', "{l:?}");
+            assert!(
+                time.starts_with('(')
+                    && time.ends_with(')')
+                    && time.as_bytes()[3] == b':'
+                    && time.as_bytes()[6] == b':',
+                "{l:?}"
+            );
             (name.trim_end().to_string(), tag.to_string())
         })
         .collect()
@@ -63,7 +82,12 @@ fn stream_tags(text: &str) -> Vec<(String, String)> {
 fn a_three_stream_procedure_shaped_like_the_case_study_exits_0_with_the_original_console() {
     let (out, record) = run_procedure("three_ok", &three_streams(), &[]);
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{text}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{text}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tags = stream_tags(&text);
     let expect: Vec<(&str, &str)> = vec![
         ("initialization", "sent"),
@@ -103,14 +127,28 @@ fn a_three_stream_procedure_shaped_like_the_case_study_exits_0_with_the_original
     assert!(!text.contains('\x1b'), "no colour when not a terminal");
 
     // The run record: procedure and hash, archives, every event and trigger.
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record.join("run.json")).expect("run.json")).expect("json");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record.join("run.json")).expect("run.json"))
+            .expect("json");
     assert_eq!(summary["exit_code"], 0);
-    assert_eq!(summary["procedure"]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        summary["procedure"]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
     assert_eq!(summary["archives"].as_array().map(Vec::len), Some(2));
     let events = std::fs::read_to_string(record.join("events.jsonl")).expect("events");
-    let sent = events.lines().filter(|l| l.contains(r#""dir":"sent""#)).count();
-    let recv = events.lines().filter(|l| l.contains(r#""dir":"recv""#)).count();
-    assert_eq!(sent, 12, "2 joins, 2 loads, 4 user events, 2 unloads, 2 leaves");
+    let sent = events
+        .lines()
+        .filter(|l| l.contains(r#""dir":"sent""#))
+        .count();
+    let recv = events
+        .lines()
+        .filter(|l| l.contains(r#""dir":"recv""#))
+        .count();
+    assert_eq!(
+        sent, 12,
+        "2 joins, 2 loads, 4 user events, 2 unloads, 2 leaves"
+    );
     assert_eq!(recv, 11, "8 lifecycle triggers and 3 user triggers");
 }
 
@@ -120,14 +158,34 @@ fn an_agent_returning_false_ends_the_run_after_teardown_and_names_agent_node_and
     let (out, _) = run_procedure("three_false", &text, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let exit_line = text.lines().find(|l| l.contains(" : exit : ")).expect("an exit line");
+    let exit_line = text
+        .lines()
+        .find(|l| l.contains(" : exit : "))
+        .expect("an exit line");
     for needle in ["client_agent", "clientnode", "stopClient", "False"] {
-        assert!(exit_line.contains(needle), "{needle} missing from {exit_line}");
+        assert!(
+            exit_line.contains(needle),
+            "{needle} missing from {exit_line}"
+        );
     }
-    let after: Vec<&str> = text.lines().skip_while(|l| !l.contains(" : exit : ")).collect();
-    assert!(after.iter().any(|l| l.contains("unloadAgent client_agent")), "teardown follows: {text}");
-    assert!(after.last().is_some_and(|l| l.starts_with("stream exit           : DONE")), "{text}");
-    assert!(!text.contains("stopServer"), "the server stream never got its trigger");
+    let after: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains(" : exit : "))
+        .collect();
+    assert!(
+        after.iter().any(|l| l.contains("unloadAgent client_agent")),
+        "teardown follows: {text}"
+    );
+    assert!(
+        after
+            .last()
+            .is_some_and(|l| l.starts_with("stream exit           : DONE")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("stopServer"),
+        "the server stream never got its trigger"
+    );
 }
 
 #[test]
@@ -136,19 +194,37 @@ fn an_agent_that_crashes_mid_run_is_reported_with_agent_node_and_method() {
     let (out, _) = run_procedure("three_crash", &text, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let exit_line = text.lines().find(|l| l.contains(" : exit : ")).expect("an exit line");
-    for needle in ["client_agent", "clientnode", "stopClient", "exited with code 3"] {
-        assert!(exit_line.contains(needle), "{needle} missing from {exit_line}");
+    let exit_line = text
+        .lines()
+        .find(|l| l.contains(" : exit : "))
+        .expect("an exit line");
+    for needle in [
+        "client_agent",
+        "clientnode",
+        "stopClient",
+        "exited with code 3",
+    ] {
+        assert!(
+            exit_line.contains(needle),
+            "{needle} missing from {exit_line}"
+        );
     }
-    assert!(text.lines().last().is_some_and(|l| l.starts_with("stream exit           : DONE")), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("stream exit           : DONE")),
+        "{text}"
+    );
 }
 
 #[test]
 fn keep_going_runs_on_after_a_false_return() {
-    let text = three_streams().replacen("execargs: {}", "execargs: {fail_on: [stopClient]}", 1).replace(
-        "{type: trigger, triggers: [{event: clientStopped}]}",
-        "{type: trigger, triggers: [{event: clientStopped}, {timeout: 1500}]}",
-    );
+    let text = three_streams()
+        .replacen("execargs: {}", "execargs: {fail_on: [stopClient]}", 1)
+        .replace(
+            "{type: trigger, triggers: [{event: clientStopped}]}",
+            "{type: trigger, triggers: [{event: clientStopped}, {timeout: 1500}]}",
+        );
     let (out, _) = run_procedure("three_keep_going", &text, &["--keep-going"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -157,7 +233,11 @@ fn keep_going_runs_on_after_a_false_return() {
 
 #[test]
 fn an_invalid_procedure_exits_2_and_says_where() {
-    let (out, _) = run_procedure("invalid", "groups: {g: [n]}\nagents: {}\nstreamstarts: [nope]\neventstreams: {}\n", &[]);
+    let (out, _) = run_procedure(
+        "invalid",
+        "groups: {g: [n]}\nagents: {}\nstreamstarts: [nope]\neventstreams: {}\n",
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope") && err.contains(":3:"), "{err}");
@@ -168,9 +248,17 @@ fn json_mode_prints_one_record_per_line() {
     let (out, _) = run_procedure("three_json", &three_streams(), &["--json"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert!(records.iter().any(|r| r["tag"] == "jump" && r["stream"] == "cleanupstream"));
-    assert_eq!(records.last().map(|r| r["exit_code"].clone()), Some(serde_json::json!(0)));
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(records
+        .iter()
+        .any(|r| r["tag"] == "jump" && r["stream"] == "cleanupstream"));
+    assert_eq!(
+        records.last().map(|r| r["exit_code"].clone()),
+        Some(serde_json::json!(0))
+    );
 }
 
 #[test]
@@ -179,13 +267,29 @@ fn the_readme_example_agent_runs() {
     let records = tempfile::tempdir().expect("temp dir");
     let out = magi()
         .current_dir(&root)
-        .args(["run", "examples/counter/counter.aal", "--no-color", "--run", "counter", "--record-dir"])
+        .args([
+            "run",
+            "examples/counter/counter.aal",
+            "--no-color",
+            "--run",
+            "counter",
+            "--record-dir",
+        ])
         .arg(records.path())
         .output()
         .expect("run magi");
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("stream main           : trig") && text.contains("trigger completed: stopped"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("stream main           : trig")
+            && text.contains("trigger completed: stopped"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -210,8 +314,14 @@ fn the_first_ctrl_c_shows_the_waits_and_a_second_tears_down_and_exits_130() {
     // Wait until the client stream is in its long wait.
     let events = records.path().join("interrupted/events.jsonl");
     let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&events).unwrap_or_default().contains("startClient") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the run never reached startClient");
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains("startClient")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the run never reached startClient"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::thread::sleep(std::time::Duration::from_millis(700));
@@ -222,7 +332,15 @@ fn the_first_ctrl_c_shows_the_waits_and_a_second_tears_down_and_exits_130() {
     let _ = std::fs::remove_file(&path);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
-    assert!(text.contains(" : wait : ") && text.contains("timeout trigger will complete in"), "the waits were shown: {text}");
+    assert!(
+        text.contains(" : wait : ") && text.contains("timeout trigger will complete in"),
+        "the waits were shown: {text}"
+    );
     assert!(text.contains("Cleaning up and exiting"), "{text}");
-    assert!(text.lines().last().is_some_and(|l| l.starts_with("stream exit           : DONE")), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("stream exit           : DONE")),
+        "{text}"
+    );
 }

@@ -117,18 +117,43 @@ mod tests {
 
     #[test]
     fn returns_become_trigger_arguments_as_in_the_original() {
-        assert_eq!(return_to_trigger_args(json!(null)), json!({"retVal": true}).as_object().unwrap().clone());
-        assert_eq!(return_to_trigger_args(json!(false)), json!({"retVal": false}).as_object().unwrap().clone());
-        assert_eq!(return_to_trigger_args(json!(75)), json!({"retVal": 75}).as_object().unwrap().clone());
-        assert_eq!(return_to_trigger_args(json!({"result": -1})), json!({"result": -1}).as_object().unwrap().clone());
+        assert_eq!(
+            return_to_trigger_args(json!(null)),
+            json!({"retVal": true}).as_object().unwrap().clone()
+        );
+        assert_eq!(
+            return_to_trigger_args(json!(false)),
+            json!({"retVal": false}).as_object().unwrap().clone()
+        );
+        assert_eq!(
+            return_to_trigger_args(json!(75)),
+            json!({"retVal": 75}).as_object().unwrap().clone()
+        );
+        assert_eq!(
+            return_to_trigger_args(json!({"result": -1})),
+            json!({"result": -1}).as_object().unwrap().clone()
+        );
     }
 
     #[test]
     fn lines_parse_by_kind() {
-        let l: FromAgent = serde_json::from_str(r#"{"kind":"return","id":3,"value":{"a":1}}"#).unwrap();
-        assert_eq!(l, FromAgent::Return { id: 3, value: json!({"a": 1}) });
+        let l: FromAgent =
+            serde_json::from_str(r#"{"kind":"return","id":3,"value":{"a":1}}"#).unwrap();
+        assert_eq!(
+            l,
+            FromAgent::Return {
+                id: 3,
+                value: json!({"a": 1})
+            }
+        );
         let l: FromAgent = serde_json::from_str(r#"{"kind":"log","message":"hi"}"#).unwrap();
-        assert_eq!(l, FromAgent::Log { level: "info".into(), message: "hi".into() });
+        assert_eq!(
+            l,
+            FromAgent::Log {
+                level: "info".into(),
+                message: "hi".into()
+            }
+        );
         let s = serde_json::to_string(&ToAgent::Stop).unwrap();
         assert_eq!(s, r#"{"kind":"stop"}"#);
     }

@@ -68,7 +68,12 @@ pub struct Trigger {
 impl Trigger {
     /// A trigger from one node with the given arguments.
     pub fn from_node(run: &str, event: &str, node: &str, args: Object) -> Self {
-        Trigger { run: run.to_string(), event: event.to_string(), nodes: vec![node.to_string()], args }
+        Trigger {
+            run: run.to_string(),
+            event: event.to_string(),
+            nodes: vec![node.to_string()],
+            args,
+        }
     }
 
     /// Builder: adds one argument.
@@ -157,14 +162,18 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_in_urls() {
-        assert_eq!(redact_url("amqp://bob:secret@h:5672/%2f"), "amqp://bob:***@h:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://bob:secret@h:5672/%2f"),
+            "amqp://bob:***@h:5672/%2f"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("amqp://h"), "amqp://h");
     }
 
     #[test]
     fn trigger_is_one_flat_object_on_the_wire() {
-        let t = Trigger::from_node("r1", "serverStarted", "servernode", Object::new()).with("retVal", true);
+        let t = Trigger::from_node("r1", "serverStarted", "servernode", Object::new())
+            .with("retVal", true);
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(
             json,

@@ -119,7 +119,10 @@ pub fn run(mut args: RunArgs) -> i32 {
         eprintln!("error: the procedure is not valid ({} error(s)); `magi check` shows the plan once it is", checked.errors());
         return EXIT_INVALID;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -132,11 +135,31 @@ pub fn run(mut args: RunArgs) -> i32 {
 /// `<stem>-<HHMMSS>-<id>`; over a broker `<user>.<stem>-...`, the form the broker
 /// permissions of `broker-config/` expect (a user publishes only into its own runs).
 fn default_run_name(args: &RunArgs, broker: Option<&str>) -> String {
-    let user = broker.map(|url| broker_user(url).unwrap_or_else(|| "guest".into()) + ".").unwrap_or_default();
-    let stem = args.files.first().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-    let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let user = broker
+        .map(|url| broker_user(url).unwrap_or_else(|| "guest".into()) + ".")
+        .unwrap_or_default();
+    let stem = args
+        .files
+        .first()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let id = uuid::Uuid::now_v7().simple().to_string();
-    format!("{user}{stem}-{}-{}", crate::console::clock(magi_proto::epoch_now()).replace(':', ""), &id[id.len() - 6..])
+    format!(
+        "{user}{stem}-{}-{}",
+        crate::console::clock(magi_proto::epoch_now()).replace(':', ""),
+        &id[id.len() - 6..]
+    )
 }
 
 /// Finds the broker: `--broker`, or the experiment's configuration file.
@@ -159,19 +182,31 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INVALID;
         }
     };
-    let run = args.run.clone().unwrap_or_else(|| default_run_name(&args, broker.as_deref()));
+    let run = args
+        .run
+        .clone()
+        .unwrap_or_else(|| default_run_name(&args, broker.as_deref()));
     let library = ModuleLibrary::standard(&args.modules);
     let transport = if broker.is_some() { "amqp" } else { "embedded" };
     let files: Vec<magi_aal::SourceFile> = procedure.files.clone();
     let mut record = match RunRecord::create(&args.record_dir, &run, &files, transport) {
         Ok(r) => r,
         Err(e) => {
-            console.note(&format!("error: cannot create the run record in {}: {e}", args.record_dir.display()));
+            console.note(&format!(
+                "error: cannot create the run record in {}: {e}",
+                args.record_dir.display()
+            ));
             return EXIT_INFRA;
         }
     };
     let shipments = prepare_archives(&procedure, &library, &mut record, console);
-    let store = args.store.clone().unwrap_or_else(|| record.dir().join("data.sqlite").to_string_lossy().into_owned());
+    let store = args.store.clone().unwrap_or_else(|| {
+        record
+            .dir()
+            .join("data.sqlite")
+            .to_string_lossy()
+            .into_owned()
+    });
     let writer = match tokio::task::spawn_blocking(move || magi_data::Writer::open(&store)).await {
         Ok(Ok(w)) => Some(w),
         Ok(Err(e)) => {
@@ -181,8 +216,16 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         Err(_) => None,
     };
     let config = DriverConfig {
-        engine: magi_engine::Options { group_timeout_ms: args.group_timeout, abort_on_failure: !args.keep_going, teardown: !args.keep_agents },
-        preflight: if broker.is_some() { Duration::from_secs(args.preflight) } else { Duration::from_secs(10) },
+        engine: magi_engine::Options {
+            group_timeout_ms: args.group_timeout,
+            abort_on_failure: !args.keep_going,
+            teardown: !args.keep_agents,
+        },
+        preflight: if broker.is_some() {
+            Duration::from_secs(args.preflight)
+        } else {
+            Duration::from_secs(10)
+        },
         alive_every: broker.as_ref().map(|_| Duration::from_secs(2)),
         shipments,
     };
@@ -195,27 +238,64 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
                 Err(e) => return infra(console, &mut record, &e.to_string()),
             };
             let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-            let nodes = match crate::embedded::EmbeddedNodes::start(&bus, &procedure.all_nodes(), state_dir, record.dir().join("logs"), library).await {
+            let nodes = match crate::embedded::EmbeddedNodes::start(
+                &bus,
+                &procedure.all_nodes(),
+                state_dir,
+                record.dir().join("logs"),
+                library,
+            )
+            .await
+            {
                 Ok(n) => n,
                 Err(e) => return infra(console, &mut record, &e.to_string()),
             };
             let port = link.port.clone();
-            let result = Driver::new(procedure.clone(), &run, link, config, console, &mut record, writer.as_ref()).run().await;
+            let result = Driver::new(
+                procedure.clone(),
+                &run,
+                link,
+                config,
+                console,
+                &mut record,
+                writer.as_ref(),
+            )
+            .run()
+            .await;
             let _ = port.close().await;
             nodes.stop().await;
             result
         }
         Some(url) => {
-            let bus = match magi_bus_amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None)).await {
-                Ok(b) => b,
-                Err(e) => return infra(console, &mut record, &format!("cannot reach the broker at {}: {e}", redact(url))),
-            };
+            let bus =
+                match magi_bus_amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None))
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return infra(
+                            console,
+                            &mut record,
+                            &format!("cannot reach the broker at {}: {e}", redact(url)),
+                        )
+                    }
+                };
             let link = match bus.open_run(&run).await {
                 Ok(l) => l,
                 Err(e) => return infra(console, &mut record, &e.to_string()),
             };
             let port = link.port.clone();
-            let result = Driver::new(procedure.clone(), &run, link, config, console, &mut record, writer.as_ref()).run().await;
+            let result = Driver::new(
+                procedure.clone(),
+                &run,
+                link,
+                config,
+                console,
+                &mut record,
+                writer.as_ref(),
+            )
+            .run()
+            .await;
             let _ = port.close().await;
             bus.close().await;
             result
@@ -230,19 +310,35 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             (serde_json::to_value(&outcome).unwrap_or_default(), code)
         }
         Err(Infra::MissingNodes(missing)) => {
-            let msg = format!("node agents not answering after the pre-flight wait: {}", missing.join(", "));
+            let msg = format!(
+                "node agents not answering after the pre-flight wait: {}",
+                missing.join(", ")
+            );
             console.note(&format!("error: {msg}"));
-            (serde_json::json!({"outcome": "failed", "kind": "setup", "message": msg}), EXIT_INFRA)
+            (
+                serde_json::json!({"outcome": "failed", "kind": "setup", "message": msg}),
+                EXIT_INFRA,
+            )
         }
         Err(Infra::BusLost(msg)) => {
             console.note(&format!("error: {msg}"));
-            (serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}), EXIT_INFRA)
+            (
+                serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}),
+                EXIT_INFRA,
+            )
         }
     };
     let _ = record.finish(&outcome_json, code);
-    console.note(&format!("run {run}: {} (exit {code}); record in {}", describe(&outcome_json), record.dir().display()));
+    console.note(&format!(
+        "run {run}: {} (exit {code}); record in {}",
+        describe(&outcome_json),
+        record.dir().display()
+    ));
     if matches!(console.mode(), Mode::Json) {
-        println!("{}", serde_json::json!({"run": run, "result": outcome_json, "exit_code": code, "record": record.dir()}));
+        println!(
+            "{}",
+            serde_json::json!({"run": run, "result": outcome_json, "exit_code": code, "record": record.dir()})
+        );
     }
     code
 }
@@ -251,13 +347,19 @@ fn describe(outcome: &serde_json::Value) -> String {
     match outcome["outcome"].as_str() {
         Some("success") => "success".into(),
         Some("interrupted") => "interrupted".into(),
-        _ => format!("failed: {}", outcome["message"].as_str().unwrap_or("unknown")),
+        _ => format!(
+            "failed: {}",
+            outcome["message"].as_str().unwrap_or("unknown")
+        ),
     }
 }
 
 fn infra(console: &mut Console, record: &mut RunRecord, msg: &str) -> i32 {
     console.note(&format!("error: {msg}"));
-    let _ = record.finish(&serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}), EXIT_INFRA);
+    let _ = record.finish(
+        &serde_json::json!({"outcome": "failed", "kind": "bus", "message": msg}),
+        EXIT_INFRA,
+    );
     EXIT_INFRA
 }
 
@@ -266,13 +368,19 @@ pub fn exit_code(outcome: &Outcome) -> i32 {
     match outcome {
         Outcome::Success => EXIT_OK,
         Outcome::Interrupted => EXIT_INTERRUPTED,
-        Outcome::Failed { kind: FailureKind::Agent, .. } => EXIT_FAILED,
+        Outcome::Failed {
+            kind: FailureKind::Agent,
+            ..
+        } => EXIT_FAILED,
         Outcome::Failed { .. } => EXIT_INFRA,
     }
 }
 
 fn default_state_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
     base.join("magi")
 }
 
@@ -284,17 +392,26 @@ fn broker_user(url: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
-
 /// Resolves and packs every loadable agent's code, so nodes need no shared filesystem.
 /// A path the orchestrator cannot read is left for the nodes to resolve themselves.
-fn prepare_archives(procedure: &Procedure, library: &ModuleLibrary, record: &mut RunRecord, console: &mut Console) -> HashMap<String, Shipment> {
+fn prepare_archives(
+    procedure: &Procedure,
+    library: &ModuleLibrary,
+    record: &mut RunRecord,
+    console: &mut Console,
+) -> HashMap<String, Shipment> {
     let mut shipments = HashMap::new();
     for agent in procedure.loadable_agents() {
-        let Some(AgentSource::Path(path)) = &agent.source else { continue };
+        let Some(AgentSource::Path(path)) = &agent.source else {
+            continue;
+        };
         let resolved = match library.resolve(path) {
             Ok(r) => r,
             Err(e) => {
-                console.note(&format!("agent {}: {e}; the nodes will look for it themselves", agent.name));
+                console.note(&format!(
+                    "agent {}: {e}; the nodes will look for it themselves",
+                    agent.name
+                ));
                 continue;
             }
         };
@@ -303,13 +420,26 @@ fn prepare_archives(procedure: &Procedure, library: &ModuleLibrary, record: &mut
         }
         match magi_node::pack::pack(&resolved.path) {
             Ok(packed) => {
-                record.archive(&agent.name, &resolved.path.to_string_lossy(), &packed.sha256, packed.bytes.len());
+                record.archive(
+                    &agent.name,
+                    &resolved.path.to_string_lossy(),
+                    &packed.sha256,
+                    packed.bytes.len(),
+                );
                 shipments.insert(
                     agent.name.clone(),
-                    Shipment { archive_b64: base64::engine::general_purpose::STANDARD.encode(&packed.bytes), sha256: packed.sha256 },
+                    Shipment {
+                        archive_b64: base64::engine::general_purpose::STANDARD
+                            .encode(&packed.bytes),
+                        sha256: packed.sha256,
+                    },
                 );
             }
-            Err(e) => console.note(&format!("agent {}: cannot read {}: {e}; the nodes will look for it themselves", agent.name, resolved.path.display())),
+            Err(e) => console.note(&format!(
+                "agent {}: cannot read {}: {e}; the nodes will look for it themselves",
+                agent.name,
+                resolved.path.display()
+            )),
         }
     }
     shipments
@@ -321,13 +451,19 @@ mod tests {
 
     #[test]
     fn broker_runs_are_named_after_the_broker_user() {
-        assert_eq!(broker_user("amqp://alice:pw@h:5672/%2f").as_deref(), Some("alice"));
+        assert_eq!(
+            broker_user("amqp://alice:pw@h:5672/%2f").as_deref(),
+            Some("alice")
+        );
         assert_eq!(broker_user("amqp://h:5672/"), None);
     }
 
     #[test]
     fn broker_passwords_are_not_printed() {
-        assert_eq!(redact("amqp://guest:secret@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
         assert_eq!(redact("amqp://host"), "amqp://host");
     }
 }
