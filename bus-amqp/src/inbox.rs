@@ -1,33 +1,60 @@
 //! The receiving half of every link: a task that moves deliveries from a lapin consumer
-//! into the link's channel.
+//! into the link's channel, and rebuilds the consumer whenever the connection fails.
 //!
 //! Each delivery is checked (size, JSON, run) and deduplicated by `message_id`; what fails
 //! a check is logged and dropped, never passed on and never fatal. Every delivery is
 //! acknowledged once handed over (or dropped), so the queue's prefetch bounds what the
-//! broker has in flight to us. When lapin reports a connection failure the task waits for
-//! lapin's recovery (which re-declares the queue, its bindings and the consumer) and goes
-//! on with the same consumer.
+//! broker has in flight to us. When the consumer fails (connection lost, channel closed,
+//! consumer cancelled), the task waits for the bus's next connection and runs the link's
+//! `setup` on it again (channel, QoS, queue, bindings, memberships, consumer), retrying with
+//! backoff while the broker refuses (an exclusive consumer of the old connection that the
+//! broker has not dropped yet), and goes on with the same dedupe window.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::{Channel, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::link::Link;
 use crate::wire::{Dedupe, Dropped};
 
 /// How many recent message ids each link remembers to drop repeats.
 pub(crate) const DEDUPE_WINDOW: usize = 8192;
 
+/// Builds a link's consumer on a connection: its channel, QoS, queue, bindings, and
+/// anything else the link needs re-applied after a reconnection.
+pub(crate) type Setup = Arc<
+    dyn Fn(Arc<Connection>) -> BoxFuture<'static, Result<(Channel, Consumer), lapin::Error>>
+        + Send
+        + Sync,
+>;
+
+/// Run `setup` on the present connection (waiting until `deadline` for one).
+pub(crate) async fn establish(
+    link: &Link,
+    setup: &Setup,
+    deadline: Instant,
+) -> Result<(Channel, Consumer), lapin::Error> {
+    let (_, conn) = link.current_lapin(deadline).await?;
+    setup(conn).await
+}
+
 /// Start moving deliveries from `consumer` to `tx` through `handle`, until the receiver is
-/// dropped, `stop` is notified, or the consumer ends for good.
+/// dropped, `stop` is notified, or the bus is closed; the consumer is rebuilt with `setup`
+/// whenever it fails.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn<T, F>(
     label: String,
-    channel: Channel,
+    link: Arc<Link>,
+    setup: Setup,
+    mut channel: Channel,
     mut consumer: Consumer,
     tx: UnboundedSender<T>,
     stop: Arc<Notify>,
@@ -38,49 +65,84 @@ pub(crate) fn spawn<T, F>(
 {
     tokio::spawn(async move {
         let mut dedupe = Dedupe::new(DEDUPE_WINDOW);
-        loop {
-            let next = tokio::select! {
-                _ = tx.closed() => break,
-                _ = stop.notified() => break,
-                next = consumer.next() => next,
-            };
-            let delivery = match next {
-                None => {
-                    debug!(link = %label, "consumer ended");
-                    break;
-                }
-                Some(Err(e)) => {
-                    debug!(link = %label, error = %e, "consumer interrupted, waiting for recovery");
-                    if let Err(e) = channel.wait_for_recovery(e).await {
-                        warn!(link = %label, error = %e, "link lost and not recoverable");
+        'link: loop {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = stop.notified() => break 'link,
+                    _ = tx.closed() => break 'link,
+                    next = consumer.next() => next,
+                };
+                let delivery = match next {
+                    None => {
+                        debug!(link = %label, "consumer ended");
                         break;
                     }
-                    continue;
-                }
-                Some(Ok(d)) => d,
-            };
-            if dedupe.first_time(&delivery) {
-                match handle(&delivery) {
-                    Ok(item) => {
-                        if tx.send(item).is_err() {
-                            break;
-                        }
+                    Some(Err(e)) => {
+                        debug!(link = %label, error = %e, "consumer interrupted");
+                        break;
                     }
-                    Err(why) => warn!(
-                        link = %label,
-                        exchange = %delivery.exchange,
-                        routing_key = %delivery.routing_key,
-                        reason = %why,
-                        "dropped a message"
-                    ),
+                    Some(Ok(d)) => d,
+                };
+                if dedupe.first_time(&delivery) {
+                    match handle(&delivery) {
+                        Ok(item) => {
+                            if tx.send(item).is_err() {
+                                break 'link;
+                            }
+                        }
+                        Err(why) => warn!(
+                            link = %label,
+                            exchange = %delivery.exchange,
+                            routing_key = %delivery.routing_key,
+                            reason = %why,
+                            "dropped a message"
+                        ),
+                    }
+                } else {
+                    debug!(link = %label, "dropped a repeated message");
                 }
-            } else {
-                debug!(link = %label, "dropped a repeated message");
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    // After a reconnection the old delivery tag is void; the broker
+                    // redelivers the message, and the dedupe window drops the repeat.
+                    debug!(link = %label, error = %e, "ack failed");
+                }
             }
-            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                // After a recovery the old delivery tag is void; the broker redelivers the
-                // message, and the dedupe window drops the repeat.
-                debug!(link = %label, error = %e, "ack failed");
+            // The consumer is gone: build it again on the present (or next) connection.
+            if channel.status().connected() {
+                let _ = channel.close(200, "OK".into()).await;
+            }
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let far = Instant::now() + Duration::from_secs(3600);
+                let attempt = tokio::select! {
+                    biased;
+                    _ = stop.notified() => break 'link,
+                    _ = tx.closed() => break 'link,
+                    r = tokio::time::timeout(Duration::from_secs(30), establish(&link, &setup, far)) => r,
+                };
+                match attempt {
+                    Ok(Ok((ch, c))) => {
+                        info!(link = %label, "consuming again");
+                        (channel, consumer) = (ch, c);
+                        continue 'link;
+                    }
+                    Ok(Err(e)) => {
+                        if link.is_closed() {
+                            debug!(link = %label, "the bus is closed");
+                            break 'link;
+                        }
+                        debug!(link = %label, error = %e, "could not consume again yet");
+                    }
+                    Err(_) => debug!(link = %label, "consuming again timed out"),
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.notified() => break 'link,
+                    _ = tx.closed() => break 'link,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
         if channel.status().connected() {

@@ -8,6 +8,7 @@
 //! Layout of the crate:
 //! - [`names`]: every exchange, queue and routing key (the topology is in `docs/bus.md`);
 //! - `wire`: JSON bodies, properties, inbound checks, duplicate suppression;
+//! - `link`: the connection, replaced by a new one whenever it fails;
 //! - `publisher`: confirms + `mandatory`, retried through outages;
 //! - `topology`: declarations and short-lived channels;
 //! - `inbox`: the consumer task shared by node, run and tap links;
@@ -19,6 +20,7 @@ pub mod testkit;
 
 mod error;
 mod inbox;
+mod link;
 mod node;
 mod publisher;
 mod run;
@@ -26,12 +28,12 @@ mod tap;
 mod topology;
 mod wire;
 
+#[cfg(test)]
 use magi_proto::redact_url as redact;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lapin::{Connection, ConnectionProperties};
 use magi_bus::{Bus, BusError, NodeLink, RunLink, TapItem, TapLink};
 use tracing::warn;
 
@@ -75,7 +77,7 @@ pub struct BusOptions {
     pub reconnect_min_delay: Duration,
     /// Longest delay between reconnection attempts.
     pub reconnect_max_delay: Duration,
-    /// Reconnection attempts before the connection is given up.
+    /// Failed reconnection attempts in a row before the connection is given up.
     pub reconnect_attempts: usize,
 }
 
@@ -114,7 +116,7 @@ impl BusOptions {
 
 /// What every link of one bus shares: the connection, the names, the options, the publisher.
 pub(crate) struct Shared {
-    pub(crate) conn: Arc<Connection>,
+    pub(crate) link: Arc<link::Link>,
     pub(crate) names: Names,
     pub(crate) opts: BusOptions,
     pub(crate) publisher: Publisher,
@@ -183,57 +185,14 @@ impl AmqpBus {
             .connection_name
             .clone()
             .unwrap_or_else(|| std::env::args().next().unwrap_or_else(|| "magi".into()));
-        let (min, max, attempts) = (
-            options.reconnect_min_delay,
-            options.reconnect_max_delay,
-            options.reconnect_attempts,
-        );
-        let props = ConnectionProperties::default()
-            .with_connection_name(name.into())
-            .enable_auto_recover()
-            .configure_backoff(move |b| {
-                b.with_min_delay(min)
-                    .with_max_delay(max)
-                    .with_max_times(attempts)
-            });
-        // lapin retries an initial connection in a background thread for as long as it would
-        // retry a lost one; a broker that is not even listening is reported at once instead.
-        let uri: lapin::uri::AMQPUri = url
-            .parse()
-            .map_err(|e| BusError::Refused(format!("invalid broker URL {}: {e}", redact(url))))?;
-        let addr = (uri.authority.host.clone(), uri.authority.port);
-        match tokio::time::timeout(
-            options.connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(_probe)) => {}
-            Ok(Err(e)) => {
-                return Err(BusError::Disconnected(format!(
-                    "cannot reach {}: {e}",
-                    redact(url)
-                )))
-            }
-            Err(_) => {
-                return Err(BusError::Disconnected(format!(
-                    "no answer from {}",
-                    redact(url)
-                )))
-            }
-        }
-        let conn = tokio::time::timeout(options.connect_timeout, Connection::connect(url, props))
-            .await
-            .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
-            .map_err(|e| error::to_bus(&format!("connecting to {}", redact(url)), &e))?;
-        let conn = Arc::new(conn);
+        let conn = link::Link::connect(url, name, options.clone()).await?;
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, options.patience).await?;
         let publisher = Publisher::new(conn.clone(), options.patience);
         let copier = publisher::spawn_copier(conn.clone(), names.watch_exchange());
         Ok(AmqpBus {
             shared: Arc::new(Shared {
-                conn,
+                link: conn,
                 names,
                 opts: options,
                 publisher,
@@ -254,10 +213,9 @@ impl AmqpBus {
 
     /// Close the connection; every link of this bus ends.
     pub async fn close(&self) {
-        let _ = self.shared.conn.close(200, "bye".into()).await;
+        self.shared.link.close().await;
     }
 }
-
 
 #[async_trait]
 impl Bus for AmqpBus {

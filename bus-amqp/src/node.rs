@@ -2,19 +2,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Event, ExchangeKind};
+use lapin::{Connection, ExchangeKind};
 use magi_bus::{BusError, NodeLink, NodePort, TapItem};
 use magi_proto::{Call, NodeStatus, Record, Trigger};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::error::{is_not_found, to_bus};
 use crate::names::{first_word, word};
@@ -24,42 +23,68 @@ use crate::wire::{self, decode, Dropped};
 use crate::{inbox, Shared};
 
 /// Attach a node agent: declare its queue, bind it for node-addressed calls, consume it
-/// exclusively (a second agent with the same name is refused).
+/// exclusively (a second agent with the same name is refused). After a reconnection all of
+/// this is done again, and the node's group memberships are applied again.
 pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, BusError> {
     let names = &shared.names;
     let queue = names.node_queue(node);
     check_len("node queue", &queue)?;
-    let ch = shared
-        .conn
-        .create_channel()
-        .await
-        .map_err(|e| to_bus("opening a channel", &e))?;
-    let setup = async {
-        ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default())
-            .await?;
-        let args = queue_args(shared.opts.node_queue_expires, None, None);
-        ch.queue_declare(queue.clone().into(), inbox_options(), args)
-            .await?;
-        ch.queue_bind(
-            queue.clone().into(),
-            names.nodes_exchange().into(),
-            names.node_binding(node).into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        ch.basic_consume(
-            queue.clone().into(),
-            format!("magi-node.{}", word(node)).into(),
-            BasicConsumeOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
+    let memberships: Memberships = Arc::new(Mutex::new(BTreeSet::new()));
+    let setup: inbox::Setup = {
+        let (shared, queue, node, memberships) = (
+            shared.clone(),
+            queue.clone(),
+            node.to_string(),
+            memberships.clone(),
+        );
+        Arc::new(move |conn: Arc<Connection>| {
+            let (shared, queue, node, memberships) = (
+                shared.clone(),
+                queue.clone(),
+                node.clone(),
+                memberships.clone(),
+            );
+            Box::pin(async move {
+                let names = &shared.names;
+                let ch = conn.create_channel().await?;
+                ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default())
+                    .await?;
+                let args = queue_args(shared.opts.node_queue_expires, None, None);
+                ch.queue_declare(queue.clone().into(), inbox_options(), args)
+                    .await?;
+                ch.queue_bind(
+                    queue.clone().into(),
+                    names.nodes_exchange().into(),
+                    names.node_binding(&node).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+                let consumer = ch
+                    .basic_consume(
+                        queue.clone().into(),
+                        format!("magi-node.{}", word(&node)).into(),
+                        BasicConsumeOptions {
+                            exclusive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                // Memberships normally survive (everything is durable); this repairs the
+                // case where the queue expired during a long outage.
+                let groups: Vec<(String, String)> = lock(&memberships).iter().cloned().collect();
+                for (run, group) in groups {
+                    if let Err(e) = bind_group(&shared, &queue, &run, &group).await {
+                        warn!(node, run, group, error = %e, "could not re-join a group after reconnecting");
+                    }
+                }
+                Ok((ch, consumer))
+            })
+        })
     };
-    let consumer = setup
+    let deadline = Instant::now() + shared.opts.patience;
+    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
         .map_err(|e| to_bus(&format!("attaching node {node}"), &e))?;
 
@@ -67,17 +92,17 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
         shared: shared.clone(),
         node: node.to_string(),
         queue,
-        channel: ch.clone(),
-        memberships: Mutex::new(BTreeSet::new()),
+        memberships,
         detached: AtomicBool::new(false),
         stop: Arc::new(Notify::new()),
-        gone: Arc::new(Notify::new()),
     });
     let (tx, rx) = unbounded_channel();
     let (calls_ex, nodes_ex) = (names.calls_exchange(), names.nodes_exchange());
     let limit = shared.opts.max_message_bytes;
     inbox::spawn(
         format!("node {node}"),
+        shared.link.clone(),
+        setup,
         ch,
         consumer,
         tx,
@@ -99,51 +124,76 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
             Ok(call)
         },
     );
-    spawn_rejoiner(Arc::downgrade(&side));
     Ok(NodeLink {
         calls: rx,
         port: side,
     })
 }
 
-/// After every reconnection, re-apply the node's memberships (the queue itself, its binding
-/// and its consumer are replayed by lapin). Normally they survived (everything is durable);
-/// this repairs the case where the queue expired during a long outage.
-fn spawn_rejoiner(side: Weak<NodeSide>) {
-    let Some((conn, gone)) = side
-        .upgrade()
-        .map(|s| (s.shared.conn.clone(), s.gone.clone()))
-    else {
-        return;
-    };
-    tokio::spawn(async move {
-        let mut events = Box::pin(conn.events_listener());
-        loop {
-            let event = tokio::select! {
-                _ = gone.notified() => return,
-                event = events.next() => event,
-            };
-            let Some(event) = event else { return };
-            if !matches!(event, Event::Connected) {
-                continue;
-            }
-            let Some(side) = side.upgrade() else { return };
-            if side.detached.load(Ordering::SeqCst) {
-                return;
-            }
-            let deadline = Instant::now() + side.shared.opts.patience;
-            while !side.channel.status().connected() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let groups: Vec<(String, String)> = side.lock().iter().cloned().collect();
-            for (run, group) in groups {
-                if let Err(e) = side.bind_group(&run, &group).await {
-                    warn!(node = %side.node, run, group, error = %e, "could not re-join a group after reconnecting");
+/// (run, group) pairs a node joined, re-applied after a reconnection.
+type Memberships = Arc<Mutex<BTreeSet<(String, String)>>>;
+
+fn lock(m: &Memberships) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+    // A panic elsewhere cannot leave the set half-updated (single inserts and removes).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Declare the group's exchange, hang it off the calls exchange, bind `queue` to it.
+/// A concurrent last member leaving can auto-delete the exchange between the steps; the
+/// broker then answers 404 and the whole sequence runs again.
+async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Result<(), BusError> {
+    let names = &shared.names;
+    let exchange = names.group_exchange(run, group);
+    check_len("group exchange", &exchange)?;
+    let key = names.group_key(run, group);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = on_fresh_channel(
+            &shared.link,
+            shared.opts.patience,
+            "joining a group",
+            |ch| {
+                let (exchange, key, calls, queue) = (
+                    exchange.clone(),
+                    key.clone(),
+                    names.calls_exchange(),
+                    queue.to_string(),
+                );
+                async move {
+                    ch.exchange_declare(
+                        exchange.clone().into(),
+                        ExchangeKind::Fanout,
+                        group_options(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                    ch.exchange_bind(
+                        exchange.clone().into(),
+                        calls.into(),
+                        key.into(),
+                        Default::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                    ch.queue_bind(
+                        queue.into(),
+                        exchange.into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
                 }
-            }
-            info!(node = %side.node, "reconnected");
+            },
+        )
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if is_not_found(&e) && tries < 3 => continue,
+            Err(e) => return Err(to_bus(&format!("joining group {group} of run {run}"), &e)),
         }
-    });
+    }
 }
 
 /// The sending side of an attached node.
@@ -151,28 +201,17 @@ struct NodeSide {
     shared: Arc<Shared>,
     node: String,
     queue: String,
-    /// The consuming channel (its state tells when a recovery is complete).
-    channel: Channel,
     /// (run, group) pairs joined, re-applied after a reconnect.
-    memberships: Mutex<BTreeSet<(String, String)>>,
+    memberships: Memberships,
     /// Set by the last announcement (`alive: false`).
     detached: AtomicBool,
     /// Stops the inbox task.
     stop: Arc<Notify>,
-    /// Stops the re-joiner when this side is dropped.
-    gone: Arc<Notify>,
-}
-
-impl Drop for NodeSide {
-    fn drop(&mut self) {
-        self.gone.notify_one();
-    }
 }
 
 impl NodeSide {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
-        // A panic elsewhere cannot leave the set half-updated (single inserts and removes).
-        self.memberships.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.memberships)
     }
 
     fn check_attached(&self) -> Result<(), BusError> {
@@ -183,64 +222,6 @@ impl NodeSide {
             )));
         }
         Ok(())
-    }
-
-    /// Declare the group's exchange, hang it off the calls exchange, bind our queue to it.
-    /// A concurrent last member leaving can auto-delete the exchange between the steps; the
-    /// broker then answers 404 and the whole sequence runs again.
-    async fn bind_group(&self, run: &str, group: &str) -> Result<(), BusError> {
-        let names = &self.shared.names;
-        let exchange = names.group_exchange(run, group);
-        check_len("group exchange", &exchange)?;
-        let key = names.group_key(run, group);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = on_fresh_channel(
-                &self.shared.conn,
-                self.shared.opts.patience,
-                "joining a group",
-                |ch| {
-                    let (exchange, key, calls, queue) = (
-                        exchange.clone(),
-                        key.clone(),
-                        names.calls_exchange(),
-                        self.queue.clone(),
-                    );
-                    async move {
-                        ch.exchange_declare(
-                            exchange.clone().into(),
-                            ExchangeKind::Fanout,
-                            group_options(),
-                            FieldTable::default(),
-                        )
-                        .await?;
-                        ch.exchange_bind(
-                            exchange.clone().into(),
-                            calls.into(),
-                            key.into(),
-                            Default::default(),
-                            FieldTable::default(),
-                        )
-                        .await?;
-                        ch.queue_bind(
-                            queue.into(),
-                            exchange.into(),
-                            "".into(),
-                            QueueBindOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await
-                    }
-                },
-            )
-            .await;
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) if is_not_found(&e) && tries < 3 => continue,
-                Err(e) => return Err(to_bus(&format!("joining group {group} of run {run}"), &e)),
-            }
-        }
     }
 
     /// Send a trigger or record to its run's orchestrator, and its copy to taps.
@@ -279,7 +260,7 @@ impl NodeSide {
 impl NodePort for NodeSide {
     async fn join(&self, run: &str, group: &str) -> Result<(), BusError> {
         self.check_attached()?;
-        self.bind_group(run, group).await?;
+        bind_group(&self.shared, &self.queue, run, group).await?;
         self.lock().insert((run.to_string(), group.to_string()));
         Ok(())
     }
@@ -290,7 +271,7 @@ impl NodePort for NodeSide {
         check_len("group exchange", &exchange)?;
         // Unbinding from an exchange that is already gone succeeds on RabbitMQ.
         on_fresh_channel(
-            &self.shared.conn,
+            &self.shared.link,
             self.shared.opts.patience,
             "leaving a group",
             |ch| {
@@ -343,7 +324,7 @@ impl NodePort for NodeSide {
             self.lock().clear();
             self.stop.notify_one();
             on_fresh_channel(
-                &self.shared.conn,
+                &self.shared.link,
                 self.shared.opts.patience,
                 "deleting a node queue",
                 |ch| {

@@ -3,8 +3,10 @@
 //! One confirm-mode channel per connection carries every publish. A publish is done when
 //! the broker confirms it: routed to at least one queue ([`Outcome::Routed`]) or returned
 //! as unroutable ([`Outcome::Returned`]). Until then it is retried:
-//! - while lapin recovers the connection (broker restart, dropped TCP), the publish waits
-//!   for the recovery and goes again, so nothing sent during an outage is lost;
+//! - when the connection fails (broker restart, dropped TCP), the publish waits for the
+//!   bus's next connection (`link`) and goes again on a new channel, so nothing sent during
+//!   an outage is lost; an attempt whose confirm does not come within [`CONFIRM_WAIT`] is
+//!   also sent again, on a new channel;
 //! - when the broker closed the channel (a refused publish closes the channel and fails
 //!   every publish in flight on it, guilty or not), a new channel is opened and the publish
 //!   goes again, at most [`SOFT_RETRIES`] times, so that only the guilty one is reported.
@@ -16,15 +18,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation};
 use magi_bus::BusError;
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use crate::error::{is_channel_error, is_not_found, to_bus};
+use crate::link::Link;
 
 /// How many times a publish is retried after the broker closed its channel.
 pub(crate) const SOFT_RETRIES: usize = 3;
+
+/// How long one attempt waits for the broker's confirm before it is sent again on a new
+/// channel (a connection that died without telling never confirms).
+pub(crate) const CONFIRM_WAIT: Duration = Duration::from_secs(15);
 
 /// What the broker did with a confirmed publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,37 +56,67 @@ pub(crate) struct Outgoing<'a> {
     pub mandatory: bool,
 }
 
-/// The publishing side of one connection.
+/// The publishing side of one bus.
 pub(crate) struct Publisher {
-    conn: Arc<Connection>,
-    channel: Mutex<Option<Channel>>,
+    link: Arc<Link>,
+    /// The confirm channel and the connection generation it belongs to.
+    channel: Mutex<Option<(u64, Channel)>>,
     /// How long a publish keeps trying through an outage before `Disconnected`.
     patience: Duration,
 }
 
 impl Publisher {
-    /// A publisher on `conn`; its channel is opened on first use.
-    pub(crate) fn new(conn: Arc<Connection>, patience: Duration) -> Self {
+    /// A publisher on `link`; its channel is opened on first use.
+    pub(crate) fn new(link: Arc<Link>, patience: Duration) -> Self {
         Publisher {
-            conn,
+            link,
             channel: Mutex::new(None),
             patience,
         }
     }
 
-    /// The current confirm channel, or a new one if the broker closed the last one.
-    async fn channel(&self) -> Result<Channel, lapin::Error> {
+    /// The current confirm channel, or a new one (on the present connection) if the last
+    /// one is closed or belongs to a connection that failed.
+    async fn channel(&self, deadline: Instant) -> Result<Result<Channel, lapin::Error>, BusError> {
+        let (generation, conn) = self.link.current(deadline).await?;
         let mut slot = self.channel.lock().await;
-        if let Some(ch) = slot.as_ref() {
-            let st = ch.status();
-            if st.connected() || st.reconnecting() {
-                return Ok(ch.clone());
+        if let Some((g, ch)) = slot.as_ref() {
+            if *g == generation && ch.status().connected() {
+                return Ok(Ok(ch.clone()));
             }
         }
-        let ch = self.conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        *slot = Some(ch.clone());
-        Ok(ch)
+        *slot = None;
+        let opened = async {
+            let ch = conn.create_channel().await?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok(ch)
+        };
+        Ok(match tokio::time::timeout(CONFIRM_WAIT, opened).await {
+            Ok(Ok(ch)) => {
+                *slot = Some((generation, ch.clone()));
+                Ok(ch)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(lapin::Error::from(
+                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
+            )),
+        })
+    }
+
+    /// Forget `ch` as the confirm channel (it failed or hangs), so the next attempt opens
+    /// a new one.
+    async fn discard(&self, ch: &Channel) {
+        let mut slot = self.channel.lock().await;
+        if slot.as_ref().is_some_and(|(_, c)| c.id() == ch.id()) {
+            if let Some((_, old)) = slot.take() {
+                if old.status().connected() {
+                    let closing = old.clone();
+                    tokio::spawn(async move {
+                        let _ = closing.close(200, "OK".into()).await;
+                    });
+                }
+            }
+        }
     }
 
     /// Publish one message and wait for the broker's answer, retrying as the module says.
@@ -93,20 +130,16 @@ impl Publisher {
                     last.unwrap_or_else(|| BusError::Disconnected("publish timed out".into()))
                 );
             }
-            let ch = match self.channel().await {
-                Ok(ch) => ch,
-                Err(e) => {
-                    // The connection is down or recovering: wait a little and look again.
+            let ch = match self.channel(deadline).await {
+                Ok(Ok(ch)) => ch,
+                Ok(Err(e)) => {
+                    // The connection is failing: its replacement comes soon.
                     debug!(error = %e, "no channel to publish on yet");
                     last = Some(to_bus("opening a channel", &e));
-                    if self.conn.status().closed() || self.conn.status().errored() {
-                        return Err(BusError::Disconnected(format!(
-                            "the connection is closed: {e}"
-                        )));
-                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+                Err(e) => return Err(last.unwrap_or(e)),
             };
             let attempt = async {
                 let opts = BasicPublishOptions {
@@ -123,22 +156,30 @@ impl Publisher {
                 .await?
                 .await
             };
-            let err = match attempt.await {
-                Ok(Confirmation::Ack(returned)) => {
+            let err = match tokio::time::timeout(CONFIRM_WAIT, attempt).await {
+                Ok(Ok(Confirmation::Ack(returned))) => {
                     return Ok(if returned.is_some() {
                         Outcome::Returned
                     } else {
                         Outcome::Routed
                     });
                 }
-                Ok(Confirmation::NotRequested) => return Ok(Outcome::Routed),
-                Ok(Confirmation::Nack(_)) => {
+                Ok(Ok(Confirmation::NotRequested)) => return Ok(Outcome::Routed),
+                Ok(Ok(Confirmation::Nack(_))) => {
                     return Err(BusError::Refused(format!(
                         "the broker nacked a message to {}",
                         msg.exchange
                     )));
                 }
-                Err(e) => e,
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    debug!(
+                        exchange = msg.exchange,
+                        "no confirm in time, publishing again"
+                    );
+                    self.discard(&ch).await;
+                    continue;
+                }
             };
             if is_channel_error(&err) {
                 soft_failures += 1;
@@ -154,25 +195,17 @@ impl Publisher {
                 last = Some(mapped);
                 continue;
             }
-            // A connection-level failure: wait for lapin's recovery, then publish again.
-            debug!(error = %err, "publish interrupted, waiting for recovery");
+            // A connection-level failure: the link opens a new connection; go again on it.
+            debug!(error = %err, "publish interrupted, publishing again");
             last = Some(to_bus("publishing", &err));
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, ch.wait_for_recovery(err)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    if self.conn.status().closed() || self.conn.status().errored() {
-                        return Err(BusError::Disconnected(format!(
-                            "the connection is closed: {e}"
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(_) => {}
-            }
+            self.discard(&ch).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
+
+/// How long a tap copy waits for the broker to come back before it is dropped.
+const COPY_WAIT: Duration = Duration::from_secs(10);
 
 /// One tap copy waiting to be published.
 pub(crate) struct Copy {
@@ -189,23 +222,26 @@ pub(crate) struct Copy {
 /// the broker is unreachable is dropped after one retry (taps are also bounded and drop
 /// their oldest messages when full, so they are lossy by design).
 pub(crate) fn spawn_copier(
-    conn: Arc<Connection>,
+    link: Arc<Link>,
     exchange: String,
 ) -> tokio::sync::mpsc::UnboundedSender<Copy> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Copy>();
     tokio::spawn(async move {
-        let mut channel: Option<Channel> = None;
+        let mut channel: Option<(u64, Channel)> = None;
         while let Some(copy) = rx.recv().await {
             let mut sent = false;
             for _attempt in 0..2 {
+                let Ok((generation, conn)) = link.current(Instant::now() + COPY_WAIT).await else {
+                    break;
+                };
                 let ch = match channel
                     .as_ref()
-                    .filter(|c| c.status().connected() || c.status().reconnecting())
+                    .filter(|(g, c)| *g == generation && c.status().connected())
                 {
-                    Some(ch) => ch.clone(),
+                    Some((_, ch)) => ch.clone(),
                     None => match conn.create_channel().await {
                         Ok(ch) => {
-                            channel = Some(ch.clone());
+                            channel = Some((generation, ch.clone()));
                             ch
                         }
                         Err(e) => {
@@ -232,9 +268,8 @@ pub(crate) fn spawn_copier(
                     }
                     Err(e) => {
                         debug!(error = %e, "tap copy interrupted");
-                        if ch.wait_for_recovery(e).await.is_err() {
-                            channel = None;
-                        }
+                        channel = None;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
@@ -242,7 +277,7 @@ pub(crate) fn spawn_copier(
                 warn!(key = %copy.key, "tap copy dropped");
             }
         }
-        if let Some(ch) = channel {
+        if let Some((_, ch)) = channel.filter(|(_, c)| c.status().connected()) {
             let _ = ch.close(200, "OK".into()).await;
         }
     });

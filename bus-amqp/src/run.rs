@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use lapin::options::{
@@ -9,6 +10,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
+use lapin::Connection;
 use magi_bus::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
 use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
@@ -27,42 +29,47 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
-    let ch = shared
-        .conn
-        .create_channel()
-        .await
-        .map_err(|e| to_bus("opening a channel", &e))?;
-    let setup = async {
-        ch.basic_qos(shared.opts.run_prefetch, BasicQosOptions::default())
-            .await?;
-        let args = queue_args(shared.opts.run_queue_expires, None, None);
-        ch.queue_declare(queue.clone().into(), inbox_options(), args)
-            .await?;
-        for (exchange, key) in [
-            (names.triggers_exchange(), names.run_binding(run)),
-            (names.status_exchange(), "#".to_string()),
-        ] {
-            ch.queue_bind(
-                queue.clone().into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        }
-        ch.basic_consume(
-            queue.clone().into(),
-            format!("magi-run.{}", word(run)).into(),
-            BasicConsumeOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
+    let setup: inbox::Setup = {
+        let (names, queue, run) = (names.clone(), queue.clone(), run.to_string());
+        let (prefetch, expires) = (shared.opts.run_prefetch, shared.opts.run_queue_expires);
+        Arc::new(move |conn: Arc<Connection>| {
+            let (names, queue, run) = (names.clone(), queue.clone(), run.clone());
+            Box::pin(async move {
+                let ch = conn.create_channel().await?;
+                ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+                let args = queue_args(expires, None, None);
+                ch.queue_declare(queue.clone().into(), inbox_options(), args)
+                    .await?;
+                for (exchange, key) in [
+                    (names.triggers_exchange(), names.run_binding(&run)),
+                    (names.status_exchange(), "#".to_string()),
+                ] {
+                    ch.queue_bind(
+                        queue.clone().into(),
+                        exchange.into(),
+                        key.into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                }
+                let consumer = ch
+                    .basic_consume(
+                        queue.clone().into(),
+                        format!("magi-run.{}", word(&run)).into(),
+                        BasicConsumeOptions {
+                            exclusive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                Ok((ch, consumer))
+            })
+        })
     };
-    let consumer = setup
+    let deadline = Instant::now() + shared.opts.patience;
+    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
         .map_err(|e| to_bus(&format!("opening run {run}"), &e))?;
 
@@ -73,6 +80,8 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let me = run.to_string();
     inbox::spawn(
         format!("run {run}"),
+        shared.link.clone(),
+        setup,
         ch,
         consumer,
         tx,
@@ -234,7 +243,7 @@ impl RunPort for RunSide {
         self.stop.notify_one();
         let shared = &self.shared;
         on_fresh_channel(
-            &shared.conn,
+            &shared.link,
             shared.opts.patience,
             "deleting a run queue",
             |ch| {
@@ -257,7 +266,7 @@ impl RunPort for RunSide {
         for group in groups {
             let exchange = shared.names.group_exchange(&self.run, &group);
             on_fresh_channel(
-                &shared.conn,
+                &shared.link,
                 shared.opts.patience,
                 "deleting a group",
                 |ch| {

@@ -2,9 +2,11 @@
 //! for an all-runs tap, on every node's status.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use lapin::Connection;
 use magi_bus::{BusError, TapItem, TapLink};
 use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
@@ -25,11 +27,6 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     if let Some(run) = run {
         check_len("routing key", &names.run_binding(run))?;
     }
-    let ch = shared
-        .conn
-        .create_channel()
-        .await
-        .map_err(|e| to_bus("opening a channel", &e))?;
     let mut bindings = vec![(
         names.watch_exchange(),
         run.map(|r| names.run_binding(r))
@@ -40,44 +37,60 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
         // to no run.
         bindings.push((names.status_exchange(), "#".into()));
     }
-    let setup = async {
-        ch.basic_qos(shared.opts.tap_prefetch, BasicQosOptions::default())
-            .await?;
-        let args = queue_args(
+    // After a reconnection the queue is declared again (an exclusive queue goes with its
+    // connection): what was published meanwhile is not seen, as taps are best effort.
+    let setup: inbox::Setup = {
+        let queue = queue.clone();
+        let (prefetch, expires, max_length) = (
+            shared.opts.tap_prefetch,
             shared.opts.tap_queue_expires,
-            Some(shared.opts.tap_max_length),
-            None,
+            shared.opts.tap_max_length,
         );
-        let opts = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        ch.queue_declare(queue.clone().into(), opts, args).await?;
-        for (exchange, key) in &bindings {
-            ch.queue_bind(
-                queue.clone().into(),
-                exchange.clone().into(),
-                key.clone().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        }
-        ch.basic_consume(
-            queue.clone().into(),
-            "magi-tap".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
+        Arc::new(move |conn: Arc<Connection>| {
+            let (queue, bindings) = (queue.clone(), bindings.clone());
+            Box::pin(async move {
+                let ch = conn.create_channel().await?;
+                ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+                let args = queue_args(expires, Some(max_length), None);
+                let opts = QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                };
+                ch.queue_declare(queue.clone().into(), opts, args).await?;
+                for (exchange, key) in &bindings {
+                    ch.queue_bind(
+                        queue.clone().into(),
+                        exchange.clone().into(),
+                        key.clone().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                }
+                let consumer = ch
+                    .basic_consume(
+                        queue.clone().into(),
+                        "magi-tap".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                Ok((ch, consumer))
+            })
+        })
     };
-    let consumer = setup.await.map_err(|e| to_bus("opening a tap", &e))?;
+    let deadline = Instant::now() + shared.opts.patience;
+    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
+        .await
+        .map_err(|e| to_bus("opening a tap", &e))?;
     let (tx, rx) = unbounded_channel();
     let (watch_ex, status_ex) = (names.watch_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes.saturating_mul(2);
     inbox::spawn(
         "tap".into(),
+        shared.link.clone(),
+        setup,
         ch,
         consumer,
         tx,

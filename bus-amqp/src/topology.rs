@@ -1,23 +1,23 @@
 //! Declaring things on the broker: the global exchanges, the queue arguments, and the
 //! short-lived channels that membership changes run on.
 //!
-//! lapin's recovery replays, after a reconnect, everything that was declared on a channel
-//! still open. That is right for a link's own queue, bindings to global exchanges and
-//! consumer, which are declared on the link's consuming channel. It is wrong for group
-//! membership: a group exchange may be auto-deleted meanwhile, and replaying a binding to it
-//! would fail the whole recovery. So membership changes run on a throwaway channel, and the
-//! node link re-applies its memberships itself after a reconnect.
+//! A link's own queue, its bindings to global exchanges and its consumer are declared on
+//! the link's consuming channel, and declared again by the link after a reconnection
+//! (`inbox`). Group membership changes run on throwaway channels: a group exchange may be
+//! auto-deleted concurrently, and the broker's 404 closes the channel it was met on. The
+//! node link re-applies its memberships itself after a reconnection.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ExchangeKind};
+use lapin::{Channel, ExchangeKind};
 use magi_bus::BusError;
 use tracing::debug;
 
 use crate::error::{is_channel_error, is_not_found, to_bus};
+use crate::link::Link;
 use crate::names::Names;
 
 /// Kind of each global exchange: all topic, so that topic permissions apply to them.
@@ -91,11 +91,12 @@ pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
     Ok(())
 }
 
-/// Run `op` on a fresh channel, closed afterwards. While the connection is recovering the
-/// op is retried until `patience` runs out; a channel error (refused, not found) is
-/// returned at once, since the broker has answered.
+/// Run `op` on a fresh channel of the present connection, closed afterwards. While the
+/// broker is unreachable the op is retried (on the next connection) until `patience` runs
+/// out; a channel error (refused, not found) is returned at once, since the broker has
+/// answered.
 pub(crate) async fn on_fresh_channel<F, Fut, T>(
-    conn: &Connection,
+    link: &Link,
     patience: Duration,
     what: &str,
     mut op: F,
@@ -106,6 +107,7 @@ where
 {
     let deadline = Instant::now() + patience;
     loop {
+        let (_, conn) = link.current_lapin(deadline).await?;
         let result = match conn.create_channel().await {
             Ok(ch) => {
                 let r = op(ch.clone()).await;
@@ -120,7 +122,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if is_channel_error(&e) => return Err(e),
             Err(e) => {
-                if Instant::now() >= deadline || conn.status().closed() || conn.status().errored() {
+                if Instant::now() >= deadline || link.is_closed() {
                     return Err(e);
                 }
                 debug!(error = %e, what, "broker unavailable, retrying");
@@ -134,7 +136,7 @@ where
 /// so that an operator can pre-declare them and give clients no configure right on them),
 /// then a declaration for those missing.
 pub(crate) async fn ensure_globals(
-    conn: &Connection,
+    conn: &Link,
     names: &Names,
     patience: Duration,
 ) -> Result<(), BusError> {

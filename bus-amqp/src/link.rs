@@ -1,0 +1,248 @@
+//! The connection to the broker, kept up by the bus itself.
+//!
+//! lapin's own auto-recovery is not used: a broker restart could leave a connection that
+//! never reconnects while publisher confirms on it are never answered, and its replay of
+//! the channels stops at the first step that fails (see `docs/bus.md`, "Recovery"). Instead, a supervisor task watches the
+//! connection; when it fails, it opens a new one (backoff `reconnect_min_delay` →
+//! `reconnect_max_delay`, at most `reconnect_attempts` attempts) and publishes it as a new
+//! *generation*. Everyone who uses the connection asks [`Link::current`] for the present
+//! generation and rebuilds what it needs on it: the publisher its confirm channel, each
+//! link's inbox its channel, queue, bindings, memberships and consumer.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::{Connection, ConnectionProperties, ConnectionState, ErrorKind, Event};
+use magi_bus::BusError;
+use magi_proto::redact_url as redact;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::BusOptions;
+
+/// Where the connection stands.
+#[derive(Clone)]
+enum State {
+    /// Generation `n` is up (as far as we know).
+    Up(u64, Arc<Connection>),
+    /// The last generation failed; a new one is being opened.
+    Down,
+    /// Closed by the application, or given up: why.
+    Closed(String),
+}
+
+/// The bus's connection, replaced by a new one whenever it fails.
+pub(crate) struct Link {
+    url: String,
+    name: String,
+    opts: BusOptions,
+    state: watch::Sender<State>,
+}
+
+impl Link {
+    /// Connect, and start watching the connection.
+    pub(crate) async fn connect(
+        url: &str,
+        name: String,
+        opts: BusOptions,
+    ) -> Result<Arc<Link>, BusError> {
+        let conn = open(url, &name, &opts).await?;
+        let (state, _) = watch::channel(State::Up(1, Arc::new(conn)));
+        let link = Arc::new(Link {
+            url: url.to_string(),
+            name,
+            opts,
+            state,
+        });
+        tokio::spawn(supervise(Arc::downgrade(&link)));
+        Ok(link)
+    }
+
+    /// The present connection and its generation, waiting until `deadline` for one while
+    /// the broker is unreachable.
+    pub(crate) async fn current(
+        &self,
+        deadline: Instant,
+    ) -> Result<(u64, Arc<Connection>), BusError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                State::Up(n, conn) => return Ok((*n, conn.clone())),
+                State::Closed(why) => return Err(BusError::Disconnected(why.clone())),
+                State::Down => {}
+            }
+            match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(BusError::Disconnected("the bus is closed".into())),
+                Err(_) => {
+                    return Err(BusError::Disconnected(
+                        "the broker stayed unreachable".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Like [`Link::current`], as a lapin error (for code that maps lapin errors).
+    pub(crate) async fn current_lapin(
+        &self,
+        deadline: Instant,
+    ) -> Result<(u64, Arc<Connection>), lapin::Error> {
+        self.current(deadline).await.map_err(|e| {
+            debug!(error = %e, "no connection");
+            lapin::Error::from(ErrorKind::InvalidConnectionState(ConnectionState::Closed))
+        })
+    }
+
+    /// True once the bus is closed or has given up reconnecting.
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(*self.state.borrow(), State::Closed(_))
+    }
+
+    /// Close the connection for good; every link of the bus ends.
+    pub(crate) async fn close(&self) {
+        let old = self
+            .state
+            .send_replace(State::Closed("the bus is closed".into()));
+        if let State::Up(_, conn) = old {
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}
+
+/// Open one connection: a TCP probe first (a broker that is not even listening is reported
+/// at once), then the AMQP handshake, both bounded by `connect_timeout`.
+pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Connection, BusError> {
+    // No lapin auto-recovery (the supervisor replaces failed connections), and no retry
+    // of the first connection inside lapin either: the caller retries.
+    let props = ConnectionProperties::default()
+        .with_connection_name(name.to_string().into())
+        .configure_backoff(|b| b.with_max_times(1));
+    let uri: lapin::uri::AMQPUri = url
+        .parse()
+        .map_err(|e| BusError::Refused(format!("invalid broker URL {}: {e}", redact(url))))?;
+    let addr = (uri.authority.host.clone(), uri.authority.port);
+    match tokio::time::timeout(opts.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_probe)) => {}
+        Ok(Err(e)) => {
+            return Err(BusError::Disconnected(format!(
+                "cannot reach {}: {e}",
+                redact(url)
+            )))
+        }
+        Err(_) => {
+            return Err(BusError::Disconnected(format!(
+                "no answer from {}",
+                redact(url)
+            )))
+        }
+    }
+    tokio::time::timeout(opts.connect_timeout, Connection::connect(url, props))
+        .await
+        .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
+        .map_err(|e| crate::error::to_bus(&format!("connecting to {}", redact(url)), &e))
+}
+
+/// Watch the present connection; when it fails, open a new one with backoff and publish it.
+/// Ends when the bus is closed or dropped, or when the attempts are exhausted.
+async fn supervise(link: Weak<Link>) {
+    loop {
+        let (n, conn, mut rx) = {
+            let Some(l) = link.upgrade() else { return };
+            let mut rx = l.state.subscribe();
+            let State::Up(n, conn) = rx.borrow_and_update().clone() else {
+                return;
+            };
+            (n, conn, rx)
+        };
+        let mut events = Box::pin(conn.events_listener());
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            if !conn.status().connected() {
+                break;
+            }
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Event::Error(e)) => debug!(error = %e, "connection error event"),
+                    Some(_) => {}
+                    None => {
+                        // No more events: the connection is gone; the status tells.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = tick.tick() => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return; // the bus was dropped
+                    }
+                    if matches!(*rx.borrow(), State::Closed(_)) {
+                        return;
+                    }
+                }
+            }
+        }
+        drop(events);
+        warn!(
+            generation = n,
+            "connection to the broker lost, reconnecting"
+        );
+        drop(conn);
+        let Some(l) = link.upgrade() else { return };
+        let replaced = l.state.send_if_modified(|s| match s {
+            State::Up(m, _) if *m == n => {
+                *s = State::Down;
+                true
+            }
+            _ => false,
+        });
+        if !replaced {
+            return; // closed meanwhile
+        }
+        let (min, max, attempts) = (
+            l.opts.reconnect_min_delay,
+            l.opts.reconnect_max_delay,
+            l.opts.reconnect_attempts.max(1),
+        );
+        drop(l);
+        let mut delay = min;
+        let mut tries = 0;
+        loop {
+            tokio::time::sleep(delay).await;
+            let Some(l) = link.upgrade() else { return };
+            if matches!(*l.state.borrow(), State::Closed(_)) {
+                return;
+            }
+            tries += 1;
+            match open(&l.url, &l.name, &l.opts).await {
+                Ok(conn) => {
+                    let conn = Arc::new(conn);
+                    let installed = l.state.send_if_modified(|s| match s {
+                        State::Down => {
+                            *s = State::Up(n + 1, conn.clone());
+                            true
+                        }
+                        _ => false,
+                    });
+                    if !installed {
+                        let _ = conn.close(200, "bye".into()).await;
+                        return;
+                    }
+                    info!(generation = n + 1, tries, "reconnected to the broker");
+                    break;
+                }
+                Err(e) => {
+                    debug!(error = %e, tries, "reconnection failed");
+                    if tries >= attempts {
+                        warn!(error = %e, tries, "giving up reconnecting to the broker");
+                        l.state.send_replace(State::Closed(format!(
+                            "the broker stayed unreachable after {tries} attempts: {e}"
+                        )));
+                        return;
+                    }
+                    delay = (delay * 2).min(max);
+                }
+            }
+        }
+    }
+}
