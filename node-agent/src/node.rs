@@ -80,6 +80,8 @@ struct RunState {
     /// Agents being loaded (a second load waits for the first's answer).
     loading: BTreeSet<String>,
     last_seen: Option<Instant>,
+    /// The orchestrator left on purpose with `--keep-agents`: the dead-man switch spares it.
+    detached: bool,
 }
 
 /// What background tasks report to the dispatcher.
@@ -285,6 +287,7 @@ impl Node {
             method::UNLOAD_AGENT => self.unload(&run, &arg("name")),
             method::END_RUN => self.end_run(&run).await,
             "runAlive" => {}
+            "detachRun" => self.state(&run).detached = true,
             other => {
                 let error = format!("the node agent has no method {other}");
                 self.exception(&run, DAEMON_DOCK, other, &error, None).await;
@@ -460,7 +463,9 @@ impl Node {
             .runs
             .iter()
             .filter(|(_, s)| {
-                !s.agents.is_empty() && s.last_seen.is_some_and(|t| t.elapsed() > limit)
+                !s.detached
+                    && !s.agents.is_empty()
+                    && s.last_seen.is_some_and(|t| t.elapsed() > limit)
             })
             .map(|(r, _)| r.clone())
             .collect();

@@ -58,6 +58,8 @@ pub struct Driver<'a> {
     engine: Engine,
     started: Instant,
     started_epoch: f64,
+    /// The run's name.
+    run: String,
     /// Every node of the procedure.
     nodes: HashSet<String>,
     /// Node → (last heartbeat, heartbeat period).
@@ -81,6 +83,7 @@ impl<'a> Driver<'a> {
         let engine = Engine::new(procedure.clone(), config.engine.clone(), run);
         let nodes = procedure.all_nodes().into_iter().collect();
         Driver {
+            run: run.to_string(),
             nodes,
             running: false,
             procedure,
@@ -177,7 +180,7 @@ impl<'a> Driver<'a> {
                     if let Some(every) = self.config.alive_every {
                         if last_alive.elapsed() >= every {
                             last_alive = Instant::now();
-                            self.tell_alive().await;
+                            self.daemon_call_to_all("runAlive").await;
                         }
                     }
                     let waits = self.engine.waits(self.now_ms());
@@ -209,6 +212,11 @@ impl<'a> Driver<'a> {
                     .values_mut()
                     .for_each(|(last, _)| *last = Instant::now());
             }
+        }
+        if !self.config.engine.teardown && self.config.alive_every.is_some() {
+            // --keep-agents: tell the nodes the silence that follows is on purpose, so
+            // their dead-man switch does not stop the kept agents.
+            self.daemon_call_to_all("detachRun").await;
         }
         self.console.finish();
         Ok(self.outcome.unwrap_or(Outcome::Success))
@@ -299,30 +307,20 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn tell_alive(&mut self) {
+    /// A node-agent method without arguments or answer, sent to every node of the run
+    /// (`runAlive`, the nodes' dead-man switch; `detachRun`).
+    async fn daemon_call_to_all(&mut self, method: &str) {
         let call = Call {
-            run: String::new(),
+            run: self.run.clone(),
             seq: 0,
             dock: DAEMON_DOCK.into(),
-            method: "runAlive".into(),
+            method: method.into(),
             args: Object::new(),
             trigger: None,
             nodes: None,
         };
-        let nodes = self.procedure.all_nodes();
-        let call = Call {
-            run: self.run_id(),
-            ..call
-        };
+        let nodes: Vec<String> = self.nodes.iter().cloned().collect();
         let _ = self.link.port.publish_nodes(&nodes, call).await;
-    }
-
-    fn run_id(&self) -> String {
-        self.record
-            .dir()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
     }
 
     /// Carries out the engine's outputs, feeding back what cannot be delivered.

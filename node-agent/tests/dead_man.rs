@@ -1,0 +1,98 @@
+//! The dead-man switch: a node agent stops a run's agents by itself when the run's
+//! orchestrator has gone silent, unless the orchestrator detached the run on purpose
+//! (`--keep-agents`). Runs on the in-process bus with the Python test agent.
+
+use std::path::Path;
+use std::time::Duration;
+
+use magi_bus::memory::MemoryBus;
+use magi_bus::{Bus, Inbound};
+use magi_node::NodeConfig;
+use magi_proto::Call;
+use serde_json::json;
+
+fn call(run: &str, method: &str, args: serde_json::Value) -> Call {
+    Call {
+        run: run.into(),
+        seq: 1,
+        dock: "daemon".into(),
+        method: method.into(),
+        args: args.as_object().cloned().unwrap_or_default(),
+        trigger: None,
+        nodes: None,
+    }
+}
+
+/// Loads the test agent for `run`, optionally detaches the run, then stays silent and
+/// returns the agents the node still announces after a few dead-man intervals.
+async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
+    let bus = MemoryBus::new();
+    let mut orch = bus.open_run(run).await.expect("open run");
+    let link = bus.attach_node("n1").await.expect("attach");
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig::new("n1", state.path().to_path_buf());
+    config.heartbeat = Duration::from_millis(200);
+    config.dead_man = Some(Duration::from_millis(800));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(magi_node::run(link, config, async {
+        let _ = stop_rx.await;
+    }));
+    let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
+    let port = orch.port.clone();
+    port.publish_nodes(
+        &["n1".into()],
+        call(
+            run,
+            "loadAgent",
+            json!({"name": "a", "path": testagent, "execargs": {}}),
+        ),
+    )
+    .await
+    .expect("load");
+    let loaded = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
+                return t.event;
+            }
+        }
+    })
+    .await
+    .expect("the load answered");
+    assert_eq!(loaded, "AgentLoadDone");
+    if detach {
+        port.publish_nodes(&["n1".into()], call(run, "detachRun", json!({})))
+            .await
+            .expect("detach");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The latest announcement says which agents still run.
+    let mut agents = Vec::new();
+    while let Ok(msg) = orch.inbound.try_recv() {
+        if let Inbound::Node(status) = msg {
+            agents = status
+                .runs
+                .iter()
+                .filter(|r| r.run == run)
+                .flat_map(|r| r.agents.clone())
+                .collect();
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = node.await;
+    agents
+}
+
+#[tokio::test]
+async fn a_silent_orchestrators_agents_are_stopped_after_the_dead_man_interval() {
+    assert!(agents_left_after_silence("r-silent", false)
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_detached_run_keeps_its_agents() {
+    assert_eq!(
+        agents_left_after_silence("r-kept", true).await,
+        vec!["a".to_string()]
+    );
+}
