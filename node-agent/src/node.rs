@@ -361,12 +361,19 @@ impl Node {
         tokio::spawn(async move {
             let _ = std::fs::create_dir_all(&log_dir);
             let result = async {
-                let module = cache
-                    .unpack_async(source)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let manifest = Manifest::read(&module.dir).map_err(|e| e.to_string())?;
-                AgentProcess::spawn(&module.dir, &manifest, start, options)
+                let dir = match source {
+                    Code::Cached(dir) => dir,
+                    Code::Shipped { b64, sha } => unpack_shipped(&cache, b64, sha).await?,
+                    Code::Source(source) => {
+                        cache
+                            .unpack_async(source)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .dir
+                    }
+                };
+                let manifest = Manifest::read(&dir).map_err(|e| e.to_string())?;
+                AgentProcess::spawn(&dir, &manifest, start, options)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -385,33 +392,40 @@ impl Node {
     }
 
     /// Where a `loadAgent` call's code comes from: bytes shipped over the bus (the
-    /// orchestrator's way), the original's `tardata`, or a `path` (resolved through the
-    /// module library when it does not exist here).
-    fn source_of(&self, args: &Object) -> Result<AgentSource, String> {
-        if let Some(Value::String(sha)) = args.get("sha256") {
-            let dir = self.cache.root().join(sha);
-            if sha.len() == 64
-                && sha.chars().all(|c| c.is_ascii_hexdigit())
-                && dir.join(crate::manifest::MANIFEST_FILE).is_file()
+    /// orchestrator's way; already in the cache when the same bytes came before), the
+    /// original's `tardata`, or a `path` (resolved through the module library when it does
+    /// not exist here). Nothing heavy happens here: decoding and unpacking are left to the
+    /// load's own task, so the dispatcher (and its heartbeat) is never held up by them.
+    fn source_of(&self, args: &Object) -> Result<Code, String> {
+        let sha = match args.get("sha256") {
+            Some(Value::String(sha))
+                if sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()) =>
             {
-                return Ok(AgentSource::Path(dir));
+                Some(sha.clone())
+            }
+            _ => None,
+        };
+        if let Some(sha) = &sha {
+            let dir = self.cache.root().join(sha);
+            if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+                return Ok(Code::Cached(dir));
             }
         }
         if let Some(Value::String(b64)) = args.get("archive") {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
-            return Ok(AgentSource::Bytes(bytes));
+            return Ok(Code::Shipped {
+                b64: b64.clone(),
+                sha,
+            });
         }
         if let Some(Value::String(t)) = args.get("tardata") {
-            return Ok(AgentSource::TarData(t.clone()));
+            return Ok(Code::Source(AgentSource::TarData(t.clone())));
         }
         if let Some(Value::String(p)) = args.get("path") {
             let resolved = self.config.library.resolve(p).map_err(|e| e.to_string())?;
             if let Some(note) = resolved.note {
                 tracing::info!(node = %self.config.name, "{note}");
             }
-            return Ok(AgentSource::Path(resolved.path));
+            return Ok(Code::Source(AgentSource::Path(resolved.path)));
         }
         Err("loadAgent names no code: give `path`, `tardata` or a shipped `archive`".into())
     }
@@ -668,6 +682,61 @@ impl Node {
             .pending
             .remove(&id)
     }
+}
+
+/// A load's code, as found by `source_of`.
+enum Code {
+    /// Already unpacked in the cache: a shipped archive whose bytes came before.
+    Cached(PathBuf),
+    /// Shipped with the call: the archive in base64, and the SHA-256 the orchestrator gave.
+    Shipped { b64: String, sha: Option<String> },
+    /// A path or the original's `tardata`.
+    Source(AgentSource),
+}
+
+/// Decodes and unpacks a shipped archive on a blocking thread. Node agents of one process
+/// that share a cache (`magi-node --nodes N`) and get the same archive at once unpack it
+/// once: the others wait for the first and then find it in the cache.
+async fn unpack_shipped(
+    cache: &ArchiveCache,
+    b64: String,
+    sha: Option<String>,
+) -> Result<PathBuf, String> {
+    let lock = sha.as_ref().map(|s| unpack_lock(&cache.root().join(s)));
+    let _held = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
+    if let Some(dir) = sha.as_ref().map(|s| cache.root().join(s)) {
+        if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+            return Ok(dir);
+        }
+    }
+    let bytes =
+        tokio::task::spawn_blocking(move || base64::engine::general_purpose::STANDARD.decode(b64))
+            .await
+            .map_err(|e| format!("decoding the shipped archive failed: {e}"))?
+            .map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
+    cache
+        .unpack_async(AgentSource::Bytes(bytes))
+        .await
+        .map(|m| m.dir)
+        .map_err(|e| e.to_string())
+}
+
+/// One lock per cache entry being unpacked in this process.
+fn unpack_lock(entry: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks.retain(|_, l| l.strong_count() > 0);
+    if let Some(lock) = locks.get(entry).and_then(std::sync::Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(entry.to_path_buf(), Arc::downgrade(&lock));
+    lock
 }
 
 fn obj(v: Value) -> Object {
