@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 use crate::fleet::{expiring, Fleet, FleetArgs};
-use crate::sys::cpu_seconds;
+use crate::sys::{cpu_of, find_broker};
 
 /// What one bare run measured.
 pub struct BareRun {
@@ -30,6 +30,10 @@ pub struct BareRun {
     pub big_rounds: Vec<Duration>,
     /// This process's CPU seconds over the measured rounds, per answer received.
     pub cpu_per_answer: f64,
+    /// The broker's CPU seconds over the measured rounds, per answer.
+    pub broker_cpu_per_answer: Option<f64>,
+    /// The consumers' (fleet process's) CPU seconds over the measured rounds, per answer.
+    pub nodes_cpu_per_answer: Option<f64>,
 }
 
 /// The publishing side of the bare pattern.
@@ -135,18 +139,21 @@ pub async fn run(
         let fleet = Fleet::start(&args, Duration::from_secs(300)).await?;
         let mut samples = Vec::with_capacity(rounds);
         let mut big_samples = Vec::with_capacity(big);
-        let (mut cpu_start, mut cpu_end) = (0.0, 0.0);
+        // CPU of this process, the broker and the consumers, at the start and end of the rounds.
+        let pids = [None, find_broker(), fleet.pid()];
+        let read = || pids.map(|p| p.map_or(f64::NAN, |p| cpu_of(Some(p))));
+        let (mut cpu_start, mut cpu_end) = ([0.0; 3], [0.0; 3]);
         let rounds_result = async {
             for seq in 0..(warmup + rounds) as u64 {
                 if seq == warmup as u64 {
-                    cpu_start = cpu_seconds();
+                    cpu_start = [cpu_of(None), read()[1], read()[2]];
                 }
                 let took = publisher.round(seq, 8).await?;
                 if seq >= warmup as u64 {
                     samples.push(took);
                 }
             }
-            cpu_end = cpu_seconds();
+            cpu_end = [cpu_of(None), read()[1], read()[2]];
             for i in 0..big as u64 {
                 let seq = (warmup + rounds) as u64 + i;
                 big_samples.push(publisher.round(seq, big_size).await?);
@@ -162,8 +169,12 @@ pub async fn run(
         let _ = out
             .exchange_delete(ex.clone().into(), ExchangeDeleteOptions::default())
             .await;
+        let answers = (rounds * n).max(1) as f64;
+        let per = |i: usize| Some((cpu_end[i] - cpu_start[i]) / answers).filter(|v| v.is_finite());
         Ok::<_, anyhow::Error>(BareRun {
-            cpu_per_answer: (cpu_end - cpu_start) / (rounds * n).max(1) as f64,
+            cpu_per_answer: per(0).unwrap_or(0.0),
+            broker_cpu_per_answer: per(1),
+            nodes_cpu_per_answer: per(2),
             rounds: samples,
             big_rounds: big_samples,
         })

@@ -43,12 +43,19 @@ pub struct FleetArgs {
     /// Node names are `<name-prefix><i>`.
     #[arg(long, default_value = "n")]
     pub name_prefix: String,
-    /// Where each node keeps its state (`<dir>/<name>`).
+    /// Where the nodes keep their state (agent cache, logs): one directory shared by all,
+    /// as `magi-node --nodes N` does, or `<dir>/<name>` each with `--separate-caches`.
     #[arg(long)]
     pub state_dir: PathBuf,
+    /// One state directory (agent cache) per node, as on separate machines.
+    #[arg(long)]
+    pub separate_caches: bool,
     /// Largest bus message.
     #[arg(long)]
     pub max_message: usize,
+    /// Node agents' heartbeat period in ms (the daemon's default is 2000).
+    #[arg(long, default_value_t = 2000)]
+    pub heartbeat_ms: u64,
     /// Bare-lapin consumers instead of node agents: the exchange their queues bind.
     #[arg(long)]
     pub bare_exchange: Option<String>,
@@ -170,9 +177,14 @@ async fn node_agents(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, link) in links {
-        let mut config = NodeConfig::new(&name, args.state_dir.join(&name));
+        let state = match args.separate_caches {
+            true => args.state_dir.join(&name),
+            false => args.state_dir.clone(),
+        };
+        let mut config = NodeConfig::new(&name, state);
         // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
         config.dead_man = Some(Duration::from_secs(10));
+        config.heartbeat = Duration::from_millis(args.heartbeat_ms);
         let mut rx = stop.clone();
         tasks.spawn(async move {
             let shutdown = async move {
@@ -311,7 +323,11 @@ impl Fleet {
             .args(["--name-prefix", &args.name_prefix])
             .arg("--state-dir")
             .arg(&args.state_dir)
-            .args(["--max-message", &args.max_message.to_string()]);
+            .args(["--max-message", &args.max_message.to_string()])
+            .args(["--heartbeat-ms", &args.heartbeat_ms.to_string()]);
+        if args.separate_caches {
+            cmd.arg("--separate-caches");
+        }
         if let (Some(ex), Some(reply)) = (&args.bare_exchange, &args.bare_reply) {
             cmd.args(["--bare-exchange", ex, "--bare-reply", reply]);
         }
@@ -331,6 +347,11 @@ impl Fleet {
         let line = fleet.expect("ready", patience).await?;
         fleet.ready_after = Duration::from_millis(line.parse().unwrap_or(0));
         Ok(fleet)
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     async fn expect(&mut self, word: &str, patience: Duration) -> Result<String> {

@@ -65,9 +65,27 @@ struct Cli {
     /// Runs of `magi check` (default 9; --quick: 3).
     #[arg(long)]
     check_runs: Option<usize>,
+    /// Node agents' heartbeat period in ms (as `magi-node --heartbeat-ms`).
+    #[arg(long, default_value_t = 2000)]
+    heartbeat_ms: u64,
+    /// How often the orchestrator tells the nodes its run is alive, in ms (`magi run` over a
+    /// broker: 2000); 0 never.
+    #[arg(long, default_value_t = 2000)]
+    alive_ms: u64,
+    /// Give every simulated node its own agent cache (default: one shared cache per fleet
+    /// process, as `magi-node --nodes N` has).
+    #[arg(long)]
+    separate_caches: bool,
+    /// Diagnostics: record every heartbeat (made, received) in the work directory.
+    #[arg(long, hide = true)]
+    watch_heartbeats: bool,
     /// Skip the bare-lapin reference.
     #[arg(long)]
     no_bare: bool,
+    /// Where the work directory (node states, run records) is made (default: the system's
+    /// temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// Keep the work directory (records, consoles, node states) and print where it is.
     #[arg(long)]
     keep: bool,
@@ -93,10 +111,14 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("MAGI_BENCH_BLOCKING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.max_blocking_threads(n);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let code = runtime.block_on(async move {
         match cli.internal {
             Some(Internal::Fleet(args)) => match fleet::serve(args).await {
@@ -145,7 +167,12 @@ async fn bench(cli: Cli) -> Result<bool> {
     let check_runs = cli.check_runs.unwrap_or(if cli.quick { 3 } else { 9 });
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("own directory")?.to_path_buf();
-    let work = tempfile::Builder::new().prefix("magi-bench.").tempdir()?;
+    let work = match &cli.work_dir {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("magi-bench.")
+            .tempdir_in(dir)?,
+        None => tempfile::Builder::new().prefix("magi-bench.").tempdir()?,
+    };
     let kit = TestBroker {
         url: cli.url.clone(),
         vhost: vhost_of(&cli.url),
@@ -179,6 +206,7 @@ async fn bench(cli: Cli) -> Result<bool> {
 
     let mut figures = Vec::new();
     let mut complete = true;
+    let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
         let args = FleetArgs {
             url: cli.url.clone(),
@@ -188,6 +216,8 @@ async fn bench(cli: Cli) -> Result<bool> {
             name_prefix: "n".into(),
             state_dir: work.path().join(format!("nodes-{n}")),
             max_message,
+            heartbeat_ms: cli.heartbeat_ms,
+            separate_caches: cli.separate_caches,
             bare_exchange: None,
             bare_reply: None,
         };
@@ -206,7 +236,17 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         };
         eprintln!("magi-bench: N = {n}: MAGI-rs ...");
-        let ours = match ours::run(&args, &module, warmup, rounds, work.path()).await {
+        let ours = match ours::run(
+            &args,
+            alive,
+            cli.watch_heartbeats,
+            &module,
+            warmup,
+            rounds,
+            work.path(),
+        )
+        .await
+        {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
@@ -385,18 +425,37 @@ fn size_figures(
             f
         });
     }
-    let cpu = ours.cpu_per_trigger * 1e6;
-    figures.push(match bare {
-        Some(b) => Figure::compared(
+    let us = |v: f64| v * 1e6;
+    let cpu_rows = [
+        (
             "orchestrator_cpu_per_trigger",
-            n,
-            cpu,
-            b.cpu_per_answer * 1e6,
-            "us",
-        )
-        .note("bare: the bare client's CPU per answer"),
-        None => Figure::new("orchestrator_cpu_per_trigger", n, cpu, "us"),
-    });
+            Some(ours.cpu_per_trigger),
+            bare.map(|b| b.cpu_per_answer),
+            "orchestrator process; bare: the bare client's CPU per answer",
+        ),
+        (
+            "nodes_cpu_per_trigger",
+            ours.nodes_cpu_per_trigger,
+            bare.and_then(|b| b.nodes_cpu_per_answer),
+            "the fleet process (node agents; agent processes not counted); bare: the consumers",
+        ),
+        (
+            "broker_cpu_per_trigger",
+            ours.broker_cpu_per_trigger,
+            bare.and_then(|b| b.broker_cpu_per_answer),
+            "RabbitMQ (beam.smp), all of its work in the round-trip phase",
+        ),
+    ];
+    for (name, value, baseline, note) in cpu_rows {
+        let Some(value) = value else { continue };
+        figures.push(
+            match baseline {
+                Some(b) => Figure::compared(name, n, us(value), us(b), "us"),
+                None => Figure::new(name, n, us(value), "us"),
+            }
+            .note(note),
+        );
+    }
     let kib = module.packed.bytes.len() / 1024;
     let setup_s = ours.setup.as_secs_f64();
     let setup = match bare.filter(|b| !b.big_rounds.is_empty()) {

@@ -109,6 +109,10 @@ pub struct OursRun {
     pub teardown: Duration,
     /// This process's (the orchestrator's) CPU seconds per trigger over the measured rounds.
     pub cpu_per_trigger: f64,
+    /// The broker's CPU seconds per trigger over the measured rounds.
+    pub broker_cpu_per_trigger: Option<f64>,
+    /// The node agents' (fleet process's) CPU seconds per trigger over the measured rounds.
+    pub nodes_cpu_per_trigger: Option<f64>,
     /// How long the fleet took to start its node agents.
     pub fleet_ready: Duration,
     /// How long the fleet took to stop them.
@@ -118,6 +122,8 @@ pub struct OursRun {
 /// Runs the procedure on a fleet of `fleet_args.nodes` node agents.
 pub async fn run(
     fleet_args: &FleetArgs,
+    alive_every: Option<Duration>,
+    watch_heartbeats: bool,
     module: &Module,
     warmup: usize,
     rounds: usize,
@@ -149,6 +155,25 @@ pub async fn run(
     let link = bus.open_run(&run).await.context("opening the run")?;
     let port = link.port.clone();
 
+    // Diagnostics: a second run link that sees every heartbeat, to tell late-made ones
+    // (the node was busy) from late-delivered ones (the broker or the transport was).
+    let watcher = if watch_heartbeats {
+        let mut link = bus.open_run(&format!("{run}-watch")).await?;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, f64, f64)>::new()));
+        let (port, sink) = (link.port.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            while let Some(m) = link.inbound.recv().await {
+                if let magi_bus::Inbound::Node(st) = m {
+                    if let Ok(mut v) = sink.lock() {
+                        v.push((st.node, st.time, epoch()));
+                    }
+                }
+            }
+        });
+        Some((port, task, seen))
+    } else {
+        None
+    };
     let fleet = match Fleet::start(fleet_args, Duration::from_secs(300)).await {
         Ok(f) => f,
         Err(e) => {
@@ -175,7 +200,7 @@ pub async fn run(
         },
         preflight: Duration::from_secs(120),
         // As `magi run` over a broker: tell the nodes every 2 s that the run is alive.
-        alive_every: Some(Duration::from_secs(2)),
+        alive_every,
         shipments,
     };
     let mut record = RunRecord::create(&work.join("records"), &run, &procedure.files, "amqp")?;
@@ -183,7 +208,9 @@ pub async fn run(
         color: false,
         live: false,
     });
-    let sampler = CpuSampler::start(Duration::from_millis(5));
+    let broker = crate::sys::find_broker();
+    let others: Vec<u32> = [broker, fleet.pid()].into_iter().flatten().collect();
+    let sampler = CpuSampler::start(Duration::from_millis(5), &others);
     let started = epoch();
     let outcome = {
         let _quiet = StdoutTo::file(&work.join(format!("console-n{n}.log")))?;
@@ -204,6 +231,15 @@ pub async fn run(
     let samples = sampler.finish();
     let _ = record.finish(&serde_json::json!({"outcome": "bench"}), 0);
     let fleet_stop = fleet.stop().await.unwrap_or_default();
+    if let Some((port, task, seen)) = watcher {
+        let _ = port.close().await;
+        task.abort();
+        let mut text = String::from("node\tmade\treceived\n");
+        for (node, made, got) in seen.lock().map(|v| v.clone()).unwrap_or_default() {
+            let _ = writeln!(text, "{node}\t{made:.3}\t{got:.3}");
+        }
+        let _ = std::fs::write(work.join(format!("heartbeats-n{n}.tsv")), text);
+    }
     bus.close().await;
     match outcome {
         Err(_) => bail!("the run of {n} nodes did not finish within 15 minutes"),
@@ -236,13 +272,25 @@ pub async fn run(
     ends.push(unload);
     let all: Vec<Duration> = pings.iter().zip(&ends).map(|(a, b)| secs(b - a)).collect();
     let measured_from = pings[warmup];
-    let cpu = cpu_between(&samples, measured_from, unload);
+    let triggers = (rounds * n).max(1) as f64;
+    let per_trigger = |i: usize| {
+        samples
+            .get(i)
+            .map(|s| cpu_between(s, measured_from, unload) / triggers)
+            .filter(|v| v.is_finite())
+    };
+    let (broker_i, fleet_i) = match broker {
+        Some(_) => (Some(1), 2),
+        None => (None, 1),
+    };
     Ok(OursRun {
         rounds: all[warmup..].to_vec(),
         preflight: secs(join - started),
         setup: secs(pings[0] - join),
         teardown: secs(closed - unload),
-        cpu_per_trigger: cpu / (rounds * n).max(1) as f64,
+        cpu_per_trigger: per_trigger(0).unwrap_or(0.0),
+        broker_cpu_per_trigger: broker_i.and_then(per_trigger),
+        nodes_cpu_per_trigger: per_trigger(fleet_i),
         fleet_ready,
         fleet_stop,
     })

@@ -32,23 +32,72 @@ pub fn epoch() -> f64 {
     magi_proto::epoch_now()
 }
 
-/// Samples this process's CPU time every few milliseconds, so that the CPU spent between
-/// two instants of the run record can be read afterwards.
+/// User + system CPU seconds of another process so far (all threads), from `/proc`.
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) / hz)
+}
+
+/// The RabbitMQ broker's process (`beam.smp` running `rabbit`), to read its CPU time.
+pub fn find_broker() -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "beam.smp" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("rabbit") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// CPU seconds of this process (`None`) or another one.
+pub fn cpu_of(pid: Option<u32>) -> f64 {
+    match pid {
+        None => cpu_seconds(),
+        Some(p) => proc_cpu_seconds(p).unwrap_or(f64::NAN),
+    }
+}
+
+/// One sample: epoch seconds, then the CPU seconds of each watched process.
+type Sample = (f64, Vec<f64>);
+
+/// Samples the CPU time of this process and of a few others every few milliseconds, so
+/// that the CPU spent between two instants of the run record can be read afterwards.
 pub struct CpuSampler {
     stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<(f64, f64)>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     thread: Option<JoinHandle<()>>,
+    pids: Vec<Option<u32>>,
 }
 
 impl CpuSampler {
-    /// Starts sampling every `every`.
-    pub fn start(every: Duration) -> Self {
+    /// Starts sampling every `every`: this process, then each of `others`.
+    pub fn start(every: Duration, others: &[u32]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let (s, v) = (stop.clone(), samples.clone());
+        let pids: Vec<Option<u32>> = std::iter::once(None)
+            .chain(others.iter().map(|p| Some(*p)))
+            .collect();
+        let (s, v, p) = (stop.clone(), samples.clone(), pids.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let sample = (epoch(), cpu_seconds());
+                let sample = (epoch(), p.iter().map(|pid| cpu_of(*pid)).collect());
                 if let Ok(mut v) = v.lock() {
                     v.push(sample);
                 }
@@ -59,18 +108,21 @@ impl CpuSampler {
             stop,
             samples,
             thread: Some(thread),
+            pids,
         }
     }
 
-    /// Stops and returns the samples (epoch seconds, CPU seconds).
-    pub fn finish(mut self) -> Vec<(f64, f64)> {
+    /// Stops; the samples of each process (this one first), as (epoch seconds, CPU seconds).
+    pub fn finish(mut self) -> Vec<Vec<(f64, f64)>> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         let mut v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
-        v.push((epoch(), cpu_seconds()));
-        v
+        v.push((epoch(), self.pids.iter().map(|pid| cpu_of(*pid)).collect()));
+        (0..self.pids.len())
+            .map(|i| v.iter().map(|(t, c)| (*t, c[i])).collect())
+            .collect()
     }
 }
 
@@ -139,6 +191,15 @@ mod tests {
         let s = [(0.0, 0.0), (1.0, 0.5), (2.0, 0.5), (3.0, 1.5)];
         assert!((cpu_between(&s, 0.5, 2.5) - 0.75).abs() < 1e-9);
         assert!((cpu_between(&s, -1.0, 10.0) - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn own_cpu_time_reads_the_same_both_ways() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {}
+        let mine = cpu_seconds();
+        let proc = proc_cpu_seconds(std::process::id()).unwrap();
+        assert!((mine - proc).abs() < 0.05, "{mine} vs {proc}");
     }
 
     #[test]
