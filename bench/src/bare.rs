@@ -77,109 +77,164 @@ impl Publisher {
     }
 }
 
-/// Runs `warmup + rounds` rounds with `n` consumers, then `big` rounds with a message of
-/// `big_size` bytes.
-pub async fn run(
-    fleet_args: &FleetArgs,
-    warmup: usize,
-    rounds: usize,
-    big: usize,
-    big_size: usize,
-) -> Result<BareRun> {
-    let p = &fleet_args.prefix;
-    let n = fleet_args.nodes;
-    let (ex, reply) = (format!("{p}bare.x"), format!("{p}bare.reply"));
-    let props = ConnectionProperties::default()
-        .with_connection_name(format!("{p}bare-orchestrator").into());
-    let conn = Connection::connect(&fleet_args.url, props)
-        .await
-        .context("bare: connecting")?;
-    let result = async {
-        let out = conn.create_channel().await?;
-        out.confirm_select(ConfirmSelectOptions::default()).await?;
-        let ex_opts = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        out.exchange_declare(
-            ex.clone().into(),
-            ExchangeKind::Fanout,
-            ex_opts,
-            FieldTable::default(),
-        )
-        .await?;
-        let q_opts = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        out.queue_declare(reply.clone().into(), q_opts, expiring())
-            .await?;
-        let inbox = conn.create_channel().await?;
-        inbox.basic_qos(256, BasicQosOptions::default()).await?;
-        let answers = inbox
-            .basic_consume(
-                reply.clone().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
+/// A bare-lapin session: its connection, publisher and consumers (the fleet child), kept
+/// across several blocks of rounds so that they can surround MAGI-rs's own run (the
+/// machine's load drifts; both then see the same drift).
+pub struct Session {
+    conn: Connection,
+    publisher: Publisher,
+    fleet: Option<Fleet>,
+    reply: String,
+    n: usize,
+    seq: u64,
+    samples: Vec<Duration>,
+    big_samples: Vec<Duration>,
+    /// Processes whose CPU is counted: this one, the broker, the consumers.
+    pids: [Option<u32>; 3],
+    /// CPU seconds of each over the measured rounds.
+    cpu: [f64; 3],
+}
+
+impl Session {
+    /// Declares the exchange and the reply queue, starts `fleet_args.nodes` consumers.
+    pub async fn start(fleet_args: &FleetArgs) -> Result<Session> {
+        let p = &fleet_args.prefix;
+        let n = fleet_args.nodes;
+        let (ex, reply) = (format!("{p}bare.x"), format!("{p}bare.reply"));
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("{p}bare-orchestrator").into());
+        let conn = Connection::connect(&fleet_args.url, props)
+            .await
+            .context("bare: connecting")?;
+        let setup = async {
+            let out = conn.create_channel().await?;
+            out.confirm_select(ConfirmSelectOptions::default()).await?;
+            let ex_opts = ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            out.exchange_declare(
+                ex.clone().into(),
+                ExchangeKind::Fanout,
+                ex_opts,
                 FieldTable::default(),
             )
             .await?;
-        let mut publisher = Publisher {
-            out: out.clone(),
-            answers,
-            exchange: ex.clone(),
-            n,
-        };
-
-        let args = FleetArgs {
-            bare_exchange: Some(ex.clone()),
-            bare_reply: Some(reply.clone()),
-            ..fleet_args.clone()
-        };
-        let fleet = Fleet::start(&args, Duration::from_secs(300)).await?;
-        let mut samples = Vec::with_capacity(rounds);
-        let mut big_samples = Vec::with_capacity(big);
-        // CPU of this process, the broker and the consumers, at the start and end of the rounds.
-        let pids = [None, find_broker(), fleet.pid()];
-        let read = || pids.map(|p| p.map_or(f64::NAN, |p| cpu_of(Some(p))));
-        let (mut cpu_start, mut cpu_end) = ([0.0; 3], [0.0; 3]);
-        let rounds_result = async {
-            for seq in 0..(warmup + rounds) as u64 {
-                if seq == warmup as u64 {
-                    cpu_start = [cpu_of(None), read()[1], read()[2]];
-                }
-                let took = publisher.round(seq, 8).await?;
-                if seq >= warmup as u64 {
-                    samples.push(took);
-                }
-            }
-            cpu_end = [cpu_of(None), read()[1], read()[2]];
-            for i in 0..big as u64 {
-                let seq = (warmup + rounds) as u64 + i;
-                big_samples.push(publisher.round(seq, big_size).await?);
-            }
-            Ok::<_, anyhow::Error>(())
+            let q_opts = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            out.queue_declare(reply.clone().into(), q_opts, expiring())
+                .await?;
+            let inbox = conn.create_channel().await?;
+            inbox.basic_qos(256, BasicQosOptions::default()).await?;
+            let answers = inbox
+                .basic_consume(
+                    reply.clone().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let args = FleetArgs {
+                bare_exchange: Some(ex.clone()),
+                bare_reply: Some(reply.clone()),
+                ..fleet_args.clone()
+            };
+            let fleet = Fleet::start(&args, Duration::from_secs(300)).await?;
+            Ok::<_, anyhow::Error>((out, answers, fleet))
         }
         .await;
-        let _ = fleet.stop().await;
-        rounds_result?;
+        let (out, answers, fleet) = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = conn.close(200, "bye".into()).await;
+                return Err(e);
+            }
+        };
+        let pids = [None, find_broker(), fleet.pid()];
+        Ok(Session {
+            publisher: Publisher {
+                out,
+                answers,
+                exchange: ex,
+                n,
+            },
+            conn,
+            fleet: Some(fleet),
+            reply,
+            n,
+            seq: 0,
+            samples: Vec::new(),
+            big_samples: Vec::new(),
+            pids,
+            cpu: [0.0; 3],
+        })
+    }
+
+    fn cpu_now(&self) -> [f64; 3] {
+        self.pids.map(|p| {
+            if p.is_none() {
+                cpu_of(None)
+            } else {
+                p.map_or(f64::NAN, |p| cpu_of(Some(p)))
+            }
+        })
+    }
+
+    /// `warmup` unmeasured rounds, then `rounds` measured ones (CPU counted over those).
+    pub async fn rounds(&mut self, warmup: usize, rounds: usize) -> Result<()> {
+        for _ in 0..warmup {
+            self.seq += 1;
+            self.publisher.round(self.seq, 8).await?;
+        }
+        let before = self.cpu_now();
+        for _ in 0..rounds {
+            self.seq += 1;
+            let took = self.publisher.round(self.seq, 8).await?;
+            self.samples.push(took);
+        }
+        let after = self.cpu_now();
+        for i in 0..3 {
+            self.cpu[i] += after[i] - before[i];
+        }
+        Ok(())
+    }
+
+    /// `count` rounds with a message of `size` bytes (the floor of shipping an agent).
+    pub async fn big_rounds(&mut self, count: usize, size: usize) -> Result<()> {
+        for _ in 0..count {
+            self.seq += 1;
+            let took = self.publisher.round(self.seq, size).await?;
+            self.big_samples.push(took);
+        }
+        Ok(())
+    }
+
+    /// Stops the consumers, deletes the exchange and the reply queue; the figures.
+    pub async fn finish(mut self) -> BareRun {
+        if let Some(fleet) = self.fleet.take() {
+            let _ = fleet.stop().await;
+        }
+        let out = &self.publisher.out;
         let _ = out
-            .queue_delete(reply.clone().into(), QueueDeleteOptions::default())
+            .queue_delete(self.reply.clone().into(), QueueDeleteOptions::default())
             .await;
         let _ = out
-            .exchange_delete(ex.clone().into(), ExchangeDeleteOptions::default())
+            .exchange_delete(
+                self.publisher.exchange.clone().into(),
+                ExchangeDeleteOptions::default(),
+            )
             .await;
-        let answers = (rounds * n).max(1) as f64;
-        let per = |i: usize| Some((cpu_end[i] - cpu_start[i]) / answers).filter(|v| v.is_finite());
-        Ok::<_, anyhow::Error>(BareRun {
+        let _ = self.conn.close(200, "bye".into()).await;
+        let answers = (self.samples.len() * self.n).max(1) as f64;
+        let per = |i: usize| Some(self.cpu[i] / answers).filter(|v| v.is_finite());
+        BareRun {
             cpu_per_answer: per(0).unwrap_or(0.0),
             broker_cpu_per_answer: per(1),
             nodes_cpu_per_answer: per(2),
-            rounds: samples,
-            big_rounds: big_samples,
-        })
+            rounds: self.samples.clone(),
+            big_rounds: self.big_samples.clone(),
+        }
     }
-    .await;
-    let _ = conn.close(200, "bye".into()).await;
-    result
 }

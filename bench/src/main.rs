@@ -206,6 +206,7 @@ async fn bench(cli: Cli) -> Result<bool> {
 
     let mut figures = Vec::new();
     let mut complete = true;
+    let load_at_start = sys::load_average();
     let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
         let args = FleetArgs {
@@ -221,20 +222,24 @@ async fn bench(cli: Cli) -> Result<bool> {
             bare_exchange: None,
             bare_reply: None,
         };
-        let bare = if cli.no_bare {
-            None
-        } else {
+        // Bare lapin: half of its rounds before MAGI-rs's run, half after, with the same
+        // consumers, so that both see the same drift of the machine's load.
+        let mut session = None;
+        if !cli.no_bare {
             eprintln!("magi-bench: N = {n}: bare lapin ...");
-            let big = if cli.quick { 1 } else { 3 };
-            match bare::run(&args, warmup, rounds, big, shipped).await {
-                Ok(b) => Some(b),
+            let started = async {
+                let mut s = bare::Session::start(&args).await?;
+                s.rounds(warmup, rounds.div_ceil(2)).await?;
+                Ok::<_, anyhow::Error>(s)
+            };
+            match started.await {
+                Ok(s) => session = Some(s),
                 Err(e) => {
                     eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
                     complete = false;
-                    None
                 }
             }
-        };
+        }
         eprintln!("magi-bench: N = {n}: MAGI-rs ...");
         let ours = match ours::run(
             &args,
@@ -252,6 +257,27 @@ async fn bench(cli: Cli) -> Result<bool> {
                 eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
                 complete = false;
                 None
+            }
+        };
+        let bare = match session {
+            None => None,
+            Some(mut s) => {
+                eprintln!("magi-bench: N = {n}: bare lapin, second half ...");
+                let big = if cli.quick { 1 } else { 3 };
+                let rest = async {
+                    s.rounds(warmup.min(3), rounds / 2).await?;
+                    s.big_rounds(big, shipped).await
+                };
+                let result = rest.await;
+                let run = s.finish().await;
+                match result {
+                    Ok(()) => Some(run),
+                    Err(e) => {
+                        eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
+                        complete = false;
+                        None
+                    }
+                }
             }
         };
         let _ = std::fs::remove_dir_all(&args.state_dir);
@@ -326,6 +352,16 @@ async fn bench(cli: Cli) -> Result<bool> {
         complete = false;
     }
 
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    for (name, load) in [
+        ("load_average_start", load_at_start),
+        ("load_average_end", sys::load_average()),
+    ] {
+        if let Some(load) = load {
+            figures
+                .push(Figure::new(name, cores, load, "").note("1-minute load average; n = cores"));
+        }
+    }
     if let Err(e) = cleanup(&kit).await {
         eprintln!("magi-bench: {e:#}");
         complete = false;

@@ -27,6 +27,16 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The 1-minute load average (other work on the machine makes every figure noisier).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Seconds since the Unix epoch (the run record's clock).
 pub fn epoch() -> f64 {
     magi_proto::epoch_now()
