@@ -327,6 +327,36 @@ async fn bench(cli: Cli) -> Result<bool> {
             complete = false;
         }
     }
+    // lapin sizes its two socket buffers (32 frames each) before the broker's frame_max is
+    // known, then grows them and zero-fills the growth: 2 × 4 MiB resident. A frame_max in
+    // the URL sizes them at once, untouched. Same daemon, same broker, URL with frame_max:
+    if magi_node.is_file() {
+        let url = with_frame_max(&cli.url);
+        let subject = memory::Subject::daemon(&magi_node, &url, &kit.prefix, &state);
+        match memory::measure(&subject, &url, &kit.prefix, &module.dir).await {
+            Ok(rss) => {
+                let mib = |kb: u64| kb as f64 / 1024.0;
+                figures.push(
+                    Figure::new("magi_node_rss_idle_frame_max", 1, mib(rss.idle_kb), "MiB")
+                        .at_most(10.0)
+                        .note("the same, broker URL with ?frame_max=131072"),
+                );
+                figures.push(
+                    Figure::new(
+                        "magi_node_rss_running_frame_max",
+                        1,
+                        mib(rss.running_kb),
+                        "MiB",
+                    )
+                    .note("the same, broker URL with ?frame_max=131072"),
+                );
+            }
+            Err(e) => {
+                eprintln!("magi-bench: node agent memory (frame_max): {e:#}");
+                complete = false;
+            }
+        }
+    }
 
     let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
     if magi.is_file() {
@@ -416,6 +446,17 @@ fn watch_signals(prefix: String, url: String) {
         let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
         std::process::exit(130);
     });
+}
+
+/// The URL with `frame_max=131072` (RabbitMQ's default) in its query, unless it has one.
+fn with_frame_max(url: &str) -> String {
+    if url.contains("frame_max=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&frame_max=131072")
+    } else {
+        format!("{url}?frame_max=131072")
+    }
 }
 
 fn redact(url: &str) -> String {
