@@ -42,6 +42,16 @@ pub fn epoch() -> f64 {
     magi_proto::epoch_now()
 }
 
+/// CPU seconds of the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: clock_gettime writes into the struct we own.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// User + system CPU seconds of another process so far (all threads), from `/proc`.
 pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -107,7 +117,16 @@ impl CpuSampler {
         let (s, v, p) = (stop.clone(), samples.clone(), pids.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let sample = (epoch(), p.iter().map(|pid| cpu_of(*pid)).collect());
+                // This process's figure leaves out the sampler's own reading of /proc.
+                let own = thread_cpu_seconds();
+                let cpu = p
+                    .iter()
+                    .map(|pid| match pid {
+                        None => cpu_seconds() - own,
+                        Some(_) => cpu_of(*pid),
+                    })
+                    .collect();
+                let sample = (epoch(), cpu);
                 if let Ok(mut v) = v.lock() {
                     v.push(sample);
                 }
@@ -129,7 +148,14 @@ impl CpuSampler {
             let _ = t.join();
         }
         let mut v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
-        v.push((epoch(), self.pids.iter().map(|pid| cpu_of(*pid)).collect()));
+        if let Some(last) = v.last().cloned() {
+            // The end: others read now; this process as last sampled (the sampler is gone).
+            let now: Vec<f64> = self.pids.iter().map(|pid| cpu_of(*pid)).collect();
+            let cpu = (0..self.pids.len())
+                .map(|i| if i == 0 { last.1[0] } else { now[i] })
+                .collect();
+            v.push((epoch(), cpu));
+        }
         (0..self.pids.len())
             .map(|i| v.iter().map(|(t, c)| (*t, c[i])).collect())
             .collect()
