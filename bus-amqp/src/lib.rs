@@ -185,7 +185,8 @@ impl AmqpBus {
             .connection_name
             .clone()
             .unwrap_or_else(|| std::env::args().next().unwrap_or_else(|| "magi".into()));
-        let conn = link::Link::connect(url, name, options.clone()).await?;
+        let url = with_frame_max(url);
+        let conn = link::Link::connect(&url, name, options.clone()).await?;
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, options.patience).await?;
         let publisher = Publisher::new(conn.clone(), options.patience);
@@ -214,6 +215,19 @@ impl AmqpBus {
     /// Close the connection; every link of this bus ends.
     pub async fn close(&self) {
         self.shared.link.close().await;
+    }
+}
+
+/// The URL with `frame_max=131072` unless it names one. Without it lapin sizes its two
+/// socket buffers before the broker's frame_max is known, then grows and zero-fills them:
+/// 2 × 4 MiB resident in every node agent (measured by magi-bench: 14.5 → 7.1 MiB idle).
+fn with_frame_max(url: &str) -> String {
+    if url.contains("frame_max=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&frame_max=131072")
+    } else {
+        format!("{url}?frame_max=131072")
     }
 }
 
