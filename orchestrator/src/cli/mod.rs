@@ -48,3 +48,18 @@ pub fn main() -> i32 {
         Command::Tap(args) => tap::run(args),
     }
 }
+
+/// Runs a command's async body on a fresh runtime and returns its exit code; exit 3 (an
+/// infrastructure error) when no runtime can be started.
+pub(crate) fn block_on(body: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(body),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            3
+        }
+    }
+}

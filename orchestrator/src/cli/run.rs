@@ -119,17 +119,7 @@ pub fn run(mut args: RunArgs) -> i32 {
         eprintln!("error: the procedure is not valid ({} error(s)); `magi check` shows the plan once it is", checked.errors());
         return EXIT_INVALID;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_INFRA;
-        }
-    };
-    runtime.block_on(run_procedure(args, Arc::new(procedure), &mut console))
+    super::block_on(run_procedure(args, Arc::new(procedure), &mut console))
 }
 
 /// `<stem>-<HHMMSS>-<id>`; over a broker `<user>.<stem>-...`, the form the broker

@@ -127,18 +127,7 @@ pub fn run(args: StatusArgs) -> i32 {
         eprintln!("error: --wait must be a number of seconds");
         return EXIT_INVALID;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_INFRA;
-        }
-    };
-    runtime.block_on(status(args))
+    super::block_on(status(args))
 }
 
 async fn status(args: StatusArgs) -> i32 {

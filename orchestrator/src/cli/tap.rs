@@ -86,18 +86,7 @@ pub fn run(args: TapArgs) -> i32 {
         eprintln!("error: --for must be a number of seconds");
         return EXIT_INVALID;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_INFRA;
-        }
-    };
-    runtime.block_on(tap(args))
+    super::block_on(tap(args))
 }
 
 async fn tap(args: TapArgs) -> i32 {
