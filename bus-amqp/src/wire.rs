@@ -8,8 +8,9 @@ use lapin::BasicProperties;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Default largest message accepted in either direction: 1 MiB.
-pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+/// Default largest message accepted in either direction: 16 MiB, so that `loadAgent` can
+/// ship agent modules of several MiB (base64 makes a 1 MiB module a 1.4 MB call).
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 
 /// Encode a message, refusing one larger than `limit` (the receiver would drop it).
 pub(crate) fn encode<T: Serialize>(

@@ -1173,7 +1173,7 @@ async fn garbage_and_oversized_messages_are_dropped_and_nothing_crashes() {
         .await;
 
     let p = w.broker.prefix.clone();
-    let big = vec![b'x'; 3 << 20];
+    let big = vec![b'x'; magi_bus_amqp::DEFAULT_MAX_MESSAGE + (1 << 20)];
     let call_like =
         format!(r#"{{"run":"{run}","seq":99,"dock":"daemon","method":"endRun","args":{{}}}}"#);
     let trigger_like = format!(
