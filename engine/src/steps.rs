@@ -165,99 +165,105 @@ fn agent_args(agent: &Agent) -> Object {
     args
 }
 
-/// The setup stream: build all groups, then load all agents. A timeout ends the run.
-pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for g in &procedure.groups {
+/// Every group's call (`joinGroup`/`leaveGroup`, to its members), then a wait for each
+/// group's `done` trigger from every member.
+fn group_phase(
+    procedure: &Procedure,
+    method: &str,
+    done: &str,
+    timeout_ms: u64,
+    on_timeout: Option<Target>,
+) -> Vec<Step> {
+    let calls = procedure.groups.iter().map(|g| {
         let args = obj(json!({"group": g.name, "nodes": g.nodes}));
-        steps.push(daemon_call(
+        let only = Some(g.nodes.clone());
+        daemon_call(
             Dest::Nodes(g.nodes.clone()),
             magi_proto::ALL_GROUP,
-            method::JOIN_GROUP,
+            method,
             &g.name,
             args,
-            Some(g.nodes.clone()),
-        ));
-    }
-    for g in &procedure.groups {
-        steps.push(done_wait(
-            magi_proto::GROUP_BUILD_DONE,
+            only,
+        )
+    });
+    let waits = procedure.groups.iter().map(|g| {
+        done_wait(
+            done,
             "group",
             &g.name,
             &g.nodes,
-            group_timeout_ms,
-            Some(Target::Exit),
-        ));
-    }
-    for a in procedure.loadable_agents() {
-        steps.push(daemon_call(
+            timeout_ms,
+            on_timeout.clone(),
+        )
+    });
+    calls.chain(waits).collect()
+}
+
+/// Every loadable agent's call (`loadAgent`/`unloadAgent`, to its group), then a wait for
+/// each agent's `done` trigger from every node of its group (the agent's `loadTimeout`).
+fn agent_phase(
+    procedure: &Procedure,
+    method: &str,
+    done: &str,
+    on_timeout: Option<Target>,
+) -> Vec<Step> {
+    let calls = procedure.loadable_agents().map(|a| {
+        daemon_call(
             Dest::Group(a.group.clone()),
             &a.group,
-            method::LOAD_AGENT,
+            method,
             &a.name,
             agent_args(a),
             None,
-        ));
-    }
-    for a in procedure.loadable_agents() {
+        )
+    });
+    let waits = procedure.loadable_agents().map(|a| {
         let nodes = procedure.nodes_of(&a.group);
-        steps.push(done_wait(
-            magi_proto::AGENT_LOAD_DONE,
+        done_wait(
+            done,
             "agent",
             &a.name,
             &nodes,
             a.load_timeout_ms,
-            Some(Target::Exit),
-        ));
-    }
+            on_timeout.clone(),
+        )
+    });
+    calls.chain(waits).collect()
+}
+
+/// The setup stream: build all groups, then load all agents. A timeout ends the run.
+pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
+    let mut steps = group_phase(
+        procedure,
+        method::JOIN_GROUP,
+        magi_proto::GROUP_BUILD_DONE,
+        group_timeout_ms,
+        Some(Target::Exit),
+    );
+    steps.extend(agent_phase(
+        procedure,
+        method::LOAD_AGENT,
+        magi_proto::AGENT_LOAD_DONE,
+        Some(Target::Exit),
+    ));
     steps
 }
 
 /// The teardown stream: unload all agents, then leave all groups. A timeout only moves
 /// on (a lost node must not keep the others' agents running).
 pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for a in procedure.loadable_agents() {
-        steps.push(daemon_call(
-            Dest::Group(a.group.clone()),
-            &a.group,
-            method::UNLOAD_AGENT,
-            &a.name,
-            agent_args(a),
-            None,
-        ));
-    }
-    for a in procedure.loadable_agents() {
-        let nodes = procedure.nodes_of(&a.group);
-        steps.push(done_wait(
-            magi_proto::AGENT_UNLOAD_DONE,
-            "agent",
-            &a.name,
-            &nodes,
-            a.load_timeout_ms,
-            None,
-        ));
-    }
-    for g in &procedure.groups {
-        let args = obj(json!({"group": g.name, "nodes": g.nodes}));
-        steps.push(daemon_call(
-            Dest::Nodes(g.nodes.clone()),
-            magi_proto::ALL_GROUP,
-            method::LEAVE_GROUP,
-            &g.name,
-            args,
-            Some(g.nodes.clone()),
-        ));
-    }
-    for g in &procedure.groups {
-        steps.push(done_wait(
-            magi_proto::GROUP_TEARDOWN_DONE,
-            "group",
-            &g.name,
-            &g.nodes,
-            group_timeout_ms,
-            None,
-        ));
-    }
+    let mut steps = agent_phase(
+        procedure,
+        method::UNLOAD_AGENT,
+        magi_proto::AGENT_UNLOAD_DONE,
+        None,
+    );
+    steps.extend(group_phase(
+        procedure,
+        method::LEAVE_GROUP,
+        magi_proto::GROUP_TEARDOWN_DONE,
+        group_timeout_ms,
+        None,
+    ));
     steps
 }
