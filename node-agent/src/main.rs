@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
-use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
 use magi_proto::Object;

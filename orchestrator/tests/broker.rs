@@ -3,7 +3,7 @@
 //!
 //! Every test works under a unique bus prefix (`MAGI_BUS_PREFIX`, `magi.test.<uuid>.`) with
 //! unique run names, and checks with `rabbitmqctl` that nothing under its prefix is left.
-//! Tests hold the broker lock of `magi-bus-amqp`'s test kit shared; the broker-restart test
+//! Tests hold the broker lock of `magi-testkit` shared; the broker-restart test
 //! holds it exclusively (and always starts the broker again).
 //!
 //! Binaries: `magi` is this package's; `magi-node` and the standard agents
@@ -23,7 +23,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use magi_bus_amqp::testkit::{ctl, BrokerGuard, TestBroker};
+use magi_testkit::{ctl, BrokerGuard, TestBroker};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ impl Drop for World {
         let (url, prefix) = (self.broker.url.clone(), self.broker.prefix.clone());
         let _ = std::thread::spawn(move || {
             let kit = TestBroker {
-                vhost: magi_bus_amqp::testkit::vhost_of(&url),
+                vhost: magi_testkit::vhost_of(&url),
                 url,
                 prefix,
             };
@@ -1173,7 +1173,7 @@ async fn garbage_and_oversized_messages_are_dropped_and_nothing_crashes() {
         .await;
 
     let p = w.broker.prefix.clone();
-    let big = vec![b'x'; magi_bus_amqp::DEFAULT_MAX_MESSAGE + (1 << 20)];
+    let big = vec![b'x'; magi_bus::amqp::DEFAULT_MAX_MESSAGE + (1 << 20)];
     let call_like =
         format!(r#"{{"run":"{run}","seq":99,"dock":"daemon","method":"endRun","args":{{}}}}"#);
     let trigger_like = format!(
