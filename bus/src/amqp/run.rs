@@ -12,7 +12,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::Connection;
-use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
+use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
@@ -164,13 +164,14 @@ impl RunSide {
     /// Nodes declare the groups they join; remember the groups a `joinGroup` call names so
     /// that `close` finds them.
     fn note_join(&self, call: &Call) {
-        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
-            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
-                self.groups
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(group.to_string());
-            }
+        if call.dock != DAEMON_DOCK || call.method != method::JOIN_GROUP {
+            return;
+        }
+        if let Ok(DaemonCall::JoinGroup(g)) = DaemonCall::from_call(call) {
+            self.groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(g.group);
         }
     }
 
