@@ -233,7 +233,10 @@ impl Engine {
         nodes: &[String],
         args: &Object,
     ) -> Vec<Output> {
-        let current = self.answering.get(event).is_none_or(|&latest| latest == call);
+        let current = self
+            .answering
+            .get(event)
+            .is_none_or(|&latest| latest == call);
         self.receive(now, event, nodes, args, current)
     }
 

@@ -213,9 +213,15 @@ fn agent_phase(
     done: &str,
     on_timeout: Option<Target>,
 ) -> Vec<Step> {
-    let calls = procedure
-        .loadable_agents()
-        .map(|a| daemon_call(Dest::Group(a.group.clone()), &a.group, make(a), &a.name, None));
+    let calls = procedure.loadable_agents().map(|a| {
+        daemon_call(
+            Dest::Group(a.group.clone()),
+            &a.group,
+            make(a),
+            &a.name,
+            None,
+        )
+    });
     let waits = procedure.loadable_agents().map(|a| {
         let nodes = procedure.nodes_of(&a.group);
         done_wait(
@@ -251,12 +257,7 @@ pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
 /// The teardown stream: unload all agents, then leave all groups. A timeout only moves
 /// on (a lost node must not keep the others' agents running).
 pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
-    let mut steps = agent_phase(
-        procedure,
-        unload_agent,
-        magi_proto::AGENT_UNLOAD_DONE,
-        None,
-    );
+    let mut steps = agent_phase(procedure, unload_agent, magi_proto::AGENT_UNLOAD_DONE, None);
     steps.extend(group_phase(
         procedure,
         DaemonCall::LeaveGroup,

@@ -853,7 +853,10 @@ fn a_late_reply_to_an_earlier_iteration_of_a_loop_does_not_count_for_the_next() 
     assert_eq!(seqs.len(), 2, "{:?}", h.user_methods());
     h.now = 1100;
     h.reply(seqs[0], "done", "c1", json!({"retVal": true})); // the first call's, late
-    assert!(!h.user_methods().contains(&"after"), "a stale reply counted");
+    assert!(
+        !h.user_methods().contains(&"after"),
+        "a stale reply counted"
+    );
     h.reply(seqs[1], "done", "c1", json!({"retVal": true}));
     assert!(h.user_methods().contains(&"after"));
 }
@@ -878,7 +881,13 @@ fn a_late_reply_that_reports_a_failure_still_stops_the_run() {
     let first = h.seqs("work")[0];
     h.reply(first, "done", "c1", json!({"retVal": false}));
     assert!(
-        matches!(&h.outcome, Some(Outcome::Failed { kind: FailureKind::Agent, .. })),
+        matches!(
+            &h.outcome,
+            Some(Outcome::Failed {
+                kind: FailureKind::Agent,
+                ..
+            })
+        ),
         "{:?}",
         h.outcome
     );

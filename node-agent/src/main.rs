@@ -162,7 +162,10 @@ fn init_logging(filter: Option<&str>) {
         .unwrap_or_else(|| EnvFilter::new("info,lapin=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(magi_proto::color_allowed(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            false,
+        ))
         .with_writer(std::io::stderr)
         .init();
 }

@@ -52,9 +52,12 @@ async fn an_agent_whose_dock_differs_from_its_name_is_called_by_its_dock() {
     let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
     let port = orch.port.clone();
     let load = json!({"name": "a", "dock": "a_dock", "path": testagent, "execargs": {}});
-    port.publish_nodes(&["n1".into()], call("r-dock", 1, "daemon", "loadAgent", load))
-        .await
-        .expect("load");
+    port.publish_nodes(
+        &["n1".into()],
+        call("r-dock", 1, "daemon", "loadAgent", load),
+    )
+    .await
+    .expect("load");
     assert_eq!(next_trigger(&mut orch).await.event, "AgentLoadDone");
     port.publish_nodes(
         &["n1".into()],
@@ -75,9 +78,12 @@ async fn a_failed_call_names_the_call_and_a_spontaneous_trigger_names_none() {
     let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
     let port = orch.port.clone();
     let load = json!({"name": "a", "path": testagent, "execargs": {}});
-    port.publish_nodes(&["n1".into()], call("r-ids", 1, "daemon", "loadAgent", load))
-        .await
-        .expect("load");
+    port.publish_nodes(
+        &["n1".into()],
+        call("r-ids", 1, "daemon", "loadAgent", load),
+    )
+    .await
+    .expect("load");
     assert_eq!(next_trigger(&mut orch).await.event, "AgentLoadDone");
     port.publish_nodes(&["n1".into()], call("r-ids", 5, "a", "fail", json!({})))
         .await
@@ -108,5 +114,8 @@ async fn a_join_without_a_group_is_refused_and_says_why() {
     let refusal = next_trigger(&mut orch).await;
     assert_eq!(refusal.event, "RuntimeException");
     let error = refusal.args["error"].as_str().unwrap_or_default();
-    assert!(error.contains("joinGroup") && error.contains("group"), "{error}");
+    assert!(
+        error.contains("joinGroup") && error.contains("group"),
+        "{error}"
+    );
 }

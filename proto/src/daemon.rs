@@ -95,8 +95,8 @@ impl DaemonCall {
 
     /// Reads a method and its arguments.
     pub fn parse(method: &str, args: &Object) -> Result<DaemonCall, String> {
-        let parsed: DaemonCall =
-            serde_json::from_value(json!({"method": method, "args": args})).map_err(|e| {
+        let parsed: DaemonCall = serde_json::from_value(json!({"method": method, "args": args}))
+            .map_err(|e| {
                 if e.to_string().starts_with("unknown variant") {
                     format!("the node agent has no method {method}")
                 } else {

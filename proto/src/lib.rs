@@ -155,6 +155,12 @@ pub fn epoch_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Whether output to a stream may be coloured: only on a terminal, never with `--no-color`
+/// or when `NO_COLOR` is set to anything (<https://no-color.org>).
+pub fn color_allowed(terminal: bool, no_color_flag: bool) -> bool {
+    terminal && !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// A broker or database URL with its password replaced by `***`, for messages and logs
 /// (`amqp://alice:secret@h/` → `amqp://alice:***@h/`).
 pub fn redact_url(url: &str) -> String {

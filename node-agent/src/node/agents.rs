@@ -26,7 +26,14 @@ impl Node {
                 "agent {} is not loaded on node {}",
                 call.dock, self.config.name
             );
-            let mut t = exception(&run, &self.config.name, &call.dock, &call.method, &error, None);
+            let mut t = exception(
+                &run,
+                &self.config.name,
+                &call.dock,
+                &call.method,
+                &error,
+                None,
+            );
             t.call = Some(call.seq);
             return self.send_trigger(t).await;
         };
@@ -40,7 +47,14 @@ impl Node {
         );
         if let Err(e) = loaded.process.call(id, &call.method, call.args) {
             loaded.pending.remove(&id);
-            let t = exception(&run, &self.config.name, &name, &call.method, &e.to_string(), None);
+            let t = exception(
+                &run,
+                &self.config.name,
+                &name,
+                &call.method,
+                &e.to_string(),
+                None,
+            );
             self.send_trigger(t.answering(call.seq)).await;
         }
     }
@@ -88,14 +102,7 @@ impl Node {
                 .await;
             }
             Internal::LoadFailed { run, name, error } => {
-                self.state(&run).loading.remove(&name);
-                let error = format!(
-                    "cannot load agent {name} on node {}: {error}",
-                    self.config.name
-                );
-                tracing::warn!("{error}");
-                self.exception(&run, &name, method::LOAD_AGENT, &error, Some("LoadError"))
-                    .await;
+                self.load_failed(&run, &name, &error).await
             }
             Internal::Unloaded { run, name } => {
                 self.trigger(

@@ -43,7 +43,6 @@ impl Node {
         }
         Err("loadAgent names no code: give `path`, `tardata` or a shipped `archive`".into())
     }
-
 }
 
 /// A load's code, as found by `source_of`.

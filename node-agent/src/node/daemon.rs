@@ -88,12 +88,7 @@ impl Node {
         }
         let source = match self.source_of(&load) {
             Ok(s) => s,
-            Err(error) => {
-                self.state(run).loading.remove(&name);
-                self.exception(run, &name, method::LOAD_AGENT, &error, Some("LoadError"))
-                    .await;
-                return;
-            }
+            Err(error) => return self.load_failed(run, &name, &error).await,
         };
         let start = ToAgent::Start {
             name: name.clone(),
@@ -156,6 +151,18 @@ impl Node {
         });
     }
 
+    /// A load that cannot finish: logged here, reported to the run as a `LoadError`.
+    pub(super) async fn load_failed(&mut self, run: &str, name: &str, error: &str) {
+        self.state(run).loading.remove(name);
+        let error = format!(
+            "cannot load agent {name} on node {}: {error}",
+            self.config.name
+        );
+        tracing::warn!("{error}");
+        self.exception(run, name, method::LOAD_AGENT, &error, Some("LoadError"))
+            .await;
+    }
+
     fn unload(&mut self, run: &str, name: &str) {
         let state = self.state(run);
         let loaded = state.agents.remove(name);
@@ -214,5 +221,4 @@ impl Node {
             self.end_run(&run).await;
         }
     }
-
 }

@@ -182,7 +182,6 @@ pub async fn run(
     node.announce(false).await;
 }
 
-
 impl Node {
     async fn announce(&self, alive: bool) {
         let runs = self
@@ -228,8 +227,15 @@ impl Node {
         error: &str,
         kind: Option<&str>,
     ) {
-        self.send_trigger(exception(run, &self.config.name, agent, method, error, kind))
-            .await
+        self.send_trigger(exception(
+            run,
+            &self.config.name,
+            agent,
+            method,
+            error,
+            kind,
+        ))
+        .await
     }
 
     async fn on_call(&mut self, call: Call) {
@@ -246,7 +252,6 @@ impl Node {
             self.on_agent_call(call).await;
         }
     }
-
 
     fn state(&mut self, run: &str) -> &mut RunState {
         self.runs.entry(run.to_string()).or_default()
