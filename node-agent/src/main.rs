@@ -159,7 +159,7 @@ fn init_logging(filter: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .ok()
         .or_else(|| filter.and_then(|f| EnvFilter::try_new(f).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info,lapin=warn"));
+        .unwrap_or_else(|| EnvFilter::new(format!("info,{}", magi_bus::amqp::LAPIN_LOG_FILTER)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(magi_proto::color_allowed(

@@ -130,6 +130,8 @@ struct World {
     nodes: Vec<NodeProc>,
     /// Set by [`World::finish`], which cleaned up already.
     clean: bool,
+    /// `RUST_LOG` of the node agents started from now on (`None`: their default).
+    node_log: Option<&'static str>,
     _hold: BrokerGuard,
 }
 
@@ -145,6 +147,7 @@ impl World {
             dir: tempfile::tempdir().expect("temp dir"),
             nodes: Vec::new(),
             clean: false,
+            node_log: Some("info,lapin=off"),
             _hold: hold,
         }
     }
@@ -160,7 +163,12 @@ impl World {
     /// Starts `magi-node --name NAME` with extra arguments.
     fn start_node(&mut self, name: &str, extra: &[&str]) -> usize {
         let log = self.path(&format!("{name}.log"));
-        let child = Command::new(node_bin())
+        let mut node = Command::new(node_bin());
+        match self.node_log {
+            Some(filter) => node.env("RUST_LOG", filter),
+            None => node.env_remove("RUST_LOG"),
+        };
+        let child = node
             .args([
                 "--name",
                 name,
@@ -173,7 +181,6 @@ impl World {
             .arg(self.path(&format!("state-{name}")))
             .args(extra)
             .env("MAGI_BUS_PREFIX", &self.broker.prefix)
-            .env("RUST_LOG", "info,lapin=off")
             .env_remove("MAGI_NODE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1492,5 +1499,26 @@ async fn the_case_study_runs_over_rabbitmq_into_sqlite_and_postgresql() {
         "records went to PostgreSQL, not SQLite"
     );
     drop(pg);
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
+    // Under a fresh prefix no global exchange exists yet: the node agent's passive checks
+    // fail with 404 and it declares them. That is a clean start: nothing may say ERROR.
+    let mut w = World::new().await;
+    w.node_log = None;
+    let i = w.start_node(&format!("quiet{}", tag()), &[]);
+    let log = &w.nodes[i].log;
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        assert!(Instant::now() < until, "the node agent never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = w.nodes[i].log_text();
+    assert!(!text.contains("ERROR"), "a clean start said ERROR:\n{text}");
     w.finish().await;
 }
