@@ -109,6 +109,7 @@ pub async fn measure(subject: &Subject, url: &str, prefix: &str, module_dir: &Pa
             args: args.as_object().cloned().unwrap_or_else(Object::new),
             trigger: trigger.map(str::to_string),
             nodes: None,
+            sender: None,
         };
         let load = json!({"name": "pinger", "dock": "pinger", "execargs": {}, "path": module_dir});
         link.port.publish_nodes(&nodes, call(1, DAEMON_DOCK, method::LOAD_AGENT, load, None)).await?;

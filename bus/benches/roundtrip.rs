@@ -50,6 +50,7 @@ async fn over_bus(kit: &TestBroker, rounds: usize) -> Vec<Duration> {
             args: Object::new(),
             trigger: Some("done".into()),
             nodes: None,
+            sender: None,
         };
         let t = Instant::now();
         run.port.publish_group("g", call).await.expect("publish");

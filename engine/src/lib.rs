@@ -731,6 +731,7 @@ impl Engine {
             args: s.args.clone(),
             trigger: s.trigger.clone(),
             nodes: s.only_nodes.clone(),
+            sender: None,
         };
         out.push(Output::Send {
             stream: stream.to_string(),

@@ -20,6 +20,7 @@ fn call(run: &str, seq: u64, dock: &str, method: &str, args: serde_json::Value) 
         args: args.as_object().cloned().unwrap_or_default(),
         trigger: Some(format!("{method}Done")),
         nodes: None,
+        sender: None,
     }
 }
 

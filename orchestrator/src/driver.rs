@@ -260,6 +260,21 @@ impl<'a> Driver<'a> {
                     self.carry_out(outs).await;
                 }
             }
+            Inbound::Forged(f) => {
+                let text = format!(
+                    "dropped a {} {}from broker user {} claiming to be {}: a node speaks only for itself",
+                    f.kind,
+                    if f.what.is_empty() { String::new() } else { format!("({}) ", f.what) },
+                    f.sender,
+                    f.claimed.join(", ")
+                );
+                self.console.note(&format!("warning: {text}"));
+                self.record.event(
+                    "dropped",
+                    f.kind,
+                    json!({"sender": f.sender, "claimed": f.claimed, "what": f.what}),
+                );
+            }
             Inbound::Record(r) => {
                 if let Some(w) = self.writer {
                     if let Err(e) = w.send(r) {
@@ -288,8 +303,15 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A node is lost when it missed three heartbeats (at least 3 s).
+    /// A node is lost when it missed three heartbeats (at least 3 s) while this
+    /// orchestrator was connected: during an outage of our own link, silence counts for
+    /// no one, and after it every node gets a full period again.
     async fn check_heartbeats(&mut self) {
+        if !self.link.port.connected() {
+            let now = Instant::now();
+            self.seen.values_mut().for_each(|(last, _)| *last = now);
+            return;
+        }
         let lost: Vec<(String, Duration)> = self
             .seen
             .iter()
@@ -322,6 +344,7 @@ impl<'a> Driver<'a> {
             args,
             trigger: None,
             nodes: None,
+            sender: None,
         };
         let nodes: Vec<String> = self.nodes.iter().cloned().collect();
         let _ = self.link.port.publish_nodes(&nodes, call).await;

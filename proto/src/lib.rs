@@ -48,6 +48,11 @@ pub struct Call {
     /// pattern); the others ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<String>>,
+    /// Who sent it, as the transport proves it (over RabbitMQ the broker user, from the
+    /// `user_id` property the broker validates); `None` on the in-process bus. Never read
+    /// from the message body, so no one can claim another's name in it.
+    #[serde(skip)]
+    pub sender: Option<String>,
 }
 
 /// A trigger: something a node (or an external tool) reports to a run's orchestrator.

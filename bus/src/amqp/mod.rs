@@ -82,6 +82,10 @@ pub struct BusOptions {
     pub reconnect_min_delay: Duration,
     /// Longest delay between reconnection attempts.
     pub reconnect_max_delay: Duration,
+    /// Broker users an orchestrator accepts triggers, records and statuses from whatever
+    /// node they name, besides its own user (which is how an open broker, where everyone
+    /// is `guest`, keeps working). Anyone else speaks only for the node of its own name.
+    pub trusted_senders: Vec<String>,
     /// Failed reconnection attempts in a row before the connection is given up.
     pub reconnect_attempts: usize,
 }
@@ -105,6 +109,7 @@ impl Default for BusOptions {
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(2),
             reconnect_attempts: 200,
+            trusted_senders: Vec::new(),
         }
     }
 }
@@ -161,7 +166,7 @@ impl Shared {
         kind: &str,
         body: &[u8],
     ) -> Result<Outcome, BusError> {
-        let mut properties = wire::properties(kind, true);
+        let mut properties = wire::properties(kind, true, self.link.user());
         if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
         }

@@ -110,7 +110,9 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
         tx,
         side.stop.clone(),
         move |d| {
-            let call: Call = decode("call", d, limit)?;
+            let sender = wire::sender(d)?;
+            let mut call: Call = decode("call", d, limit)?;
+            call.sender = Some(sender);
             let exchange = d.exchange.as_str();
             if exchange != calls_ex && exchange != nodes_ex {
                 return Err(Dropped::Misrouted(format!(
@@ -307,6 +309,10 @@ impl NodePort for NodeSide {
         self.to_run(&record.run, "record", body, value).await
     }
 
+    fn connected(&self) -> bool {
+        self.shared.link.is_up()
+    }
+
     async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {
         self.check_attached()?;
         let names = &self.shared.names;
@@ -316,7 +322,7 @@ impl NodePort for NodeSide {
             exchange: &names.status_exchange(),
             key: &key,
             body: &body,
-            properties: wire::properties("node", false),
+            properties: wire::properties("node", false, self.shared.link.user()),
             mandatory: false,
         };
         self.shared.publisher.publish(&msg).await?;

@@ -251,7 +251,7 @@ pub(crate) fn spawn_copier(
                         }
                     },
                 };
-                let props = crate::amqp::wire::properties(&copy.kind, false);
+                let props = crate::amqp::wire::properties(&copy.kind, false, link.user());
                 match ch
                     .basic_publish(
                         exchange.as_str().into(),

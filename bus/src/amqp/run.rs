@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
+use crate::{BusError, Delivered, Forgery, Inbound, RunLink, RunPort, TapItem};
 use async_trait::async_trait;
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -15,6 +15,7 @@ use lapin::Connection;
 use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
+use tracing::warn;
 
 use crate::amqp::error::to_bus;
 use crate::amqp::names::word;
@@ -78,6 +79,8 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let (triggers_ex, status_ex) = (names.triggers_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes;
     let me = run.to_string();
+    let mut trusted = shared.opts.trusted_senders.clone();
+    trusted.push(shared.link.user().to_string());
     inbox::spawn(
         format!("run {run}"),
         shared.link.clone(),
@@ -88,12 +91,11 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
         stop.clone(),
         move |d| {
             let exchange = d.exchange.as_str();
+            let sender = wire::sender(d)?;
             if exchange == status_ex {
-                return Ok(Inbound::Node(decode::<NodeStatus>(
-                    "node status",
-                    d,
-                    limit,
-                )?));
+                let status: NodeStatus = decode("node status", d, limit)?;
+                return Ok(vouch(&trusted, &sender, "node", &[status.node.clone()], "")
+                    .unwrap_or(Inbound::Node(status)));
             }
             if exchange != triggers_ex {
                 return Err(Dropped::Misrouted(format!(
@@ -104,14 +106,20 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
             let (key_run, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let (inbound, its_run) = match kind {
                 "trigger" => {
-                    let t: Trigger = decode("trigger", d, limit)?;
+                    let mut t: Trigger = decode("trigger", d, limit)?;
+                    // As in the original, a trigger that names no node is its sender's.
+                    if t.nodes.is_empty() {
+                        t.nodes.push(sender.clone());
+                    }
                     let r = t.run.clone();
-                    (Inbound::Trigger(t), r)
+                    let forged = vouch(&trusted, &sender, "trigger", &t.nodes, &t.event);
+                    (forged.unwrap_or(Inbound::Trigger(t)), r)
                 }
                 "record" => {
                     let r: Record = decode("record", d, limit)?;
                     let run = r.run.clone();
-                    (Inbound::Record(r), run)
+                    let forged = vouch(&trusted, &sender, "record", &[r.host.clone()], &r.agent);
+                    (forged.unwrap_or(Inbound::Record(r)), run)
                 }
                 other => {
                     return Err(Dropped::Misrouted(format!(
@@ -240,6 +248,10 @@ impl RunPort for RunSide {
         })
     }
 
+    fn connected(&self) -> bool {
+        self.shared.link.is_up()
+    }
+
     async fn close(&self) -> Result<(), BusError> {
         self.stop.notify_one();
         let shared = &self.shared;
@@ -283,4 +295,31 @@ impl RunPort for RunSide {
         }
         Ok(())
     }
+}
+
+/// `None` when `sender` may speak for every node of `claimed` (it is that node, or a
+/// trusted user); otherwise the forgery, logged, to be reported instead of the message.
+fn vouch(
+    trusted: &[String],
+    sender: &str,
+    kind: &'static str,
+    claimed: &[String],
+    what: &str,
+) -> Option<Inbound> {
+    if trusted.iter().any(|t| t == sender) || claimed.iter().all(|n| n == sender) {
+        return None;
+    }
+    warn!(
+        sender,
+        ?claimed,
+        kind,
+        what,
+        "dropped: broker user {sender} may speak only for node {sender}"
+    );
+    Some(Inbound::Forged(Forgery {
+        kind,
+        sender: sender.to_string(),
+        claimed: claimed.to_vec(),
+        what: what.to_string(),
+    }))
 }

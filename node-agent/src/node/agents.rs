@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use magi_proto::agent::return_to_trigger_args;
-use magi_proto::{method, Call, Object, Record, Trigger};
+use magi_proto::{Call, Object, Record, Trigger};
 use serde_json::json;
 
 use super::{exception, obj, AgentEvent, Internal, Loaded, Node, Pending};

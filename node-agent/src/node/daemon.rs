@@ -2,7 +2,7 @@
 //! and the dead-man switch.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use magi_proto::agent::ToAgent;
 use magi_proto::daemon::{AgentName, GroupArgs, LoadAgent};
@@ -193,6 +193,16 @@ impl Node {
     }
 
     pub(super) async fn check_dead_man(&mut self) {
+        // Silence heard while this node is cut off from the broker is nobody's fault:
+        // every run's clock starts again, so after an outage each orchestrator has a full
+        // dead-man interval to be heard from again.
+        if !self.port.connected() {
+            let now = Instant::now();
+            self.runs
+                .values_mut()
+                .for_each(|s| s.last_seen = s.last_seen.map(|_| now));
+            return;
+        }
         // A run with nothing left here (its `runAlive` calls or a finished teardown leave an
         // empty entry) is forgotten once quiet, so a long-lived daemon neither grows nor
         // keeps announcing runs that ended.

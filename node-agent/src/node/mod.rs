@@ -47,6 +47,31 @@ pub struct NodeConfig {
     pub ready_timeout: Duration,
     /// How long a stopping agent gets before its process group is killed.
     pub stop_grace: Duration,
+    /// Who may use this node.
+    pub policy: Policy,
+}
+
+/// Who may use a node: the broker users (orchestrators) allowed to call it. Their identity
+/// is the one the broker proves (the `user_id` it validates); calls from anyone else are
+/// refused with a `RuntimeException` and logged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    /// The users allowed; `None`: everyone who can reach the node's queue.
+    pub allow: Option<Vec<String>>,
+}
+
+impl Policy {
+    /// Whether a call from `sender` (`None`: the in-process bus, this very process) may run.
+    pub fn admits(&self, sender: Option<&str>) -> Result<(), String> {
+        match (&self.allow, sender) {
+            (None, _) | (_, None) => Ok(()),
+            (Some(allow), Some(user)) if allow.iter().any(|a| a == user) => Ok(()),
+            (Some(allow), Some(user)) => Err(format!(
+                "broker user {user} is not among those its policy allows ({})",
+                allow.join(", ")
+            )),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -63,6 +88,7 @@ impl NodeConfig {
             dead_man: None,
             ready_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(3),
+            policy: Policy::default(),
         }
     }
 }
@@ -243,6 +269,19 @@ impl Node {
             if !nodes.contains(&self.config.name) {
                 return;
             }
+        }
+        if let Err(refusal) = self.config.policy.admits(call.sender.as_deref()) {
+            let error = format!("node {} refuses the call: {refusal}", self.config.name);
+            tracing::warn!(run = %call.run, method = %call.method, "{error}");
+            let t = exception(
+                &call.run,
+                &self.config.name,
+                &call.dock,
+                &call.method,
+                &error,
+                None,
+            );
+            return self.send_trigger(t.answering(call.seq)).await;
         }
         let state = self.runs.entry(call.run.clone()).or_default();
         state.last_seen = Some(Instant::now());
