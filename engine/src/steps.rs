@@ -150,7 +150,7 @@ fn load_agent(agent: &Agent) -> DaemonCall {
         Some(magi_aal::AgentSource::Tardata(t)) => (None, Some(t.clone())),
         None => (None, None),
     };
-    DaemonCall::LoadAgent(LoadAgent {
+    DaemonCall::LoadAgent(Box::new(LoadAgent {
         name: agent.name.clone(),
         group: agent.group.clone(),
         dock: Some(agent.dock.clone()),
@@ -159,7 +159,7 @@ fn load_agent(agent: &Agent) -> DaemonCall {
         tardata,
         code: agent.code.clone(),
         ..Default::default()
-    })
+    }))
 }
 
 /// `unloadAgent` for an agent.

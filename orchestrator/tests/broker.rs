@@ -162,6 +162,12 @@ impl World {
 
     /// Starts `magi-node --name NAME` with extra arguments.
     fn start_node(&mut self, name: &str, extra: &[&str]) -> usize {
+        let url = self.broker.url.clone();
+        self.start_node_at(&url, name, extra)
+    }
+
+    /// Starts `magi-node --name NAME` on the broker at `url` (another vhost or user).
+    fn start_node_at(&mut self, url: &str, name: &str, extra: &[&str]) -> usize {
         let log = self.path(&format!("{name}.log"));
         let mut node = Command::new(node_bin());
         match self.node_log {
@@ -173,7 +179,7 @@ impl World {
                 "--name",
                 name,
                 "--broker",
-                &self.broker.url,
+                url,
                 "--heartbeat-ms",
                 &HEARTBEAT_MS.to_string(),
             ])
@@ -209,6 +215,11 @@ impl World {
 
     /// `magi run --broker` of a procedure file.
     fn run_cmd(&self, aal: &Path, run: &str, extra: &[&str]) -> Command {
+        self.run_cmd_at(&self.broker.url, aal, run, extra)
+    }
+
+    /// `magi run --broker URL` of a procedure file (another vhost or user).
+    fn run_cmd_at(&self, url: &str, aal: &Path, run: &str, extra: &[&str]) -> Command {
         let mut c = self.magi();
         c.arg("run")
             .arg(aal)
@@ -217,7 +228,7 @@ impl World {
                 "--run",
                 run,
                 "--broker",
-                &self.broker.url,
+                url,
                 "--preflight",
                 "20",
                 "--record-dir",
@@ -957,8 +968,13 @@ fn steps(n: usize) -> String {
     s
 }
 
+/// How long the broker is down in the outage test: longer than the nodes' dead-man
+/// interval (10 s) and the orchestrator's lost-node limit (3 heartbeats), as in the
+/// trust issue's 60 s outage.
+const OUTAGE: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
+async fn a_broker_outage_of_a_minute_mid_run_is_not_a_death_and_every_trigger_arrives_once() {
     let mut w = World::with_hold(BrokerGuard::exclusive().await.expect("broker lock")).await;
     w.start_node("n1", &[]);
     w.start_node("n2", &[]);
@@ -972,7 +988,7 @@ async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
         .await
         .expect("join")
         .expect("stop_app");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(OUTAGE).await;
     tokio::task::spawn_blocking(|| ctl(&["start_app"]))
         .await
         .expect("join")
@@ -980,9 +996,9 @@ async fn a_broker_restart_mid_run_is_survived_and_every_trigger_arrives() {
     let outage = down.elapsed();
     let back = magi_proto::epoch_now();
     std::mem::forget(guard);
-    let done = r.finish(Duration::from_secs(120)).await;
+    let done = r.finish(Duration::from_secs(180)).await;
     eprintln!(
-        "broker outage {:.1} s (stop_app, 1 s, start_app); run took {:.1} s",
+        "broker outage {:.1} s (stop_app, sleep, start_app); run took {:.1} s",
         outage.as_secs_f64(),
         done.took.as_secs_f64()
     );
@@ -1520,5 +1536,68 @@ async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
     }
     let text = w.nodes[i].log_text();
     assert!(!text.contains("ERROR"), "a clean start said ERROR:\n{text}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_no_run() {
+    // Broker users: orchestrators alice and bob, nodes clientnode and servernode (each its
+    // own user, as apply.sh makes them). The nodes allow alice only.
+    let mut w = World::new().await;
+    let id = tag();
+    let (alice, bob) = (format!("alice{id}"), format!("bob{id}"));
+    let vhost = magi_testkit::Throwaway::new(&[&alice, &bob, "clientnode", "servernode"])
+        .expect("vhost and users");
+    for node in ["clientnode", "servernode"] {
+        w.start_node_at(&vhost.url(node), node, &["--allow", &alice]);
+    }
+    let aal = w.write("cs.aal", &case_study_shape(6_000));
+
+    // Bob's run on alice's nodes: his loadAgent is refused, nothing of his runs.
+    let bobs = w
+        .run_cmd_at(&vhost.url(&bob), &aal, &format!("{bob}.try"), &[])
+        .output()
+        .expect("run magi");
+    let out = String::from_utf8_lossy(&bobs.stdout);
+    assert_eq!(bobs.status.code(), Some(1), "{out}");
+    assert!(out.contains("refuses the call") && out.contains(&bob), "{out}");
+
+    // Alice's run, while servernode's user forges clientStopped for clientnode: the bus
+    // drops it and says so; the run ends when its own client stops (6 s), with exit 0.
+    let run = format!("{alice}.cs");
+    let mut r = Running::start(
+        w.run_cmd_at(&vhost.url(&alice), &aal, &run, &[]),
+        w.dir.path(),
+        "alice",
+    );
+    r.wait_for("startClient", Duration::from_secs(60)).await;
+    let forger = magi_bus::amqp::AmqpBus::connect(
+        &vhost.url("servernode"),
+        magi_bus::amqp::BusOptions::with_prefix(&w.broker.prefix),
+    )
+    .await
+    .expect("connect as servernode");
+    let port = magi_bus::Bus::attach_node(&forger, &format!("spy{id}"))
+        .await
+        .expect("attach")
+        .port;
+    let forged = magi_proto::Trigger::from_node(&run, "clientStopped", "clientnode", Default::default());
+    port.send_trigger(forged).await.expect("the broker routes it");
+    let done = r.finish(Duration::from_secs(60)).await;
+    assert_eq!(done.code, Some(0), "{}", done.show());
+    assert!(done.took >= Duration::from_secs(6), "the run ended early: {}", done.show());
+    assert!(
+        done.stderr.contains("dropped a trigger (clientStopped) from broker user servernode claiming to be clientnode"),
+        "{}",
+        done.show()
+    );
+    let events = events_of(&w.records().join(&run));
+    let stopped: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["dir"] == "recv" && e["body"]["event"] == "clientStopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "only the real clientStopped: {stopped:?}");
+    forger.close().await;
+    drop(vhost);
     w.finish().await;
 }

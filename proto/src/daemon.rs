@@ -20,7 +20,7 @@ pub enum DaemonCall {
     /// Leave a group of the run; the node answers `GroupTeardownDone{group}`.
     LeaveGroup(GroupArgs),
     /// Load an agent; the node answers `AgentLoadDone{agent}` or a `RuntimeException`.
-    LoadAgent(LoadAgent),
+    LoadAgent(Box<LoadAgent>),
     /// Stop an agent; the node answers `AgentUnloadDone{agent}`.
     UnloadAgent(AgentName),
     /// Forget everything of the run (teardown's last word, the dead-man switch).
@@ -184,13 +184,13 @@ mod tests {
                 group: "g".into(),
                 nodes: vec![],
             }),
-            DaemonCall::LoadAgent(LoadAgent {
+            DaemonCall::LoadAgent(Box::new(LoadAgent {
                 name: "a".into(),
                 group: "g".into(),
                 dock: Some("d".into()),
                 path: Some("/x".into()),
                 ..Default::default()
-            }),
+            })),
             DaemonCall::UnloadAgent(AgentName { name: "a".into() }),
             DaemonCall::EndRun {},
             DaemonCall::RunAlive {},

@@ -62,7 +62,7 @@ impl Node {
                 )
                 .await;
             }
-            DaemonCall::LoadAgent(load) => self.load(&run, load).await,
+            DaemonCall::LoadAgent(load) => self.load(&run, *load).await,
             DaemonCall::UnloadAgent(AgentName { name }) => self.unload(&run, &name),
             DaemonCall::EndRun {} => self.end_run(&run).await,
             DaemonCall::RunAlive {} => {}
