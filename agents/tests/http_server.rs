@@ -171,7 +171,8 @@ async fn the_default_port_is_80() {
     match agent.call("startServer", json!({})).await {
         Ok(v) => assert_eq!(v, json!(true)),
         Err(e) if e.contains("ermission denied") => {
-            eprintln!("SKIPPED the_default_port_is_80: not allowed to bind port 80 here ({e})");
+            let why = format!("not allowed to bind port 80 here ({e})");
+            support::skip("the_default_port_is_80", &why);
             return;
         }
         Err(e) => panic!("{e}"),
