@@ -37,6 +37,17 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -95,6 +106,7 @@ async fn main() -> Result<(), String> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (idle_rss, _) = memory_kib(pid);
+    let cpu_before = cpu_seconds(pid);
 
     // Load: each worker sends one GET after another, each on its own connection.
     let target = Target {
@@ -142,25 +154,28 @@ async fn main() -> Result<(), String> {
         all = joined => all,
         _ = sampler => unreachable!("the sampler never ends"),
     };
+    let cpu = cpu_seconds(pid) - cpu_before;
     totals.sort_by(f64::total_cmp);
     firsts.sort_by(f64::total_cmp);
     let ms = |s: f64| s * 1000.0;
     println!(
         "load: {workers} workers, {seconds} s, GET {length} B: {} requests ({:.0}/s), {errors} errors; \
-         time_total p50 {:.2} ms p99 {:.2} ms; time_starttransfer p50 {:.2} ms p99 {:.2} ms",
+         time_total p50 {:.2} ms p99 {:.2} ms; time_starttransfer p50 {:.2} ms p99 {:.2} ms; \
+         server CPU {:.1} µs per request",
         totals.len(),
         totals.len() as f64 / seconds as f64,
         ms(percentile(&totals, 0.5)),
         ms(percentile(&totals, 0.99)),
         ms(percentile(&firsts, 0.5)),
         ms(percentile(&firsts, 0.99)),
+        cpu * 1e6 / totals.len().max(1) as f64,
     );
 
     // Idle keep-alive connections: each has been served one request and stays open.
     let before = memory_kib(pid).0;
     let mut open = Vec::new();
     let addr = SocketAddr::new(target.ip, port);
-    let request = format!("GET /getsize.py?length=10 HTTP/1.1\r\nHost: servernode\r\n\r\n");
+    let request = "GET /getsize.py?length=10 HTTP/1.1\r\nHost: servernode\r\n\r\n";
     for _ in 0..idle {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         let mut s = socket.connect(addr).await.map_err(|e| e.to_string())?;

@@ -34,11 +34,9 @@ mod sqlite;
 mod store;
 pub mod web;
 mod writer;
-mod yaml;
 
 pub use magi_proto::{Object, Record};
 pub use store::{
     is_postgres_url, sqlite_path, Backend, Query, Store, StoreError, StoredRecord, DATA_FILE,
 };
 pub use writer::{Writer, WriterStats};
-pub use yaml::{YamlError, YamlNode, YamlValue};

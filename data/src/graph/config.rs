@@ -4,7 +4,7 @@
 use magi_proto::Object;
 
 use super::config_error::{Ctx, GraphConfigError};
-use crate::yaml::{self, YamlNode, YamlValue};
+use magi_aal::yaml::{read_document, Node};
 
 /// Keys of the original's `db` section that name its MongoDB and are ignored here.
 const MONGO_KEYS: &[&str] = &[
@@ -59,12 +59,15 @@ pub struct GraphConfig {
     pub warnings: Vec<String>,
 }
 
-fn scalar_string(ctx: &Ctx, node: &YamlNode, what: &str) -> Result<String, GraphConfigError> {
-    match &node.value {
-        YamlValue::Scalar(s, _) => Ok(s.clone()),
-        _ => Err(ctx.at(
+/// A node of the configuration's tree.
+type Yaml = Node<'static>;
+
+fn scalar_string(ctx: &Ctx, node: &Yaml, what: &str) -> Result<String, GraphConfigError> {
+    match node.text() {
+        Some(s) => Ok(s.to_string()),
+        None => Err(ctx.at(
             node,
-            format!("`{what}` must be a single value, found {}", node.kind()),
+            format!("`{what}` must be a single value, found {}", node.describe()),
             None,
         )),
     }
@@ -72,14 +75,15 @@ fn scalar_string(ctx: &Ctx, node: &YamlNode, what: &str) -> Result<String, Graph
 
 fn mapping<'n>(
     ctx: &Ctx,
-    node: &'n YamlNode,
+    node: &'n Yaml,
     what: &str,
     example: &str,
-) -> Result<&'n [(YamlNode, YamlNode)], GraphConfigError> {
-    match &node.value {
-        YamlValue::Map(entries) => Ok(entries),
-        YamlValue::Scalar(s, _) if s.contains(':') => {
-            if let Some(e) = ctx.missing_space(node.line, node.line + s.matches('\n').count() + 1) {
+) -> Result<&'n [(Yaml, Yaml)], GraphConfigError> {
+    match (node.map(), node.text()) {
+        (Some(entries), _) => Ok(entries),
+        (None, Some(s)) if s.contains(':') => {
+            let line = node.span.line as usize;
+            if let Some(e) = ctx.missing_space(line, line + s.matches('\n').count() + 1) {
                 return Err(e);
             }
             Err(ctx.at(
@@ -90,13 +94,13 @@ fn mapping<'n>(
         }
         _ => Err(ctx.at(
             node,
-            format!("`{what}` must be a mapping, found {}", node.kind()),
+            format!("`{what}` must be a mapping, found {}", node.describe()),
             Some(example.to_string()),
         )),
     }
 }
 
-fn filter_map(ctx: &Ctx, node: &YamlNode, what: &str) -> Result<Object, GraphConfigError> {
+fn filter_map(ctx: &Ctx, node: &Yaml, what: &str) -> Result<Object, GraphConfigError> {
     let entries = mapping(
         ctx,
         node,
@@ -105,18 +109,18 @@ fn filter_map(ctx: &Ctx, node: &YamlNode, what: &str) -> Result<Object, GraphCon
     )?;
     let mut out = Object::new();
     for (k, v) in entries {
-        if !matches!(v.value, YamlValue::Scalar(..)) {
+        if v.text().is_none() {
             return Err(ctx.at(
                 v,
                 format!(
                     "filter value of `{}` must be a single value to compare with, found {}",
-                    k.as_str().unwrap_or(""),
-                    v.kind()
+                    k.text().unwrap_or(""),
+                    v.describe()
                 ),
                 None,
             ));
         }
-        out.insert(k.as_str().unwrap_or_default().to_string(), v.to_json());
+        out.insert(k.text().unwrap_or_default().to_string(), v.to_json());
     }
     Ok(out)
 }
@@ -127,35 +131,37 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
         file,
         lines: text.lines().collect(),
     };
-    let root = match yaml::parse(text) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return Err(ctx.err(
-                1,
-                1,
-                "the graph configuration is empty",
-                Some(format_example()),
-            ))
-        }
-        Err(e) => {
-            if let Some(better) = ctx.missing_space(1, e.line) {
+    let doc = read_document(file, text);
+    let mut warnings = Vec::new();
+    for d in &doc.diagnostics {
+        let (line, col) = (d.span.line as usize, d.span.col as usize);
+        if d.is_error() {
+            if let Some(better) = ctx.missing_space(1, line) {
                 return Err(better);
             }
-            return Err(ctx.err(e.line, e.col, format!("invalid YAML: {}", e.message), None));
+            return Err(ctx.err(line, col, d.message.clone(), d.help.clone()));
         }
+        warnings.push(format!("{file}:{line}:{col}: {}", d.message));
+    }
+    let Some(root) = doc.root else {
+        return Err(ctx.err(
+            1,
+            1,
+            "the graph configuration is empty",
+            Some(format_example()),
+        ));
     };
     let top = mapping(&ctx, &root, "the configuration", &format_example())?;
-    let mut warnings = Vec::new();
-    let warn_unknown = |warnings: &mut Vec<String>, k: &YamlNode, section: &str| {
+    let warn_unknown = |warnings: &mut Vec<String>, k: &Yaml, section: &str| {
         warnings.push(format!(
             "{file}:{}:{}: unknown key `{}` in {section}, ignored",
-            k.line,
-            k.col,
-            k.as_str().unwrap_or("")
+            k.span.line,
+            k.span.col,
+            k.text().unwrap_or("")
         ));
     };
     for (k, _) in top {
-        if !matches!(k.as_str(), Some("graph" | "db")) {
+        if !matches!(k.text(), Some("graph" | "db")) {
             warn_unknown(&mut warnings, k, "the configuration");
         }
     }
@@ -175,7 +181,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
     let mut plot_type = PlotType::Line;
     let (mut title, mut x_label, mut y_label) = (None, None, None);
     for (k, v) in g {
-        match k.as_str() {
+        match k.text() {
             Some("type") => {
                 plot_type = match scalar_string(&ctx, v, "type")?.as_str() {
                     "line" => PlotType::Line,
@@ -200,19 +206,19 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
     let mut agent = None;
     let mut x_value = "created".to_string();
     let mut y_value = None;
-    let mut plots: Option<(&YamlNode, Vec<SeriesSpec>)> = None;
-    let mut single: Option<(&YamlNode, Object)> = None;
+    let mut plots: Option<(&Yaml, Vec<SeriesSpec>)> = None;
+    let mut single: Option<(&Yaml, Object)> = None;
     for (k, v) in d {
-        match k.as_str() {
+        match k.text() {
             Some("agent") => agent = Some(scalar_string(&ctx, v, "agent")?),
             Some("xValue") => x_value = scalar_string(&ctx, v, "xValue")?,
             Some("yValue") => y_value = Some(scalar_string(&ctx, v, "yValue")?),
             Some("filter") => single = Some((k, filter_map(&ctx, v, "filter")?)),
             Some("plots") => {
-                let YamlValue::Seq(items) = &v.value else {
+                let Some(items) = v.seq() else {
                     return Err(ctx.at(
                         v,
-                        format!("`plots` must be a list, found {}", v.kind()),
+                        format!("`plots` must be a list, found {}", v.describe()),
                         Some("write `plots: [{series: LABEL, filter: {...}}]`".into()),
                     ));
                 };
@@ -238,9 +244,9 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
                         .get("series")
                         .map(|s| scalar_string(&ctx, s, "series"))
                         .transpose()?;
-                    if let YamlValue::Map(entries) = &item.value {
+                    if let Some(entries) = item.map() {
                         for (ik, _) in entries {
-                            if !matches!(ik.as_str(), Some("series" | "filter")) {
+                            if !matches!(ik.text(), Some("series" | "filter")) {
                                 warn_unknown(&mut warnings, ik, "a plots entry");
                             }
                         }
@@ -248,7 +254,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
                     list.push(SeriesSpec {
                         label,
                         filter,
-                        line: item.line,
+                        line: item.span.line as usize,
                     });
                 }
                 if list.is_empty() {
@@ -276,14 +282,14 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
         (Some((_, list)), Some((fk, _))) => {
             warnings.push(format!(
                 "{file}:{}:{}: both `plots` and `filter` are given; `filter` is ignored",
-                fk.line, fk.col
+                fk.span.line, fk.span.col
             ));
             list
         }
         (None, Some((fk, filter))) => vec![SeriesSpec {
             label: None,
             filter,
-            line: fk.line,
+            line: fk.span.line as usize,
         }],
         (None, None) => return Err(ctx.at(
             db,
@@ -354,6 +360,26 @@ mod tests {
             e.to_string().contains("write `agent: monitor_agent`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_a_warning_and_the_later_one_wins() {
+        let text = "graph: {type: line}\ndb:\n   agent: a\n   agent: monitor_agent\n   filter: {h: 1}\n   yValue: y\n";
+        let c = parse_config(text, "g.conf").unwrap();
+        assert_eq!(c.agent.as_deref(), Some("monitor_agent"));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("g.conf:4:4: "),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_reported_at_its_place() {
+        let e = parse_config("graph: {type: line\ndb: {yValue: y}\n", "g.conf").unwrap_err();
+        assert!(e.message.starts_with("YAML syntax error"), "{e}");
+        assert_eq!(e.line, 1, "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! context that makes such errors from positions in the text.
 use std::fmt;
 
-use crate::yaml::YamlNode;
+use magi_aal::yaml::Node;
 
 /// A configuration error at a position, with the offending line and a hint.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,11 +81,16 @@ impl Ctx<'_> {
 
     pub(super) fn at(
         &self,
-        node: &YamlNode,
+        node: &Node<'_>,
         message: impl Into<String>,
         hint: Option<String>,
     ) -> GraphConfigError {
-        self.err(node.line, node.col, message, hint)
+        self.err(
+            node.span.line as usize,
+            node.span.col as usize,
+            message,
+            hint,
+        )
     }
 
     /// A `key:value` line (no space after the colon) at or before `upto`: YAML reads it
