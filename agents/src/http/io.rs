@@ -135,11 +135,11 @@ mod tests {
         let at = Arc::new(OnceLock::new());
         let mut w = Watched::new(a).first_byte(at.clone());
         b.write_all(b"x").await.unwrap();
-        let mut buf = [0u8; 4];
-        w.read(&mut buf).await.unwrap();
+        let mut buf = [0u8; 1];
+        w.read_exact(&mut buf).await.unwrap();
         let first = *at.get().expect("timed");
         b.write_all(b"y").await.unwrap();
-        w.read(&mut buf).await.unwrap();
+        w.read_exact(&mut buf).await.unwrap();
         assert_eq!(at.get(), Some(&first));
     }
 
