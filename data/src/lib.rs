@@ -30,6 +30,7 @@
 pub mod graph;
 pub mod import;
 mod pg;
+mod sql;
 mod sqlite;
 mod store;
 pub mod web;
