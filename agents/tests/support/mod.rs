@@ -154,30 +154,23 @@ impl AgentProcess {
 
     /// Keeps records and logs arriving during `duration`; returns the new records.
     pub async fn collect(&mut self, duration: Duration) -> Vec<Value> {
-        let before = self.records.len();
-        let deadline = Instant::now() + duration;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.next_line(left).await {
-                Some(line) => self.keep(line),
-                None => break,
-            }
-        }
-        self.records[before..]
-            .iter()
-            .map(|(_, r)| r.clone())
-            .collect()
+        self.gather(usize::MAX, duration).await
     }
 
     /// Waits until `n` new records arrived (or `timeout`); returns them.
     pub async fn wait_records(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
+        self.gather(n, timeout).await
+    }
+
+    /// Keeps lines until `n` new records arrived or `timeout` passed; returns the new records.
+    async fn gather(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
         let before = self.records.len();
         let deadline = Instant::now() + timeout;
-        while self.records.len() < before + n {
+        while self.records.len() - before < n {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             match self.next_line(left).await {
                 Some(line) => self.keep(line),
                 None => break,
