@@ -97,6 +97,19 @@ pub fn render_png(cfg: &GraphConfig, series: &[SeriesData], out: &Path) -> Resul
             which.join("; nor ")
         )));
     }
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    draw(cfg, series, &all, &mut pixels).map_err(|e| draw_err(&e))?;
+    write_png(out, &pixels).map_err(|e| draw_err(&e))
+}
+
+/// Draws the plot into an RGB buffer of [`SIZE`].
+fn draw(
+    cfg: &GraphConfig,
+    series: &[SeriesData],
+    all: &[(f64, f64)],
+    pixels: &mut [u8],
+) -> Result<(), String> {
+    let draw_err = |e: &dyn fmt::Display| e.to_string();
     let (xmin, xmax) = all
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
@@ -106,7 +119,7 @@ pub fn render_png(cfg: &GraphConfig, series: &[SeriesData], out: &Path) -> Resul
     let (x0, x1, xstep) = nice_range(xmin.min(0.0), xmax);
     let (y0, y1, ystep) = nice_range(ymin, ymax);
 
-    let root = BitMapBackend::new(out, SIZE).into_drawing_area();
+    let root = BitMapBackend::with_buffer(pixels, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(&e))?;
     let mut builder = ChartBuilder::on(&root);
     builder
@@ -178,8 +191,18 @@ pub fn render_png(cfg: &GraphConfig, series: &[SeriesData], out: &Path) -> Resul
             .draw()
             .map_err(|e| draw_err(&e))?;
     }
-    root.present().map_err(|e| draw_err(&e))?;
-    Ok(())
+    root.present().map_err(|e| draw_err(&e))
+}
+
+/// Writes an RGB buffer of [`SIZE`] as a PNG file.
+fn write_png(out: &Path, pixels: &[u8]) -> Result<(), String> {
+    let file = std::fs::File::create(out).map_err(|e| e.to_string())?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(pixels).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
