@@ -92,6 +92,33 @@ async fn serves_the_fixed_100k_file_and_refuses_bad_requests() {
 }
 
 #[tokio::test]
+async fn an_oversized_head_gets_431_and_the_server_goes_on() {
+    let ip = "127.0.2.12";
+    let port = free_port(ip);
+    let mut agent = server("bighead", ip, port, json!({})).await;
+    agent.call("startServer", json!({})).await.unwrap();
+    let mut s = connect(None, addr(ip, port)).await.unwrap();
+    let head = format!("GET /{} HTTP/1.1\r\nHost: s\r\n\r\n", "a".repeat(70_000));
+    // The server may answer and close before it has read everything sent.
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes()).await;
+    let mut buf = vec![0u8; 200];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+    )
+    .await
+    .expect("an answer, not a hang")
+    .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(
+        get(None, addr(ip, port), "/getsize.py?length=3").await.body,
+        b"012"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
     let ip = "127.0.2.6";
     let port = free_port(ip);
