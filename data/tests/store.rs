@@ -458,3 +458,34 @@ fn postgres_bad_table_names_are_refused() {
     let err = Store::open("postgres://root@127.0.0.1:5432/test?table=x;drop").unwrap_err();
     assert!(err.to_string().contains("table name"), "{err}");
 }
+
+/// Runs this test binary's `postgres_meets_the_contract` against a server that is not there.
+fn contract_without_postgres(require: bool) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["postgres_meets_the_contract", "--exact", "--test-threads=1"])
+        .env(
+            "MAGI_TEST_POSTGRES",
+            "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
+        )
+        .env_remove("CI")
+        .env_remove("MAGI_REQUIRE_SERVICES");
+    if require {
+        cmd.env("MAGI_REQUIRE_SERVICES", "1");
+    }
+    cmd.output().expect("run the test binary")
+}
+
+#[test]
+fn a_test_without_its_service_says_skipped_and_fails_where_services_are_required() {
+    let skipped = contract_without_postgres(false);
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SKIPPED postgres_meets_the_contract: PostgreSQL at"),
+        "{stderr}"
+    );
+    let required = contract_without_postgres(true);
+    let stdout = String::from_utf8_lossy(&required.stdout);
+    assert!(!required.status.success(), "{stdout}");
+    assert!(stdout.contains("MAGI_REQUIRE_SERVICES is set"), "{stdout}");
+}
