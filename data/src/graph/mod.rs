@@ -32,7 +32,7 @@ mod series;
 pub use config::{parse_config, GraphConfig, PlotType, SeriesSpec};
 pub use config_error::GraphConfigError;
 #[cfg(feature = "png-check")]
-pub use ink::{png_ink, PngInk, PLOT_REGION};
+pub use ink::{png_ink, read_png, Pixels, PngInk, PLOT_REGION};
 pub use render::{nice_range, render_png, COLOURS, SIZE};
 pub use series::{describe_query, load_series, SeriesData};
 
