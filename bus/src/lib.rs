@@ -2,7 +2,7 @@
 //!
 //! The [`Bus`] trait is everything the rest of MAGI-rs knows about transport. Two
 //! implementations exist: [`memory::MemoryBus`] (in-process, the embedded default and the
-//! fast tests) and `magi-bus-amqp` (RabbitMQ). The same node-agent and orchestrator code
+//! fast tests) and [`amqp::AmqpBus`] (RabbitMQ). The same node-agent and orchestrator code
 //! runs on both.
 //!
 //! The model follows the original's addressing:
@@ -17,6 +17,7 @@
 //! Links are plain channels plus a shared "port" for sending, so that many tasks can send
 //! while one task receives.
 
+pub mod amqp;
 pub mod memory;
 
 use std::sync::Arc;

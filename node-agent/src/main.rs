@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
-use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
 use magi_proto::Object;
@@ -159,10 +159,13 @@ fn init_logging(filter: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .ok()
         .or_else(|| filter.and_then(|f| EnvFilter::try_new(f).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info,lapin=warn"));
+        .unwrap_or_else(|| EnvFilter::new(format!("info,{}", magi_bus::amqp::LAPIN_LOG_FILTER)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(magi_proto::color_allowed(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            false,
+        ))
         .with_writer(std::io::stderr)
         .init();
 }

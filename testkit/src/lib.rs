@@ -11,7 +11,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 
-use crate::{AmqpBus, BusOptions};
+use magi_bus::amqp::{AmqpBus, BusOptions};
 
 /// The broker the tests use unless `MAGI_TEST_AMQP_URL` says otherwise.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

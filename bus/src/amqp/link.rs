@@ -12,14 +12,14 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::BusError;
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, ConnectionState, ErrorKind, Event};
-use magi_bus::BusError;
 use magi_proto::redact_url as redact;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::BusOptions;
+use crate::amqp::BusOptions;
 
 /// Where the connection stands.
 #[derive(Clone)]
@@ -141,7 +141,7 @@ pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Con
     tokio::time::timeout(opts.connect_timeout, Connection::connect(url, props))
         .await
         .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
-        .map_err(|e| crate::error::to_bus(&format!("connecting to {}", redact(url)), &e))
+        .map_err(|e| crate::amqp::error::to_bus(&format!("connecting to {}", redact(url)), &e))
 }
 
 /// Watch the present connection; when it fails, open a new one with backoff and publish it.

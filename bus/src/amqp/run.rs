@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
 use async_trait::async_trait;
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -11,17 +12,16 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::Connection;
-use magi_bus::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
-use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
+use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
-use crate::error::to_bus;
-use crate::names::word;
-use crate::publisher::Outcome;
-use crate::topology::{check_len, inbox_options, on_fresh_channel, queue_args};
-use crate::wire::{self, decode, Dropped};
-use crate::{inbox, Shared};
+use crate::amqp::error::to_bus;
+use crate::amqp::names::word;
+use crate::amqp::publisher::Outcome;
+use crate::amqp::topology::{check_len, inbox_options, on_fresh_channel, queue_args};
+use crate::amqp::wire::{self, decode, Dropped};
+use crate::amqp::{inbox, Shared};
 
 /// Open a run: declare its queue, bind it to the run's triggers and records and to every
 /// node's status, consume it exclusively (a second orchestrator of the same run is refused).
@@ -164,13 +164,14 @@ impl RunSide {
     /// Nodes declare the groups they join; remember the groups a `joinGroup` call names so
     /// that `close` finds them.
     fn note_join(&self, call: &Call) {
-        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
-            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
-                self.groups
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(group.to_string());
-            }
+        if call.dock != DAEMON_DOCK || call.method != method::JOIN_GROUP {
+            return;
+        }
+        if let Ok(DaemonCall::JoinGroup(g)) = DaemonCall::from_call(call) {
+            self.groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(g.group);
         }
     }
 
