@@ -92,6 +92,34 @@ async fn serves_the_fixed_100k_file_and_refuses_bad_requests() {
 }
 
 #[tokio::test]
+async fn the_answer_to_the_clients_request_is_byte_for_byte_stable() {
+    // What the packet counters of the case study count: a `Date` header or a changed
+    // header would change every byte count recorded.
+    let ip = "127.0.2.13";
+    let port = free_port(ip);
+    let mut agent = server("bytes", ip, port, json!({})).await;
+    agent.call("startServer", json!({})).await.unwrap();
+    let mut s = connect(None, addr(ip, port)).await.unwrap();
+    let request = "GET /getsize.py?length=1000 HTTP/1.1\r\nHost: servernode\r\n\
+                   User-Agent: magi-http-client\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut s, request.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer)
+        .await
+        .unwrap();
+    let head = "HTTP/1.1 200 OK\r\nServer: magi-http-server\r\nContent-Type: text/plain\r\n\
+                Content-Length: 1000\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&answer[..head.len().min(answer.len())]),
+        head
+    );
+    assert_eq!(answer.len(), 112 + 1000);
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversized_head_gets_431_and_the_server_goes_on() {
     let ip = "127.0.2.12";
     let port = free_port(ip);
