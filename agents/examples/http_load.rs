@@ -6,8 +6,8 @@
 //! target/release/examples/http_load target/release/magi-http-server [SECONDS] [WORKERS] [LENGTH] [IDLE]
 //! ```
 //!
-//! The server runs as an agent process on 127.0.4.1 (driven over its stdin as the node agent
-//! does); the workers send from 127.0.4.2, each GET on a connection of its own, as the
+//! The server runs as an agent process on 127.0.7.1 (driven over its stdin as the node agent
+//! does); the workers send from 127.0.7.2, each GET on a connection of its own, as the
 //! `http_client` agent does. Figures of a run are in `docs/agents.md`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,8 +20,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
 use tokio::process::Command;
 
-const SERVER_IP: &str = "127.0.4.1";
-const CLIENT_IP: &str = "127.0.4.2";
+const SERVER_IP: &str = "127.0.7.1";
+const CLIENT_IP: &str = "127.0.7.2";
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
