@@ -4,8 +4,9 @@
 //!
 //! - [`sources`]: reading the files (the only I/O here) and joining several into one text,
 //!   as the original did, with a map back to each file's lines;
-//! - `yaml`: `saphyr-parser` events to a small spanned tree (aliases expanded, duplicate
-//!   keys reported), and YAML syntax errors explained with their real cause;
+//! - [`yaml`]: `saphyr-parser` events to a small spanned tree (aliases expanded, duplicate
+//!   keys reported), and YAML syntax errors explained with their real cause; also the
+//!   reader of the project's other YAML files ([`yaml::read_document`]);
 //! - `validate`: the tree to a [`Procedure`], resolving which nodes every wait needs
 //!   (spec §1.5) and collecting every [`Diagnostic`] on the way;
 //! - [`plan`] and [`dot`]: what `magi check` prints, as text or as a Graphviz graph.
@@ -26,7 +27,7 @@ pub mod procedure;
 pub mod sources;
 mod suggest;
 mod validate;
-mod yaml;
+pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use procedure::*;
@@ -105,19 +106,18 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Checked, Vec<ReadError>> {
 /// Reads any YAML document (a configuration file, say) as JSON, with the same typing
 /// and the same syntax diagnostics as procedures; `Err` holds the rendered errors.
 pub fn yaml_to_json(path: &str, text: &str) -> Result<serde_json::Value, String> {
-    let files = vec![source(path, text)];
-    let joined = sources::Joined::new(&files);
-    let parsed = yaml::parse(&joined, &files);
-    let errors: Vec<String> = parsed
+    let doc = yaml::read_document(path, text);
+    let files = std::slice::from_ref(&doc.file);
+    let errors: Vec<String> = doc
         .diagnostics
         .iter()
         .filter(|d| d.is_error())
-        .map(|d| d.render(&files, false))
+        .map(|d| d.render(files, false))
         .collect();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    Ok(parsed
+    Ok(doc
         .root
         .map(|r| r.to_json())
         .unwrap_or(serde_json::Value::Null))

@@ -7,7 +7,7 @@
 //! - [`hosts`]: node addressing as agents see it (own address, node name → address).
 //! - [`args`]: typed access to call arguments and execargs.
 //! - [`distribution`] and [`random`]: the original's distribution strings, parsed safely.
-//! - [`http`]: a small HTTP/1.1 server and client over tokio TCP.
+//! - [`http`]: the HTTP/1.1 server and client: hyper over sockets the agents open themselves.
 //! - The agents: [`http_server`] (module `apache`), [`http_client`] (module
 //!   `http_client`), [`pktcounters`] (module `pktcounters`); each has a thin binary in
 //!   `src/bin/` and a module directory with its manifest in `modules/`.

@@ -170,6 +170,31 @@ async fn requests_come_from_the_nodes_own_address() {
 }
 
 #[tokio::test]
+async fn the_request_is_byte_for_byte_stable() {
+    // What the packet counters of the case study count, with the server's answer.
+    let (srv, cli) = ("127.0.3.21", "127.0.3.22");
+    let (port, seen) = scripted_server(srv, Duration::ZERO).await;
+    let mut agent = client(
+        "bytes",
+        cli,
+        json!({"servernode": srv}),
+        json!({"servers": ["servernode"], "interval": "0.05", "sizes": "1000", "port": port}),
+    )
+    .await;
+    agent.call("startClient", json!({})).await.unwrap();
+    agent.wait_records(1, Duration::from_secs(5)).await;
+    agent.call("stopClient", json!({})).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].request,
+        "GET /getsize.py?length=1000 HTTP/1.1\r\nHost: servernode\r\n\
+         User-Agent: magi-http-client\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(seen[0].request.len(), 120);
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn the_first_request_comes_one_interval_after_start_and_spacing_is_start_to_start() {
     let (srv, cli) = ("127.0.3.7", "127.0.3.8");
     // Each answer takes 0.3 s of the 0.8 s interval: spacing stays 0.8 s start to start.

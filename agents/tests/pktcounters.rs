@@ -14,19 +14,23 @@ use tokio::net::TcpListener;
 
 const BIN: &str = env!("CARGO_BIN_EXE_magi-pktcounters");
 
-/// Whether this machine lets us make nftables tables; prints why not otherwise.
+/// Whether this machine lets us make nftables tables; skips the test otherwise.
 fn nft_usable(test: &str) -> bool {
     match Command::new("nft").args(["list", "tables"]).output() {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            eprintln!(
-                "SKIPPED {test}: nft cannot list tables here ({}); run as root",
-                String::from_utf8_lossy(&o.stderr).trim()
+            let why = String::from_utf8_lossy(&o.stderr);
+            support::skip(
+                test,
+                &format!("nft cannot list tables here ({}); run as root", why.trim()),
             );
             false
         }
         Err(e) => {
-            eprintln!("SKIPPED {test}: nft is not installed ({e}); apt-get install nftables");
+            support::skip(
+                test,
+                &format!("nft is not installed ({e}); apt-get install nftables"),
+            );
             false
         }
     }

@@ -30,15 +30,14 @@
 pub mod graph;
 pub mod import;
 mod pg;
+mod sql;
 mod sqlite;
 mod store;
 pub mod web;
 mod writer;
-mod yaml;
 
 pub use magi_proto::{Object, Record};
 pub use store::{
     is_postgres_url, sqlite_path, Backend, Query, Store, StoreError, StoredRecord, DATA_FILE,
 };
 pub use writer::{Writer, WriterStats};
-pub use yaml::{YamlError, YamlNode, YamlValue};

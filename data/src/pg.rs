@@ -7,7 +7,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
-use crate::sqlite::parse_data;
+use crate::sql::{stored_record, time_order, Param, QuerySql, Row};
 use crate::store::{Backend, Query, StoreError, StoredRecord};
 
 /// The default table name.
@@ -153,73 +153,45 @@ impl Backend for PgStore {
     }
 
     fn query(&mut self, q: &Query) -> Result<Vec<StoredRecord>, StoreError> {
-        let mut sql = format!(
+        let select = format!(
             "SELECT id, run, agent, host, created, data::text FROM {} WHERE TRUE",
             self.table
         );
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        for (col, v) in [("run", &q.run), ("agent", &q.agent), ("host", &q.host)] {
-            if let Some(v) = v {
-                params.push(Box::new(v.clone()));
-                sql.push_str(&format!(" AND {col} = ${}", params.len()));
-            }
-        }
-        if let Some(t) = q.from {
-            params.push(Box::new(t));
-            sql.push_str(&format!(" AND created >= ${}", params.len()));
-        }
-        if let Some(t) = q.to {
-            params.push(Box::new(t));
-            sql.push_str(&format!(" AND created <= ${}", params.len()));
-        }
-        if let Some(id) = q.after_id {
-            params.push(Box::new(id));
-            sql.push_str(&format!(" AND id > ${}", params.len()));
-        }
+        let mut s = QuerySql::new(select, q, '$');
         for (k, v) in &q.fields {
-            params.push(Box::new(k.clone()));
-            params.push(Box::new(v.to_string()));
-            let p = params.len();
-            sql.push_str(&format!(" AND data -> ${} = ${p}::text::jsonb", p - 1));
+            let key = s.param(Param::Text(k.clone()));
+            let value = s.param(Param::Text(v.to_string()));
+            s.sql
+                .push_str(&format!(" AND data -> {key} = {value}::text::jsonb"));
         }
-        if q.after_id.is_some() {
-            sql.push_str(" ORDER BY id");
-        } else {
-            sql.push_str(" ORDER BY created, id");
-        }
-        if let Some(n) = q.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
+        let (sql, params) = s.finish(q);
+        let params: Vec<Box<dyn ToSql + Sync>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn ToSql + Sync> {
+                match p {
+                    Param::Null => Box::new(None::<String>),
+                    Param::Text(t) => Box::new(t),
+                    Param::Real(f) => Box::new(f),
+                    Param::Integer(i) => Box::new(i),
+                }
+            })
+            .collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
         let rows = self.client.query(&sql, &refs).map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
-            let text: String = row.try_get(5).map_err(|e| self.err(e))?;
-            let data = parse_data(&text).map_err(|reason| StoreError::Corrupt {
-                store: self.shown.clone(),
-                id,
-                reason,
-            })?;
-            out.push(StoredRecord {
-                id,
-                record: Record {
-                    run: row.try_get(1).map_err(|e| self.err(e))?,
-                    agent: row.try_get(2).map_err(|e| self.err(e))?,
-                    host: row.try_get(3).map_err(|e| self.err(e))?,
-                    created: row.try_get(4).map_err(|e| self.err(e))?,
-                    data,
-                },
-            });
+            let get = |e| self.err(e);
+            let fields: Row = (
+                row.try_get(0).map_err(get)?,
+                row.try_get(1).map_err(get)?,
+                row.try_get(2).map_err(get)?,
+                row.try_get(3).map_err(get)?,
+                row.try_get(4).map_err(get)?,
+                row.try_get(5).map_err(get)?,
+            );
+            out.push(stored_record(&self.shown, fields)?);
         }
-        if q.after_id.is_some() {
-            out.sort_by(|a, b| {
-                a.record
-                    .created
-                    .total_cmp(&b.record.created)
-                    .then(a.id.cmp(&b.id))
-            });
-        }
+        time_order(q, &mut out);
         Ok(out)
     }
 

@@ -7,6 +7,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::sql::{stored_record, time_order, Param, QuerySql};
 use crate::store::{Backend, Query, StoreError, StoredRecord};
 
 const SCHEMA: &str = "
@@ -62,16 +63,16 @@ impl SqliteStore {
 }
 
 /// SQL value equal to what `json_extract` yields for this JSON value.
-fn sql_value(v: &Value) -> SqlValue {
+fn sql_value(v: &Value) -> Param {
     match v {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Null => Param::Null,
+        Value::Bool(b) => Param::Integer(i64::from(*b)),
         Value::Number(n) => match n.as_i64() {
-            Some(i) => SqlValue::Integer(i),
-            None => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => Param::Integer(i),
+            None => Param::Real(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => SqlValue::Text(s.clone()),
-        other => SqlValue::Text(other.to_string()),
+        Value::String(s) => Param::Text(s.clone()),
+        other => Param::Text(other.to_string()),
     }
 }
 
@@ -108,54 +109,30 @@ impl Backend for SqliteStore {
     }
 
     fn query(&mut self, q: &Query) -> Result<Vec<StoredRecord>, StoreError> {
-        let mut sql =
-            String::from("SELECT id, run, agent, host, created, data FROM records WHERE 1=1");
-        let mut params: Vec<SqlValue> = Vec::new();
-        for (col, v) in [("run", &q.run), ("agent", &q.agent), ("host", &q.host)] {
-            if let Some(v) = v {
-                params.push(SqlValue::Text(v.clone()));
-                sql.push_str(&format!(" AND {col} = ?{}", params.len()));
-            }
-        }
-        if let Some(t) = q.from {
-            params.push(SqlValue::Real(t));
-            sql.push_str(&format!(" AND created >= ?{}", params.len()));
-        }
-        if let Some(t) = q.to {
-            params.push(SqlValue::Real(t));
-            sql.push_str(&format!(" AND created <= ?{}", params.len()));
-        }
-        if let Some(id) = q.after_id {
-            params.push(SqlValue::Integer(id));
-            sql.push_str(&format!(" AND id > ?{}", params.len()));
-        }
+        let select = "SELECT id, run, agent, host, created, data FROM records WHERE 1=1";
+        let mut s = QuerySql::new(select.into(), q, '?');
         for (k, v) in &q.fields {
-            params.push(SqlValue::Text(json_path(k)?));
-            let p = params.len();
-            match v {
-                Value::Null => sql.push_str(&format!(" AND json_type(data, ?{p}) = 'null'")),
-                Value::Bool(_) => {
-                    let t = if v == &Value::Bool(true) {
-                        "true"
-                    } else {
-                        "false"
-                    };
-                    sql.push_str(&format!(" AND json_type(data, ?{p}) = '{t}'"));
-                }
+            let path = s.param(Param::Text(json_path(k)?));
+            let condition = match v {
+                Value::Null => format!(" AND json_type(data, {path}) = 'null'"),
+                Value::Bool(b) => format!(" AND json_type(data, {path}) = '{b}'"),
                 _ => {
-                    params.push(sql_value(v));
-                    sql.push_str(&format!(" AND json_extract(data, ?{p}) = ?{}", p + 1));
+                    let value = s.param(sql_value(v));
+                    format!(" AND json_extract(data, {path}) = {value}")
                 }
-            }
+            };
+            s.sql.push_str(&condition);
         }
-        if q.after_id.is_some() {
-            sql.push_str(" ORDER BY id");
-        } else {
-            sql.push_str(" ORDER BY created, id");
-        }
-        if let Some(n) = q.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
+        let (sql, params) = s.finish(q);
+        let params: Vec<SqlValue> = params
+            .into_iter()
+            .map(|p| match p {
+                Param::Null => SqlValue::Null,
+                Param::Text(t) => SqlValue::Text(t),
+                Param::Real(f) => SqlValue::Real(f),
+                Param::Integer(i) => SqlValue::Integer(i),
+            })
+            .collect();
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -176,31 +153,9 @@ impl Backend for SqliteStore {
             .map_err(err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, run, agent, host, created, data) = row.map_err(err)?;
-            let data = parse_data(&data).map_err(|reason| StoreError::Corrupt {
-                store: path.clone(),
-                id,
-                reason,
-            })?;
-            out.push(StoredRecord {
-                id,
-                record: Record {
-                    run,
-                    agent,
-                    host,
-                    created,
-                    data,
-                },
-            });
+            out.push(stored_record(&path, row.map_err(err)?)?);
         }
-        if q.after_id.is_some() {
-            out.sort_by(|a, b| {
-                a.record
-                    .created
-                    .total_cmp(&b.record.created)
-                    .then(a.id.cmp(&b.id))
-            });
-        }
+        time_order(q, &mut out);
         Ok(out)
     }
 

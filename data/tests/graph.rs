@@ -31,14 +31,13 @@ fn imported_store(dir: &Path, export: &str) -> Store {
 
 /// Red pixels of a plot: (x, y) of every pixel that is clearly the first series' colour.
 fn red_pixels(png: &Path) -> (u32, u32, Vec<(u32, u32)>) {
-    let img = image::open(png).expect("decode png").to_rgb8();
-    let (w, h) = img.dimensions();
+    let img = graph::read_png(png).expect("decode png");
     let red = img
-        .enumerate_pixels()
+        .enumerate()
         .filter(|(_, _, p)| p[0] > 180 && p[1] < 90 && p[2] < 90)
         .map(|(x, y, _)| (x, y))
         .collect();
-    (w, h, red)
+    (img.width, img.height, red)
 }
 
 /// Shape features of a plotted curve: horizontal and vertical extent of its pixels
@@ -159,8 +158,8 @@ fn both_series_of_the_viz_config_are_drawn_with_a_legend() {
     assert!(series.iter().all(|s| s.points.len() > 50));
     let out = tmp.path().join("viz.png");
     graph::render_png(&cfg, &series, &out).expect("render");
-    let img = image::open(&out).expect("decode").to_rgb8();
-    let blue = img.pixels().filter(|p| p[2] > 150 && p[0] < 80).count();
+    let img = graph::read_png(&out).expect("decode");
+    let blue = img.rgb.iter().filter(|p| p[2] > 150 && p[0] < 80).count();
     assert!(
         blue > 1000,
         "the second series is missing ({blue} blue pixels)"

@@ -3,7 +3,9 @@
 //! PostgreSQL tests use a table of their own (`table=` in the URL) and drop it afterwards.
 //! They need the server at `MAGI_TEST_POSTGRES` (default
 //! `postgres://root@127.0.0.1:5432/test`); without it they are skipped with a message,
-//! unless `CI` or `MAGI_REQUIRE_POSTGRES` is set, where they fail.
+//! unless `CI` or `MAGI_REQUIRE_SERVICES` is set (as `scripts/test` does), where they fail.
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -341,14 +343,15 @@ impl Drop for PgTable {
     }
 }
 
-fn pg_table() -> Option<PgTable> {
+/// A table of the test's own on the test server; `None` (the test skipped) without one.
+fn pg_table(test: &str) -> Option<PgTable> {
     let base = std::env::var("MAGI_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
     if let Err(e) = postgres::Client::connect(&base, postgres::NoTls) {
-        let required =
-            std::env::var_os("CI").is_some() || std::env::var_os("MAGI_REQUIRE_POSTGRES").is_some();
-        assert!(!required, "PostgreSQL at {base} is required here: {e}");
-        eprintln!("SKIPPED: PostgreSQL at {base} is not reachable ({e}); set MAGI_TEST_POSTGRES");
+        support::skip(
+            test,
+            &format!("PostgreSQL at {base} is not reachable ({e}); set MAGI_TEST_POSTGRES"),
+        );
         return None;
     }
     let nanos = std::time::SystemTime::now()
@@ -366,14 +369,18 @@ fn pg_table() -> Option<PgTable> {
 
 #[test]
 fn postgres_meets_the_contract() {
-    let Some(t) = pg_table() else { return };
+    let Some(t) = pg_table("postgres_meets_the_contract") else {
+        return;
+    };
     let mut store = Store::open(&t.url()).unwrap();
     contract(&mut store);
 }
 
 #[test]
 fn postgres_writer_and_import_speed() {
-    let Some(t) = pg_table() else { return };
+    let Some(t) = pg_table("postgres_writer_and_import_speed") else {
+        return;
+    };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/casestudies/magi_cs_experiment_data.json");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -419,7 +426,9 @@ fn postgres_writer_and_import_speed() {
 
 #[test]
 fn postgres_writer_survives_a_dropped_connection() {
-    let Some(t) = pg_table() else { return };
+    let Some(t) = pg_table("postgres_writer_survives_a_dropped_connection") else {
+        return;
+    };
     let url = format!("{}&application_name={}", t.url(), t.table);
     let writer = Writer::open(&url).unwrap();
     writer.send(rec("r", "a", "h", 1.0, json!({}))).unwrap();
@@ -448,4 +457,35 @@ fn postgres_writer_survives_a_dropped_connection() {
 fn postgres_bad_table_names_are_refused() {
     let err = Store::open("postgres://root@127.0.0.1:5432/test?table=x;drop").unwrap_err();
     assert!(err.to_string().contains("table name"), "{err}");
+}
+
+/// Runs this test binary's `postgres_meets_the_contract` against a server that is not there.
+fn contract_without_postgres(require: bool) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["postgres_meets_the_contract", "--exact", "--test-threads=1"])
+        .env(
+            "MAGI_TEST_POSTGRES",
+            "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
+        )
+        .env_remove("CI")
+        .env_remove("MAGI_REQUIRE_SERVICES");
+    if require {
+        cmd.env("MAGI_REQUIRE_SERVICES", "1");
+    }
+    cmd.output().expect("run the test binary")
+}
+
+#[test]
+fn a_test_without_its_service_says_skipped_and_fails_where_services_are_required() {
+    let skipped = contract_without_postgres(false);
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SKIPPED postgres_meets_the_contract: PostgreSQL at"),
+        "{stderr}"
+    );
+    let required = contract_without_postgres(true);
+    let stdout = String::from_utf8_lossy(&required.stdout);
+    assert!(!required.status.success(), "{stdout}");
+    assert!(stdout.contains("MAGI_REQUIRE_SERVICES is set"), "{stdout}");
 }

@@ -5,23 +5,27 @@
 //! memory), merge keys (`<<: *base`) are applied as PyYAML's full loader did, and duplicate
 //! keys are reported ("the later one wins", as in the original). Several documents in the
 //! stream (`---`) are merged key by key, like several files. Syntax errors are turned into
-//! diagnostics that point at the real cause (see [`syntax`]).
+//! diagnostics that point at the real cause (see `syntax`).
+//!
+//! Procedures are read through [`crate::check`]; any other YAML file (a graph
+//! configuration, an experiment configuration) through [`read_document`], with the same
+//! typing and the same diagnostics.
 
 mod build;
 pub(crate) mod scalar;
 
-pub(crate) use scalar::Typed;
+pub use scalar::Typed;
 mod syntax;
 
 use crate::diagnostic::Diagnostic;
 use crate::procedure::{SourceFile, Span};
-use crate::sources::Joined;
+use crate::sources::{source, Joined};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 
 /// A YAML node with its place in the text.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node<'a> {
+pub struct Node<'a> {
     /// Where it starts (for an alias, where the alias is written).
     pub span: Span,
     /// How many characters it covers on its first line (for carets).
@@ -32,7 +36,7 @@ pub(crate) struct Node<'a> {
 
 /// The shape of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Kind<'a> {
+pub enum Kind<'a> {
     /// A scalar and its typed value.
     Scalar(Scalar<'a>),
     /// A sequence.
@@ -44,7 +48,7 @@ pub(crate) enum Kind<'a> {
 
 /// A scalar: its text as written (after YAML unescaping) and its type.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Scalar<'a> {
+pub struct Scalar<'a> {
     /// The text (borrowed from the source when it needs no unescaping).
     pub text: Cow<'a, str>,
     /// Its type (always a string for quoted scalars).
@@ -135,6 +139,29 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The same node owning its text, free of the source it was read from.
+    pub fn into_owned(self) -> Node<'static> {
+        let kind = match self.kind {
+            Kind::Scalar(s) => Kind::Scalar(Scalar {
+                text: Cow::Owned(s.text.into_owned()),
+                typed: s.typed,
+                quoted: s.quoted,
+            }),
+            Kind::Seq(items) => Kind::Seq(items.into_iter().map(Node::into_owned).collect()),
+            Kind::Map(entries) => Kind::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            ),
+        };
+        Node {
+            span: self.span,
+            width: self.width,
+            kind,
+        }
+    }
+
     /// The node as JSON (mapping keys become their text).
     pub fn to_json(&self) -> Value {
         match &self.kind {
@@ -151,7 +178,7 @@ impl<'a> Node<'a> {
 }
 
 /// The text of a mapping key; a non-scalar key is written as JSON.
-pub(crate) fn key_text<'k>(key: &'k Node<'_>) -> Cow<'k, str> {
+pub fn key_text<'k>(key: &'k Node<'_>) -> Cow<'k, str> {
     match key.text() {
         Some(t) => Cow::Borrowed(t),
         None => Cow::Owned(key.to_json().to_string()),
@@ -187,6 +214,33 @@ pub(crate) fn parse<'a>(joined: &'a Joined, files: &'a [SourceFile]) -> Parsed<'
         root,
         diagnostics,
         start,
+    }
+}
+
+/// A YAML file read on its own, not as a procedure.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file, for rendering the diagnostics.
+    pub file: SourceFile,
+    /// The tree (several documents merged key by key); `None` when the text has a syntax
+    /// error or no content.
+    pub root: Option<Node<'static>>,
+    /// Errors and warnings of the YAML layer (syntax, duplicate keys, ignored tags, ...).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads any YAML file (a configuration, say) into a spanned tree, with the typing and
+/// the syntax diagnostics of procedures.
+pub fn read_document(path: &str, text: &str) -> Document {
+    let files = vec![source(path, text)];
+    let joined = Joined::new(&files);
+    let parsed = parse(&joined, &files);
+    let root = parsed.root.map(Node::into_owned);
+    let diagnostics = parsed.diagnostics;
+    Document {
+        file: files.into_iter().next().unwrap_or_else(|| source(path, "")),
+        root,
+        diagnostics,
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Number, Value};
 
 /// The type of a scalar; a string's text is the scalar's own, so it is not copied here.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Typed {
+pub enum Typed {
     /// `~`, `null`, nothing.
     Null,
     /// `true`, `yes`, `off`, ...
@@ -24,7 +24,7 @@ pub(crate) enum Typed {
 
 impl Typed {
     /// The JSON value of a scalar of this type with this text.
-    pub(crate) fn to_value(&self, text: &str) -> Value {
+    pub fn to_value(&self, text: &str) -> Value {
         match self {
             Typed::Null => Value::Null,
             Typed::Bool(b) => Value::Bool(*b),

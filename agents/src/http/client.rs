@@ -5,13 +5,19 @@
 //! Each request opens its own connection, as each curl run did, optionally from a given
 //! source address so that per-peer counters see the node's own address.
 
+use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::body::Body as _;
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
 
-use super::{MAX_HEAD, MAX_HEADERS};
+use super::io::Watched;
+use super::MAX_HEAD;
 
 /// Where to send a GET.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,9 +73,17 @@ impl Fetch {
 /// after `timeout`.
 pub async fn get(target: &Target, source: Option<IpAddr>, timeout: Duration) -> Fetch {
     let start = Instant::now();
+    let first_byte = Arc::new(OnceLock::new());
     let mut fetch = Fetch::default();
-    let outcome = tokio::time::timeout(timeout, transfer(target, source, start, &mut fetch)).await;
+    let outcome = tokio::time::timeout(
+        timeout,
+        transfer(target, source, first_byte.clone(), &mut fetch),
+    )
+    .await;
     fetch.time_total = start.elapsed().as_secs_f64();
+    if let Some(at) = first_byte.get() {
+        fetch.time_starttransfer = at.saturating_duration_since(start).as_secs_f64();
+    }
     fetch.error = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -85,7 +99,7 @@ pub async fn get(target: &Target, source: Option<IpAddr>, timeout: Duration) -> 
 async fn transfer(
     target: &Target,
     source: Option<IpAddr>,
-    start: Instant,
+    first_byte: Arc<OnceLock<Instant>>,
     fetch: &mut Fetch,
 ) -> Result<(), String> {
     let addr = SocketAddr::new(target.ip, target.port);
@@ -99,248 +113,169 @@ async fn transfer(
             .bind(SocketAddr::new(src, 0))
             .map_err(|e| format!("cannot send from {src}: {e}"))?;
     }
-    let mut stream = socket
+    let stream = socket
         .connect(addr)
         .await
         .map_err(|e| format!("failed to connect to {} ({addr}): {e}", target.host))?;
     let _ = stream.set_nodelay(true);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: magi-http-client\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n",
-        target.path, target.host
-    );
-    stream
-        .write_all(request.as_bytes())
+    let request = Request::get(target.path.as_str())
+        .header(header::HOST, target.host.as_str())
+        .header(header::USER_AGENT, "magi-http-client")
+        .header(header::ACCEPT, "*/*")
+        .header(header::CONNECTION, "close")
+        .body(String::new())
+        .map_err(|e| format!("cannot ask for '{}': {e}", target.path))?;
+    let seen = first_byte.clone();
+    let io = TokioIo::new(Watched::new(stream).first_byte(first_byte));
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .handshake(io)
         .await
         .map_err(|e| format!("failed to send the request: {e}"))?;
+    // The connection is driven beside the exchange; when it ends first (the server
+    // closed), the exchange still finishes with what arrived.
+    let exchange = exchange(&mut sender, request, &seen, fetch);
+    tokio::pin!(exchange);
+    tokio::select! {
+        outcome = &mut exchange => outcome,
+        _ = connection => exchange.await,
+    }
+}
 
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut head: Vec<u8> = Vec::new();
-    // Read and parse the head; whatever follows it in the buffer is body.
-    let (framing, leftover) = loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("failed to receive: {e}"))?;
-        if n == 0 {
-            return Err("empty reply from server".to_string());
+/// Whether a body error is the server closing before the body's end.
+fn closed_early(e: &hyper::Error) -> bool {
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
+/// Sends the request and counts the response's body bytes as they arrive.
+async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<String>,
+    request: Request<String>,
+    first_byte: &OnceLock<Instant>,
+    fetch: &mut Fetch,
+) -> Result<(), String> {
+    let response = sender.send_request(request).await.map_err(|e| {
+        if e.is_incomplete_message() && first_byte.get().is_none() {
+            "empty reply from server".to_string()
+        } else if e.is_parse_too_large() {
+            "response head too large".to_string()
+        } else if e.is_parse() {
+            format!("bad response from server: {e}")
+        } else {
+            format!("failed to receive: {e}")
         }
-        if fetch.time_starttransfer == 0.0 {
-            fetch.time_starttransfer = start.elapsed().as_secs_f64();
-        }
-        head.extend_from_slice(&buf[..n]);
-        match parse_response(&head)? {
-            Some((code, framing, len)) if (100..200).contains(&code) => {
-                // An interim response (100 Continue): drop it and parse what follows.
-                let _ = framing;
-                head.drain(..len);
-                if let Some((code, framing, len)) = parse_response(&head)? {
-                    fetch.http_code = code;
-                    break (framing, head.split_off(len));
+    })?;
+    fetch.http_code = response.status().as_u16();
+    let headers = response.headers();
+    let expected = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let chunked = headers
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut body = response.into_body();
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    fetch.size_download += data.len() as u64;
                 }
             }
-            Some((code, framing, len)) => {
-                fetch.http_code = code;
-                break (framing, head.split_off(len));
-            }
-            None if head.len() >= MAX_HEAD => {
-                return Err("response head too large".to_string());
-            }
-            None => {}
-        }
-    };
-    let no_body = matches!(fetch.http_code, 204 | 304);
-    match framing {
-        _ if no_body => Ok(()),
-        Framing::Length(total) => {
-            let mut got = leftover.len().min(total as usize) as u64;
-            fetch.size_download = got;
-            while got < total {
-                let n = stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| format!("failed to receive: {e}"))?;
-                if n == 0 {
-                    return Err(format!(
+            Err(e) if closed_early(&e) => {
+                return Err(match expected {
+                    _ if chunked => "transfer closed in the middle of a chunked body".to_string(),
+                    Some(total) => format!(
                         "transfer closed with {} bytes remaining to read",
-                        total - got
-                    ));
-                }
-                got += (n as u64).min(total - got);
-                fetch.size_download = got;
+                        total.saturating_sub(fetch.size_download)
+                    ),
+                    None => format!("failed to receive: {e}"),
+                })
             }
-            Ok(())
-        }
-        Framing::Chunked => {
-            let mut decoder = Chunked::default();
-            fetch.size_download += decoder.feed(&leftover)?;
-            while !decoder.done() {
-                let n = stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| format!("failed to receive: {e}"))?;
-                if n == 0 {
-                    return Err("transfer closed in the middle of a chunked body".to_string());
-                }
-                fetch.size_download += decoder.feed(&buf[..n])?;
-            }
-            Ok(())
-        }
-        Framing::Close => {
-            fetch.size_download = leftover.len() as u64;
-            loop {
-                let n = stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| format!("failed to receive: {e}"))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                fetch.size_download += n as u64;
-            }
+            Err(e) if e.is_parse() => return Err(format!("bad response from server: {e}")),
+            Err(e) => return Err(format!("failed to receive: {e}")),
         }
     }
-}
-
-/// How a response body ends.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-    Close,
-}
-
-/// `Some((status, framing, head length))` once the head is complete.
-fn parse_response(buf: &[u8]) -> Result<Option<(u16, Framing, usize)>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => {
-            let mut framing = Framing::Close;
-            for h in resp.headers.iter() {
-                let value = String::from_utf8_lossy(h.value);
-                if h.name.eq_ignore_ascii_case("transfer-encoding")
-                    && value.to_ascii_lowercase().contains("chunked")
-                {
-                    framing = Framing::Chunked;
-                } else if h.name.eq_ignore_ascii_case("content-length")
-                    && framing != Framing::Chunked
-                {
-                    let n = value
-                        .trim()
-                        .parse::<u64>()
-                        .map_err(|_| format!("bad Content-Length '{value}'"))?;
-                    framing = Framing::Length(n);
-                }
-            }
-            Ok(Some((resp.code.unwrap_or(0), framing, len)))
-        }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(format!("bad response from server: {e}")),
-    }
-}
-
-/// A chunked-body decoder that only counts data bytes.
-#[derive(Debug, Default)]
-struct Chunked {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-#[derive(Debug, Default, PartialEq)]
-enum ChunkState {
-    /// Reading a size line.
-    #[default]
-    Size,
-    /// This many data bytes are left in the chunk.
-    Data(u64),
-    /// Reading the CRLF after a chunk's data.
-    DataEnd,
-    /// Reading trailers after the last chunk, until an empty line.
-    Trailer,
-    Done,
-}
-
-impl Chunked {
-    fn done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Consumes `data`; returns how many body bytes it held.
-    fn feed(&mut self, mut data: &[u8]) -> Result<u64, String> {
-        let mut body = 0;
-        while !data.is_empty() && !self.done() {
-            match self.state {
-                ChunkState::Data(left) => {
-                    let n = (data.len() as u64).min(left);
-                    body += n;
-                    data = &data[n as usize..];
-                    self.state = if left == n {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - n)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let Some(i) = data.iter().position(|&b| b == b'\n') else {
-                        self.line.extend_from_slice(data);
-                        if self.line.len() > 4096 {
-                            return Err("chunk header line too long".to_string());
-                        }
-                        return Ok(body);
-                    };
-                    self.line.extend_from_slice(&data[..i]);
-                    data = &data[i + 1..];
-                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
-                    self.line.clear();
-                    self.state = match self.state {
-                        ChunkState::DataEnd => ChunkState::Size,
-                        ChunkState::Trailer if line.is_empty() => ChunkState::Done,
-                        ChunkState::Trailer => ChunkState::Trailer,
-                        _ => {
-                            let hex = line.split(';').next().unwrap_or("").trim();
-                            match u64::from_str_radix(hex, 16) {
-                                Ok(0) => ChunkState::Trailer,
-                                Ok(n) => ChunkState::Data(n),
-                                Err(_) => return Err(format!("bad chunk size '{hex}'")),
-                            }
-                        }
-                    };
-                }
-                ChunkState::Done => {}
-            }
-        }
-        Ok(body)
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
-    #[test]
-    fn chunked_bodies_count_only_data_bytes_in_any_split() {
-        let body = b"5\r\nhello\r\na;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
-        for split in 0..body.len() {
-            let mut d = Chunked::default();
-            let n = d.feed(&body[..split]).unwrap() + d.feed(&body[split..]).unwrap();
-            assert_eq!(n, 15, "split at {split}");
-            assert!(d.done());
+    /// Answers one connection with `reply` (after reading the request head), then closes.
+    async fn one_reply(reply: &'static [u8]) -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let _ = s.write_all(reply).await;
+        });
+        Target {
+            host: "servernode".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+            path: "/getsize.py?length=5".into(),
         }
-        assert!(Chunked::default().feed(b"zz\r\n").is_err());
     }
 
-    #[test]
-    fn response_framing_follows_the_headers() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody").unwrap();
-        assert_eq!(r, Some((200, Framing::Length(12), 39)));
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
-        assert_eq!(r.map(|x| x.1), Some(Framing::Chunked));
-        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
-        assert_eq!(r.map(|x| x.1), Some(Framing::Close));
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\n").unwrap(), None);
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
-        assert!(parse_response(b"garbage\r\n\r\n").is_err());
+    async fn fetch(reply: &'static [u8]) -> Fetch {
+        get(&one_reply(reply).await, None, Duration::from_secs(5)).await
+    }
+
+    #[tokio::test]
+    async fn bodies_count_only_data_bytes_whatever_their_framing() {
+        let f = fetch(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+        assert_eq!((f.http_code, f.size_download, f.error), (200, 5, None));
+        let f = fetch(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\na;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n").await;
+        assert_eq!((f.size_download, f.error), (15, None));
+        let f = fetch(b"HTTP/1.0 200 OK\r\n\r\nread to the close").await;
+        assert_eq!((f.size_download, f.error), (17, None));
+        let f = fetch(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n").await;
+        assert_eq!((f.http_code, f.size_download, f.error), (204, 0, None));
+        assert!(f.time_starttransfer > 0.0 && f.time_starttransfer <= f.time_total);
+    }
+
+    #[tokio::test]
+    async fn broken_replies_say_what_broke_like_curl() {
+        let f = fetch(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody").await;
+        assert_eq!(f.size_download, 4);
+        assert_eq!(
+            f.error.as_deref(),
+            Some("transfer closed with 8 bytes remaining to read")
+        );
+        let f = fetch(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel").await;
+        assert_eq!(
+            f.error.as_deref(),
+            Some("transfer closed in the middle of a chunked body")
+        );
+        let f = fetch(b"").await;
+        assert_eq!(f.error.as_deref(), Some("empty reply from server"));
+        assert_eq!(f.time_starttransfer, 0.0);
+        let f = fetch(b"garbage\r\n\r\n").await;
+        assert!(
+            f.error
+                .as_deref()
+                .unwrap()
+                .starts_with("bad response from server"),
+            "{f:?}"
+        );
+        let f = fetch(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").await;
+        assert!(f.error.is_some(), "{f:?}");
     }
 
     #[test]

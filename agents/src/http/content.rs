@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
+use hyper::body::Bytes;
+
 use crate::hosts::{canonical, Hosts};
 use crate::random::Rng;
 
@@ -34,7 +36,7 @@ fn digits() -> &'static [u8] {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// Bytes made for this response.
-    Owned(Vec<u8>),
+    Owned(Bytes),
     /// A shared static buffer.
     Static(&'static [u8]),
     /// `/getsize.py`: `n` bytes, produced piece by piece without allocating `n`.
@@ -56,13 +58,16 @@ impl Body {
         self.len() == 0
     }
 
-    /// The piece of the body that starts at `offset` (empty at the end), at most 100 kB.
-    pub fn piece(&self, offset: u64) -> &[u8] {
-        let whole: &[u8] = match self {
-            Body::Owned(v) => v,
-            Body::Static(s) => s,
+    /// The piece of the body that starts at `offset` (empty at the end), at most 100 kB,
+    /// shared rather than copied.
+    pub fn piece(&self, offset: u64) -> Bytes {
+        let (whole, start) = match self {
+            Body::Owned(b) => {
+                let start = (offset as usize).min(b.len());
+                return b.slice(start..(start + BLOCK).min(b.len()));
+            }
+            Body::Static(s) => (*s, (offset as usize).min(s.len())),
             Body::Sized(n) => {
-                let left = n.saturating_sub(offset);
                 // Up to 100 000 bytes: digits; more: whole 100k.bin blocks, then a tail.
                 let source = if *n <= BLOCK as u64 {
                     digits()
@@ -70,12 +75,11 @@ impl Body {
                     block_100k()
                 };
                 let pos = (offset % BLOCK as u64) as usize;
-                let len = ((BLOCK - pos) as u64).min(left) as usize;
-                return &source[pos..pos + len];
+                let len = ((BLOCK - pos) as u64).min(n.saturating_sub(offset)) as usize;
+                return Bytes::from_static(&source[pos..pos + len]);
             }
         };
-        let start = (offset as usize).min(whole.len());
-        &whole[start..(start + BLOCK).min(whole.len())]
+        Bytes::from_static(&whole[start..(start + BLOCK).min(whole.len())])
     }
 }
 
@@ -95,20 +99,7 @@ impl Response {
         Response {
             status,
             content_type: "text/plain",
-            body: Body::Owned(text.into_bytes()),
-        }
-    }
-
-    /// The reason phrase for the status line.
-    pub fn reason(&self) -> &'static str {
-        match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            413 => "Payload Too Large",
-            431 => "Request Header Fields Too Large",
-            _ => "Error",
+            body: Body::Owned(text.into_bytes().into()),
         }
     }
 
@@ -146,7 +137,8 @@ pub fn route(method: &str, target: &str, peer: IpAddr, hosts: &Hosts) -> Respons
                          <p>You are <b>{}</b> ({ip})</p>\n</body></html>\n",
                         html_escape(name)
                     )
-                    .into_bytes(),
+                    .into_bytes()
+                    .into(),
                 ),
             }
         }
@@ -158,11 +150,10 @@ pub fn route(method: &str, target: &str, peer: IpAddr, hosts: &Hosts) -> Respons
         "/" | "/index.html" => Response {
             status: 200,
             content_type: "text/html",
-            body: Body::Owned(
+            body: Body::Static(
                 b"<html><body><ul><li><a href=\"/getsize.py?length=1000\">/getsize.py?length=N</a></li>\
                   <li><a href=\"/gethost.py\">/gethost.py</a></li>\
-                  <li><a href=\"/100k.bin\">/100k.bin</a></li></ul></body></html>\n"
-                    .to_vec(),
+                  <li><a href=\"/100k.bin\">/100k.bin</a></li></ul></body></html>\n",
             ),
         },
         _ => Response::error(404, "not found"),
@@ -194,7 +185,7 @@ mod tests {
             if p.is_empty() {
                 return out;
             }
-            out.extend_from_slice(p);
+            out.extend_from_slice(&p);
         }
     }
 

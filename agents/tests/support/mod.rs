@@ -2,6 +2,7 @@
 //! HTTP/1.1 client written independently of the crate's own.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -153,30 +154,23 @@ impl AgentProcess {
 
     /// Keeps records and logs arriving during `duration`; returns the new records.
     pub async fn collect(&mut self, duration: Duration) -> Vec<Value> {
-        let before = self.records.len();
-        let deadline = Instant::now() + duration;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.next_line(left).await {
-                Some(line) => self.keep(line),
-                None => break,
-            }
-        }
-        self.records[before..]
-            .iter()
-            .map(|(_, r)| r.clone())
-            .collect()
+        self.gather(usize::MAX, duration).await
     }
 
     /// Waits until `n` new records arrived (or `timeout`); returns them.
     pub async fn wait_records(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
+        self.gather(n, timeout).await
+    }
+
+    /// Keeps lines until `n` new records arrived or `timeout` passed; returns the new records.
+    async fn gather(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
         let before = self.records.len();
         let deadline = Instant::now() + timeout;
-        while self.records.len() < before + n {
+        while self.records.len() - before < n {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             match self.next_line(left).await {
                 Some(line) => self.keep(line),
                 None => break,
@@ -317,4 +311,18 @@ pub async fn get_on(stream: &mut TcpStream, path: &str, close: bool) -> RawRespo
 pub async fn get(from: Option<&str>, to: SocketAddr, path: &str) -> RawResponse {
     let mut s = connect(from, to).await.expect("connect to the server");
     get_on(&mut s, path, true).await
+}
+
+/// Skips a test that cannot run on this machine (saying so on stderr), or fails it where
+/// services are required: `CI` or `MAGI_REQUIRE_SERVICES` set (`scripts/test` sets it).
+pub fn skip(test: &str, why: &str) {
+    let required = ["CI", "MAGI_REQUIRE_SERVICES"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    assert!(
+        !required,
+        "{test} cannot run here ({why}), and CI or MAGI_REQUIRE_SERVICES is set"
+    );
+    // Straight to stderr, past the test harness's capture, so the skip shows in every run.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
