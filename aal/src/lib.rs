@@ -64,11 +64,7 @@ impl Checked {
 
     /// Every diagnostic rendered like rustc's, separated by blank lines.
     pub fn render(&self, color: bool) -> String {
-        self.diagnostics
-            .iter()
-            .map(|d| d.render(&self.files, color))
-            .collect::<Vec<_>>()
-            .join("\n")
+        diagnostic::render_all(&self.diagnostics, &self.files, color)
     }
 }
 
@@ -108,14 +104,13 @@ pub fn yaml_to_json(path: &str, text: &str) -> Result<serde_json::Value, String>
     let files = vec![source(path, text)];
     let joined = sources::Joined::new(&files);
     let parsed = yaml::parse(&joined, &files);
-    let errors: Vec<String> = parsed
+    let errors: Vec<Diagnostic> = parsed
         .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.render(&files, false))
+        .into_iter()
+        .filter(Diagnostic::is_error)
         .collect();
     if !errors.is_empty() {
-        return Err(errors.join("\n"));
+        return Err(diagnostic::render_all(&errors, &files, false));
     }
     Ok(parsed
         .root
