@@ -21,6 +21,12 @@
 //! place in one step, so a reader never sees half a module and concurrent loads of the same
 //! archive are safe (the loser of the rename discards its copy and uses the winner's).
 //!
+//! The cache has a size quota ([`DEFAULT_QUOTA`], [`ArchiveCache::with_quota`]): before a
+//! new module is moved into place, the least recently used modules that no loaded agent
+//! uses are evicted until it fits; a module larger than the quota alone, or one that does
+//! not fit while everything cached is in use, is refused. An agent holds a [`Pin`] on its
+//! module for as long as it runs; see `quota.rs`.
+//!
 //! The original's archives are flat (files at the top level). An archive that wraps
 //! everything in a single top-level directory holding the manifest (or an original `.idl`)
 //! is accepted too: that directory becomes the module.
@@ -36,7 +42,10 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::MANIFEST_FILE;
 
+mod quota;
 mod unpack;
+
+pub use quota::{parse_quota, Pin, DEFAULT_QUOTA, LOCKS_DIR};
 
 use unpack::{hex, unpack_tar, DirWalk, HashingReader};
 
@@ -203,6 +212,30 @@ pub enum ArchiveError {
     /// The source file changed between hashing and unpacking.
     #[error("agent source {0} changed while it was being unpacked")]
     Changed(PathBuf),
+    /// A module was asked for by hash and is not in the cache (never unpacked, or evicted).
+    #[error("agent module {0} is not in the agent cache")]
+    NotCached(String),
+    /// The module alone is larger than the cache's quota.
+    #[error("agent module unpacks to {size} bytes, more than the node's agent cache quota of {quota} bytes")]
+    OverQuota {
+        /// The module's unpacked size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The module does not fit and nothing cached can be evicted: the rest is in use.
+    #[error(
+        "the node's agent cache is full: {size} more bytes do not fit in its quota of {quota} \
+         bytes, and {in_use} bytes are held by loaded agents (unload some, or raise the quota)"
+    )]
+    CacheFull {
+        /// The module's unpacked size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+        /// Bytes of cached modules in use (pinned).
+        in_use: u64,
+    },
     /// The cache directory itself could not be used.
     #[error("cannot use the agent cache at {path}: {source}")]
     Cache {
@@ -225,6 +258,7 @@ fn after_entry(entry: &Option<String>) -> String {
 pub struct ArchiveCache {
     root: PathBuf,
     limits: UnpackLimits,
+    quota: u64,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -235,6 +269,7 @@ impl ArchiveCache {
         ArchiveCache {
             root: root.into(),
             limits: UnpackLimits::default(),
+            quota: DEFAULT_QUOTA,
         }
     }
 
@@ -247,6 +282,18 @@ impl ArchiveCache {
     pub fn with_limits(mut self, limits: UnpackLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same cache with another size quota: the most bytes its unpacked modules take
+    /// together (see the module docs).
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// The size quota, in bytes.
+    pub fn quota(&self) -> u64 {
+        self.quota
     }
 
     /// The cache's root directory.
@@ -289,8 +336,16 @@ impl ArchiveCache {
 
     /// Unpacks `source` on a blocking thread (see [`ArchiveCache::unpack`]).
     pub async fn unpack_async(&self, source: AgentSource) -> Result<UnpackedModule, ArchiveError> {
+        self.unpack_pinned_async(source).await.map(|(m, _)| m)
+    }
+
+    /// Unpacks `source` on a blocking thread (see [`ArchiveCache::unpack_pinned`]).
+    pub async fn unpack_pinned_async(
+        &self,
+        source: AgentSource,
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let cache = self.clone();
-        match tokio::task::spawn_blocking(move || cache.unpack(&source)).await {
+        match tokio::task::spawn_blocking(move || cache.unpack_pinned(&source)).await {
             Ok(result) => result,
             Err(e) => Err(ArchiveError::Cache {
                 path: self.root.clone(),
@@ -299,8 +354,19 @@ impl ArchiveCache {
         }
     }
 
-    /// Unpacks `source` into the cache, or finds it there; blocking file I/O.
+    /// Unpacks `source` into the cache, or finds it there; blocking file I/O. The module is
+    /// not pinned: a later unpack may evict it. An agent about to run uses
+    /// [`ArchiveCache::unpack_pinned`].
     pub fn unpack(&self, source: &AgentSource) -> Result<UnpackedModule, ArchiveError> {
+        self.unpack_pinned(source).map(|(m, _)| m)
+    }
+
+    /// Unpacks `source` into the cache, or finds it there, and pins it: it is not evicted
+    /// while the [`Pin`] lives. Blocking file I/O.
+    pub fn unpack_pinned(
+        &self,
+        source: &AgentSource,
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         match source {
             AgentSource::Path(path) => {
                 let meta = match fs::metadata(path) {
@@ -341,7 +407,7 @@ impl ArchiveCache {
         }
     }
 
-    fn unpack_bytes(&self, bytes: &[u8]) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_bytes(&self, bytes: &[u8]) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let sha = hex(&Sha256::digest(bytes));
         if let Some(found) = self.cached(&sha) {
             return Ok(found);
@@ -351,7 +417,7 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn unpack_file(&self, path: &Path) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_file(&self, path: &Path) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let read_err = |source| ArchiveError::Read {
             path: path.to_path_buf(),
             source,
@@ -381,7 +447,7 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn unpack_dir(&self, src: &Path) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_dir(&self, src: &Path) -> Result<(UnpackedModule, Pin), ArchiveError> {
         // One pass copies and hashes; the copy is dropped if the cache already has it.
         // Directory modules are small (a manifest and a script), so this costs little.
         let tmp = self.temp_dir("dir")?;
@@ -402,13 +468,15 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn cached(&self, sha: &str) -> Option<UnpackedModule> {
-        let dir = self.root.join(sha);
-        dir.is_dir().then(|| UnpackedModule {
-            dir,
+    /// The module `sha`, pinned, when the cache has it.
+    fn cached(&self, sha: &str) -> Option<(UnpackedModule, Pin)> {
+        let pin = self.pin(sha).ok()?;
+        let module = UnpackedModule {
+            dir: self.root.join(sha),
             sha256: sha.to_string(),
             reused: true,
-        })
+        };
+        Some((module, pin))
     }
 
     fn temp_dir(&self, tag: &str) -> Result<TempDir, ArchiveError> {
@@ -428,30 +496,46 @@ impl ArchiveCache {
         Ok(TempDir(path))
     }
 
-    /// Moves a finished unpack into place (or discards it on error or when it lost a race).
+    /// Moves a finished unpack into place, making room for it under the quota, and pins
+    /// it; discards it on error or when another unpack of the same bytes finished first.
     fn commit(
         &self,
         tmp: TempDir,
         sha: String,
         result: Result<(), ArchiveError>,
-    ) -> Result<UnpackedModule, ArchiveError> {
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         result?;
         let module_root = module_root(tmp.path())?;
-        let dir = self.root.join(&sha);
-        match fs::rename(&module_root, &dir) {
-            Ok(()) => Ok(UnpackedModule {
-                dir,
-                sha256: sha,
-                reused: false,
-            }),
-            // Another load of the same archive finished first: use its copy.
-            Err(_) if dir.is_dir() => Ok(UnpackedModule {
-                dir,
-                sha256: sha,
-                reused: true,
-            }),
-            Err(source) => Err(ArchiveError::Cache { path: dir, source }),
+        let size = quota::tree_size(&module_root).map_err(|source| ArchiveError::Cache {
+            path: module_root.clone(),
+            source,
+        })?;
+        if size > self.quota {
+            return Err(ArchiveError::OverQuota {
+                size,
+                quota: self.quota,
+            });
         }
+        // Evicting and moving into place happen under the cache's lock, so that two unpacks
+        // (of this node or of another sharing the cache) never count the same free room.
+        let _lock = self.lock_quota()?;
+        let dir = self.root.join(&sha);
+        let reused = dir.is_dir();
+        if !reused {
+            self.make_room(size, &sha)?;
+            if let Err(source) = fs::rename(&module_root, &dir) {
+                if !dir.is_dir() {
+                    return Err(ArchiveError::Cache { path: dir, source });
+                }
+            }
+        }
+        let pin = self.lock_pin(&sha)?;
+        let module = UnpackedModule {
+            dir,
+            sha256: sha,
+            reused,
+        };
+        Ok((module, pin))
     }
 }
 
@@ -502,4 +586,3 @@ fn module_root(tmp: &Path) -> Result<PathBuf, ArchiveError> {
     }
     Ok(tmp.to_path_buf())
 }
-
