@@ -90,6 +90,26 @@ async fn the_broker_enforces_the_three_roles_and_run_ownership() {
         .await
         .expect("alice publishes into her own run");
 
+    // Nor bind her run queue to Bob's triggers, nor forge a trigger in her own run.
+    let conn = vh.connect("alice").await;
+    let bobs_triggers = names.run_binding(&format!("{bob}.run1"));
+    assert_refused(
+        bind_queue(
+            &conn,
+            &names.run_queue(&run_name),
+            &names.triggers_exchange(),
+            &bobs_triggers,
+        )
+        .await,
+        "alice binding to bob's triggers",
+    );
+    let forged = names.inbound_key(&run_name, "trigger", &node);
+    assert_refused(
+        publish(&conn, &names.triggers_exchange(), &forged).await,
+        "alice forging a trigger",
+    );
+    let _ = conn.close(200, "OK".into()).await;
+
     // A node cannot forge calls in the tap stream.
     let fake = names.watch_key(&run_name, "call");
     assert!(is_access_refused(
