@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --nodes-from) nodes_from="${2:?--nodes-from needs a file}"; shift 2 ;;
         --cred-dir) cred_dir="${2:?--cred-dir needs a directory}"; shift 2 ;;
         --tap) taps+=("${2:?--tap needs USER:PASSWORD}"); shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
