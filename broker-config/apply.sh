@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Apply MAGI-rs's RabbitMQ configuration: a vhost, its global exchanges, and users in three
-# roles (orchestrator, node, tap) with resource and topic permissions. Idempotent: run it
-# again to add users, change passwords, or repair permissions. See README.md.
+# Apply MAGI-rs's RabbitMQ configuration: a vhost, its global exchanges, users in three
+# roles (orchestrator, node, tap) with resource and topic permissions, and operator policies
+# bounding every queue. Idempotent: run it again to add users, change passwords, or repair
+# permissions and limits. See README.md.
 #
 # Usage: apply.sh [--vhost VHOST] [--prefix PREFIX]
-#                 [--orchestrator USER:PASSWORD]... [--node USER:PASSWORD]... [--tap USER:PASSWORD]...
-# The same from the environment (space-separated USER:PASSWORD lists):
+#                 [--orchestrator USER:PASSWORD]... [--tap USER:PASSWORD]...
+#                 [--node NAME:PASSWORD]... [--nodes-from FILE] [--cred-dir DIR]
+# A node's broker user is its node name. --nodes-from reads one `name` or `name:password`
+# per line (# comments and blank lines skipped); a node without a password gets a generated
+# one, written to DIR/<name>.cred (mode 0600, one line `name:password`; DIR is --cred-dir,
+# default ./node-credentials) so that it can be copied to that node alone. A node whose
+# .cred file exists keeps its password.
+# The same from the environment (space-separated lists):
 #   MAGI_VHOST (default /magi), MAGI_PREFIX (default magi.),
-#   MAGI_ORCHESTRATORS, MAGI_NODES, MAGI_TAPS.
+#   MAGI_ORCHESTRATORS, MAGI_NODES, MAGI_TAPS, MAGI_NODES_FROM, MAGI_CRED_DIR.
 # RABBITMQCTL names the rabbitmqctl to use (default: rabbitmqctl on the PATH).
 set -euo pipefail
 
@@ -16,6 +23,8 @@ prefix="${MAGI_PREFIX:-magi.}"
 read -r -a orchestrators <<<"${MAGI_ORCHESTRATORS:-}"
 read -r -a nodes <<<"${MAGI_NODES:-}"
 read -r -a taps <<<"${MAGI_TAPS:-}"
+nodes_from="${MAGI_NODES_FROM:-}"
+cred_dir="${MAGI_CRED_DIR:-./node-credentials}"
 ctl="${RABBITMQCTL:-rabbitmqctl}"
 
 die() { echo "apply.sh: $*" >&2; exit 2; }
@@ -25,15 +34,18 @@ while [ $# -gt 0 ]; do
         --vhost) vhost="${2:?--vhost needs a value}"; shift 2 ;;
         --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
         --orchestrator) orchestrators+=("${2:?--orchestrator needs USER:PASSWORD}"); shift 2 ;;
-        --node) nodes+=("${2:?--node needs USER:PASSWORD}"); shift 2 ;;
+        --node) nodes+=("${2:?--node needs NAME:PASSWORD}"); shift 2 ;;
+        --nodes-from) nodes_from="${2:?--nodes-from needs a file}"; shift 2 ;;
+        --cred-dir) cred_dir="${2:?--cred-dir needs a directory}"; shift 2 ;;
         --tap) taps+=("${2:?--tap needs USER:PASSWORD}"); shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 
-# User names go into permission regexes and into run names (`<user>.<anything>`), so they
-# are kept to characters that mean nothing in either.
+# User names go into permission regexes and into run names (`<user>.<anything>`); a node's
+# user name is its node name, which is also one word of routing keys. So they are kept to
+# characters that mean nothing in any of these.
 check_user() {
     [[ "$1" =~ ^[A-Za-z0-9_-]+$ ]] || die "user name '$1' must match [A-Za-z0-9_-]+"
 }
@@ -41,6 +53,53 @@ check_user() {
 p="${prefix//./\\.}"   # the prefix as a regex
 
 q() { "$ctl" -q "$@"; }
+
+split() { user="${1%%:*}"; password="${1#*:}"; [ "$user" != "$1" ] || die "expected USER:PASSWORD, got '$1'"; }
+
+# A password of 32 letters and digits (safe inside an amqp:// URL).
+generate_password() {
+    local pw
+    pw="$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true)"
+    [ "${#pw}" -eq 32 ] || die "cannot generate a password from /dev/urandom"
+    printf '%s' "$pw"
+}
+
+# Nodes listed in a file: `name[:password]` per line. The whole file is checked before
+# any credential file is written or anything changes on the broker, so a bad line changes
+# nothing.
+if [ -n "$nodes_from" ]; then
+    [ -r "$nodes_from" ] || die "cannot read --nodes-from file $nodes_from"
+    listed=()
+    lineno=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        lineno=$((lineno + 1))
+        line="${line%%#*}"
+        line="${line//[[:space:]]/}"
+        [ -n "$line" ] || continue
+        name="${line%%:*}"
+        [[ "$name" =~ ^[A-Za-z0-9_-]+$ ]] ||
+            die "$nodes_from:$lineno: node name '$name' must match [A-Za-z0-9_-]+"
+        [ "$name" = "$line" ] || [ -n "${line#*:}" ] ||
+            die "$nodes_from:$lineno: empty password for node $name"
+        listed+=("$line")
+    done <"$nodes_from"
+    for line in "${listed[@]}"; do
+        name="${line%%:*}"
+        if [ "$name" != "$line" ]; then
+            nodes+=("$line")
+            continue
+        fi
+        cred="$cred_dir/$name.cred"
+        if [ -f "$cred" ]; then
+            pw="$(sed -n '1s/^[^:]*://p' "$cred")"
+            [ -n "$pw" ] || die "$cred: expected one line name:password"
+        else
+            pw="$(generate_password)"
+            (umask 077 && mkdir -p "$cred_dir" && printf '%s:%s\n' "$name" "$pw" >"$cred")
+        fi
+        nodes+=("$name:$pw")
+    done
+fi
 
 # The vhost (adding an existing one fails harmlessly, so look first).
 if ! q list_vhosts name | grep -qxF -- "$vhost"; then
@@ -65,6 +124,19 @@ vhost_json="$(printf '%s' "$vhost" | sed 's/\\/\\\\/g; s/"/\\"/g')"
 } >"$defs"
 q import_definitions "$defs" >/dev/null
 
+# Limits on every queue: operator policies, which no user can lift (where a queue's own
+# arguments ask for more, the lower value wins). A full queue drops its oldest messages.
+# The numbers and why: README.md, "Queue limits".
+limit() { # name pattern max-length max-length-bytes expires-ms priority
+    q set_operator_policy -p "$vhost" --apply-to queues --priority "$6" "${prefix}$1" "$2" \
+        "{\"max-length\":$3,\"max-length-bytes\":$4,\"expires\":$5}"
+}
+limit node-limits "^${p}node\\." 10000 134217728 1800000 10
+limit run-limits "^${p}run\\." 100000 268435456 1800000 10
+limit tap-limits '^amq\.gen-' 10000 67108864 300000 10
+# Anything else a role may declare (e.g. an orchestrator's queue named like its groups).
+limit other-limits '.*' 1000 16777216 600000 0
+
 existing_users="$(q list_users | awk '{print $1}')"
 
 # A user with this password exists afterwards, with no tags (no management access).
@@ -79,8 +151,6 @@ ensure_user() {
     fi
     q set_user_tags "$user"
 }
-
-split() { user="${1%%:*}"; password="${1#*:}"; [ "$user" != "$1" ] || die "expected USER:PASSWORD, got '$1'"; }
 
 for entry in "${orchestrators[@]}"; do
     split "$entry"
@@ -102,25 +172,36 @@ done
 for entry in "${nodes[@]}"; do
     split "$entry"
     ensure_user "$user" "$password"
-    # A node agent serves every run: its queue, any group's exchange (declared on join),
+    n="$user"
+    # A node agent serves every run (nodes are shared by orchestrators) but only as itself:
+    # its own queue; the group exchanges it joins (declared on join, bound to `calls`);
     # triggers, records, statuses and their tap copies.
-    q set_permissions -p "$vhost" "$user" \
-        "^${p}(node|group)\\..*\$" \
-        "^${p}(node\\..*|group\\..*|triggers|watch|status)\$" \
-        "^${p}(node\\..*|group\\..*|calls|nodes)\$"
-    # In the tap stream a node may only speak of triggers and records, never of calls.
-    q clear_topic_permissions -p "$vhost" "$user"
-    q set_topic_permissions -p "$vhost" "$user" "${prefix}watch" "^[^.]*\\.(trigger|record)\$" "^\$"
+    q set_permissions -p "$vhost" "$n" \
+        "^${p}(node\\.${n}|group\\..*)\$" \
+        "^${p}(node\\.${n}|group\\..*|triggers|watch|status)\$" \
+        "^${p}(node\\.${n}|group\\..*|calls|nodes)\$"
+    q clear_topic_permissions -p "$vhost" "$n"
+    # Triggers and records under its own name only (<run>.trigger.<node>, <run>.record.<node>).
+    q set_topic_permissions -p "$vhost" "$n" "${prefix}triggers" "^[^.]+\\.(trigger|record)\\.{username}\$" "^\$"
+    # Its own status only.
+    q set_topic_permissions -p "$vhost" "$n" "${prefix}status" "^{username}\$" "^\$"
+    # In the tap stream it may only speak of triggers and records, never of calls.
+    q set_topic_permissions -p "$vhost" "$n" "${prefix}watch" "^[^.]+\\.(trigger|record)\$" "^\$"
+    # Bindings: a group exchange under exactly one run and group (<run>.<group>, no `*` or
+    # `#`, which a word never contains), and its queue to its own node calls (*.<node>).
+    q set_topic_permissions -p "$vhost" "$n" "${prefix}calls" "^\$" "^[^.*#]+\\.[^.*#]+\$"
+    q set_topic_permissions -p "$vhost" "$n" "${prefix}nodes" "^\$" "^\\*\\.{username}\$"
 done
 
 for entry in "${taps[@]}"; do
     split "$entry"
     ensure_user "$user" "$password"
-    # Its own queues only; reads the tap copies and statuses; writes to no exchange.
+    # Server-named queues only (amq.gen-..., which no client can use for an exchange): no
+    # exchange to declare, nothing to publish to. Reads the tap copies and statuses.
     q set_permissions -p "$vhost" "$user" \
-        "^${p}tap\\..*\$" \
-        "^${p}tap\\..*\$" \
-        "^${p}(tap\\..*|watch|status)\$"
+        '^amq\.gen-.*$' \
+        '^amq\.gen-.*$' \
+        "^(amq\\.gen-.*|${p}(watch|status))\$"
     q clear_topic_permissions -p "$vhost" "$user"
 done
 

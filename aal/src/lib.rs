@@ -65,11 +65,7 @@ impl Checked {
 
     /// Every diagnostic rendered like rustc's, separated by blank lines.
     pub fn render(&self, color: bool) -> String {
-        self.diagnostics
-            .iter()
-            .map(|d| d.render(&self.files, color))
-            .collect::<Vec<_>>()
-            .join("\n")
+        diagnostic::render_all(&self.diagnostics, &self.files, color)
     }
 }
 
@@ -108,14 +104,13 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Checked, Vec<ReadError>> {
 pub fn yaml_to_json(path: &str, text: &str) -> Result<serde_json::Value, String> {
     let doc = yaml::read_document(path, text);
     let files = std::slice::from_ref(&doc.file);
-    let errors: Vec<String> = doc
+    let errors: Vec<Diagnostic> = doc
         .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.render(files, false))
+        .into_iter()
+        .filter(Diagnostic::is_error)
         .collect();
     if !errors.is_empty() {
-        return Err(errors.join("\n"));
+        return Err(diagnostic::render_all(&errors, files, false));
     }
     Ok(doc
         .root

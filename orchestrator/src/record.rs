@@ -35,14 +35,69 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The longest run name, in bytes: a directory name is at most 255 bytes, and the run's
+/// name also goes into AMQP names (at most 255 bytes, prefix included).
+pub const MAX_RUN_NAME: usize = 200;
+
+/// Why a name cannot be a run's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunNameError {
+    name: String,
+    why: &'static str,
+}
+
+impl std::fmt::Display for RunNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run name {:?} {}; a run name is one directory name under --record-dir, \
+             such as alice.exp-1",
+            self.name, self.why
+        )
+    }
+}
+
+impl std::error::Error for RunNameError {}
+
+/// Checks that `name` is one plain directory name: not empty, not `.` or `..`, not
+/// starting with a dot, no `/`, `\`, NUL or other control character, at most
+/// [`MAX_RUN_NAME`] bytes. So the record can never be written outside the record directory.
+pub fn validate_run_name(name: &str) -> Result<(), RunNameError> {
+    let why = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > MAX_RUN_NAME {
+        Some("is longer than 200 bytes")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name == "." || name == ".." {
+        Some("names the record directory itself or its parent")
+    } else if name.starts_with('.') {
+        Some("starts with a dot")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(RunNameError {
+            name: name.chars().take(60).collect(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl RunRecord {
-    /// Creates `<root>/<run>/` and writes the procedure.
+    /// Creates `<root>/<run>/` and writes the procedure; refuses a run name that is not a
+    /// plain directory name ([`validate_run_name`]).
     pub fn create(
         root: &Path,
         run: &str,
         files: &[SourceFile],
         transport: &str,
     ) -> std::io::Result<RunRecord> {
+        validate_run_name(run)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let dir = root.join(run);
         std::fs::create_dir_all(dir.join("procedure"))?;
         let mut all = String::new();
@@ -122,5 +177,47 @@ impl RunRecord {
         let tmp = self.dir.join(".run.json.tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(tmp, self.dir.join("run.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_that_leave_the_record_directory_are_refused() {
+        let long = "a".repeat(MAX_RUN_NAME + 1);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../x",
+            "/etc",
+            "/",
+            "a/b",
+            "..\\x",
+            ".hidden",
+            "a\0b",
+            "a\nb",
+            long.as_str(),
+        ] {
+            assert!(validate_run_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["alice.exp-1", "guest.seed-101500-abc123", "a..b", "run_1"] {
+            assert_eq!(validate_run_name(good), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn create_writes_nothing_for_a_bad_name() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("records");
+        let e = RunRecord::create(&root, "../escaped", &[], "embedded")
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("\"../escaped\""), "{e}");
+        assert!(!base.path().join("escaped").exists());
+        assert!(!root.exists());
     }
 }

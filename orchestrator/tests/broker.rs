@@ -1598,6 +1598,6 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .collect();
     assert_eq!(stopped.len(), 1, "only the real clientStopped: {stopped:?}");
     forger.close().await;
+    w.finish().await; // the nodes stop while their vhost still exists
     drop(vhost);
-    w.finish().await;
 }

@@ -99,11 +99,6 @@ impl Names {
         format!("{}run.{}", self.prefix, word(run))
     }
 
-    /// A tap's own queue.
-    pub fn tap_queue(&self, id: &str) -> String {
-        format!("{}tap.{}", self.prefix, word(id))
-    }
-
     /// Routing key of a group call on [`Names::calls_exchange`], and the key that binds the
     /// group's exchange there.
     pub fn group_key(&self, run: &str, group: &str) -> String {

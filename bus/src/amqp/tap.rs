@@ -21,9 +21,13 @@ use crate::amqp::{inbox, Shared};
 /// Open a tap. Its queue is exclusive and auto-deleted (it goes with the tap's connection),
 /// bounded (`x-max-length`, oldest dropped first) and expiring (`x-expires`), so an
 /// abandoned or slow tap can never fill the broker.
+///
+/// The queue is server-named (`amq.gen-...`, declared with an empty name): clients cannot
+/// declare anything else starting with `amq.`, so a tap role whose configure and write
+/// permissions cover only `^amq\.gen-` can make its own queues and nothing else: no
+/// exchange, no publish (see `broker-config/`).
 pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLink, BusError> {
     let names = &shared.names;
-    let queue = names.tap_queue(&uuid::Uuid::new_v4().simple().to_string());
     if let Some(run) = run {
         check_len("routing key", &names.run_binding(run))?;
     }
@@ -40,14 +44,13 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     // After a reconnection the queue is declared again (an exclusive queue goes with its
     // connection): what was published meanwhile is not seen, as taps are best effort.
     let setup: inbox::Setup = {
-        let queue = queue.clone();
         let (prefetch, expires, max_length) = (
             shared.opts.tap_prefetch,
             shared.opts.tap_queue_expires,
             shared.opts.tap_max_length,
         );
         Arc::new(move |conn: Arc<Connection>| {
-            let (queue, bindings) = (queue.clone(), bindings.clone());
+            let bindings = bindings.clone();
             Box::pin(async move {
                 let ch = conn.create_channel().await?;
                 ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
@@ -57,7 +60,11 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
                     auto_delete: true,
                     ..Default::default()
                 };
-                ch.queue_declare(queue.clone().into(), opts, args).await?;
+                let queue = ch
+                    .queue_declare("".into(), opts, args)
+                    .await?
+                    .name()
+                    .to_string();
                 for (exchange, key) in &bindings {
                     ch.queue_bind(
                         queue.clone().into(),

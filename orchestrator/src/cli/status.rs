@@ -103,8 +103,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// How long to listen, in seconds (at least two heartbeat periods).
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    pub wait: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = super::parse::seconds)]
+    pub wait: Duration,
     /// Wait (at most --wait) until these nodes are heard, then stop; fail naming the missing
     /// ones (repeatable, or comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "NODE")]
@@ -123,10 +123,6 @@ struct Heard {
 
 /// Runs `magi status`; returns the exit code.
 pub fn run(args: StatusArgs) -> i32 {
-    if !(args.wait.is_finite() && args.wait >= 0.0) {
-        eprintln!("error: --wait must be a number of seconds");
-        return EXIT_INVALID;
-    }
     super::block_on(status(args))
 }
 
@@ -144,7 +140,7 @@ async fn status(args: StatusArgs) -> i32 {
         }
     };
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.wait);
+    let deadline = tokio::time::Instant::now() + args.wait;
     let expected: BTreeSet<&str> = args.expect.iter().map(String::as_str).collect();
     let mut heard: BTreeMap<String, Heard> = BTreeMap::new();
     let mut lost_link = false;

@@ -73,18 +73,14 @@ pub struct TapArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long = "for", value_name = "SECS")]
-    pub for_secs: Option<f64>,
+    #[arg(long = "for", value_name = "SECS", value_parser = super::parse::seconds)]
+    pub for_secs: Option<Duration>,
 }
 
 /// Runs `magi tap`; returns the exit code.
 pub fn run(args: TapArgs) -> i32 {
     if let Some(k) = args.kind.iter().find(|k| !KINDS.contains(&k.as_str())) {
         eprintln!("error: --kind {k}: the kinds are {}", KINDS.join(", "));
-        return EXIT_INVALID;
-    }
-    if args.for_secs.is_some_and(|s| !(s.is_finite() && s >= 0.0)) {
-        eprintln!("error: --for must be a number of seconds");
         return EXIT_INVALID;
     }
     super::block_on(tap(args))
@@ -110,9 +106,7 @@ async fn tap(args: TapArgs) -> i32 {
     eprintln!("magi tap: watching {what} on {shown} (Ctrl-C stops)");
     let mut filter = Filter::new(&args);
     let mut printed = 0u64;
-    let stop_at = args
-        .for_secs
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let stop_at = args.for_secs.map(|s| tokio::time::Instant::now() + s);
     let until = async {
         match stop_at {
             Some(t) => tokio::time::sleep_until(t).await,

@@ -26,8 +26,8 @@ pub struct WebArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
     /// How often the store is read for new records, in milliseconds.
-    #[arg(long, default_value_t = 500, value_name = "MS")]
-    pub poll_ms: u64,
+    #[arg(long = "poll-ms", default_value = "500", value_name = "MS", value_parser = super::parse::millis)]
+    pub poll: Duration,
 }
 
 /// Runs `magi web` until Ctrl-C; returns the exit code.
@@ -46,7 +46,7 @@ fn run_inner(args: WebArgs) -> Result<()> {
     let store =
         Store::open(&target).with_context(|| format!("opening the record store {target}"))?;
     let opts = WebOptions {
-        poll: Duration::from_millis(args.poll_ms.max(50)),
+        poll: args.poll.max(Duration::from_millis(50)),
         ..WebOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -21,17 +21,20 @@
 //! place in one step, so a reader never sees half a module and concurrent loads of the same
 //! archive are safe (the loser of the rename discards its copy and uses the winner's).
 //!
+//! The cache has a size quota ([`DEFAULT_QUOTA`], [`ArchiveCache::with_quota`]): before a
+//! new module is moved into place, the least recently used modules that no loaded agent
+//! uses are evicted until it fits; a module larger than the quota alone, or one that does
+//! not fit while everything cached is in use, is refused. An agent holds a [`Pin`] on its
+//! module for as long as it runs; see `quota.rs`.
+//!
 //! The original's archives are flat (files at the top level). An archive that wraps
 //! everything in a single top-level directory holding the manifest (or an original `.idl`)
 //! is accepted too: that directory becomes the module.
 
-use std::cell::Cell;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, BufReader};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
@@ -39,12 +42,19 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::MANIFEST_FILE;
 
+mod quota;
+mod unpack;
+
+pub use quota::{parse_quota, Pin, DEFAULT_QUOTA, LOCKS_DIR};
+
+use unpack::{hex, unpack_tar, DirWalk, HashingReader};
+
 /// The cache's directory name under a node's state directory.
 pub const CACHE_SUBDIR: &str = "agent-cache";
 
 /// Directory names skipped when a directory source is copied: build and VCS litter that is
 /// not part of a module and would change its hash.
-const SKIPPED_DIR_NAMES: &[&str] = &["__pycache__", ".git"];
+pub(super) const SKIPPED_DIR_NAMES: &[&str] = &["__pycache__", ".git"];
 
 /// Size limits applied while unpacking one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +76,7 @@ impl Default for UnpackLimits {
 
 impl UnpackLimits {
     /// The most decompressed tar bytes read: contents plus generous room for headers.
-    fn max_stream_bytes(&self) -> u64 {
+    pub(super) fn max_stream_bytes(&self) -> u64 {
         let per_entry = 4 * 512;
         self.max_bytes
             .saturating_add((self.max_entries as u64 + 4).saturating_mul(per_entry))
@@ -202,6 +212,30 @@ pub enum ArchiveError {
     /// The source file changed between hashing and unpacking.
     #[error("agent source {0} changed while it was being unpacked")]
     Changed(PathBuf),
+    /// A module was asked for by hash and is not in the cache (never unpacked, or evicted).
+    #[error("agent module {0} is not in the agent cache")]
+    NotCached(String),
+    /// The module alone is larger than the cache's quota.
+    #[error("agent module unpacks to {size} bytes, more than the node's agent cache quota of {quota} bytes")]
+    OverQuota {
+        /// The module's unpacked size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The module does not fit and nothing cached can be evicted: the rest is in use.
+    #[error(
+        "the node's agent cache is full: {size} more bytes do not fit in its quota of {quota} \
+         bytes, and {in_use} bytes are held by loaded agents (unload some, or raise the quota)"
+    )]
+    CacheFull {
+        /// The module's unpacked size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+        /// Bytes of cached modules in use (pinned).
+        in_use: u64,
+    },
     /// The cache directory itself could not be used.
     #[error("cannot use the agent cache at {path}: {source}")]
     Cache {
@@ -224,6 +258,7 @@ fn after_entry(entry: &Option<String>) -> String {
 pub struct ArchiveCache {
     root: PathBuf,
     limits: UnpackLimits,
+    quota: u64,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -234,6 +269,7 @@ impl ArchiveCache {
         ArchiveCache {
             root: root.into(),
             limits: UnpackLimits::default(),
+            quota: DEFAULT_QUOTA,
         }
     }
 
@@ -246,6 +282,18 @@ impl ArchiveCache {
     pub fn with_limits(mut self, limits: UnpackLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same cache with another size quota: the most bytes its unpacked modules take
+    /// together (see the module docs).
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// The size quota, in bytes.
+    pub fn quota(&self) -> u64 {
+        self.quota
     }
 
     /// The cache's root directory.
@@ -288,8 +336,16 @@ impl ArchiveCache {
 
     /// Unpacks `source` on a blocking thread (see [`ArchiveCache::unpack`]).
     pub async fn unpack_async(&self, source: AgentSource) -> Result<UnpackedModule, ArchiveError> {
+        self.unpack_pinned_async(source).await.map(|(m, _)| m)
+    }
+
+    /// Unpacks `source` on a blocking thread (see [`ArchiveCache::unpack_pinned`]).
+    pub async fn unpack_pinned_async(
+        &self,
+        source: AgentSource,
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let cache = self.clone();
-        match tokio::task::spawn_blocking(move || cache.unpack(&source)).await {
+        match tokio::task::spawn_blocking(move || cache.unpack_pinned(&source)).await {
             Ok(result) => result,
             Err(e) => Err(ArchiveError::Cache {
                 path: self.root.clone(),
@@ -298,8 +354,19 @@ impl ArchiveCache {
         }
     }
 
-    /// Unpacks `source` into the cache, or finds it there; blocking file I/O.
+    /// Unpacks `source` into the cache, or finds it there; blocking file I/O. The module is
+    /// not pinned: a later unpack may evict it. An agent about to run uses
+    /// [`ArchiveCache::unpack_pinned`].
     pub fn unpack(&self, source: &AgentSource) -> Result<UnpackedModule, ArchiveError> {
+        self.unpack_pinned(source).map(|(m, _)| m)
+    }
+
+    /// Unpacks `source` into the cache, or finds it there, and pins it: it is not evicted
+    /// while the [`Pin`] lives. Blocking file I/O.
+    pub fn unpack_pinned(
+        &self,
+        source: &AgentSource,
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         match source {
             AgentSource::Path(path) => {
                 let meta = match fs::metadata(path) {
@@ -340,7 +407,7 @@ impl ArchiveCache {
         }
     }
 
-    fn unpack_bytes(&self, bytes: &[u8]) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_bytes(&self, bytes: &[u8]) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let sha = hex(&Sha256::digest(bytes));
         if let Some(found) = self.cached(&sha) {
             return Ok(found);
@@ -350,7 +417,7 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn unpack_file(&self, path: &Path) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_file(&self, path: &Path) -> Result<(UnpackedModule, Pin), ArchiveError> {
         let read_err = |source| ArchiveError::Read {
             path: path.to_path_buf(),
             source,
@@ -380,7 +447,7 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn unpack_dir(&self, src: &Path) -> Result<UnpackedModule, ArchiveError> {
+    fn unpack_dir(&self, src: &Path) -> Result<(UnpackedModule, Pin), ArchiveError> {
         // One pass copies and hashes; the copy is dropped if the cache already has it.
         // Directory modules are small (a manifest and a script), so this costs little.
         let tmp = self.temp_dir("dir")?;
@@ -401,13 +468,15 @@ impl ArchiveCache {
         self.commit(tmp, sha, result)
     }
 
-    fn cached(&self, sha: &str) -> Option<UnpackedModule> {
-        let dir = self.root.join(sha);
-        dir.is_dir().then(|| UnpackedModule {
-            dir,
+    /// The module `sha`, pinned, when the cache has it.
+    fn cached(&self, sha: &str) -> Option<(UnpackedModule, Pin)> {
+        let pin = self.pin(sha).ok()?;
+        let module = UnpackedModule {
+            dir: self.root.join(sha),
             sha256: sha.to_string(),
             reused: true,
-        })
+        };
+        Some((module, pin))
     }
 
     fn temp_dir(&self, tag: &str) -> Result<TempDir, ArchiveError> {
@@ -427,30 +496,46 @@ impl ArchiveCache {
         Ok(TempDir(path))
     }
 
-    /// Moves a finished unpack into place (or discards it on error or when it lost a race).
+    /// Moves a finished unpack into place, making room for it under the quota, and pins
+    /// it; discards it on error or when another unpack of the same bytes finished first.
     fn commit(
         &self,
         tmp: TempDir,
         sha: String,
         result: Result<(), ArchiveError>,
-    ) -> Result<UnpackedModule, ArchiveError> {
+    ) -> Result<(UnpackedModule, Pin), ArchiveError> {
         result?;
         let module_root = module_root(tmp.path())?;
-        let dir = self.root.join(&sha);
-        match fs::rename(&module_root, &dir) {
-            Ok(()) => Ok(UnpackedModule {
-                dir,
-                sha256: sha,
-                reused: false,
-            }),
-            // Another load of the same archive finished first: use its copy.
-            Err(_) if dir.is_dir() => Ok(UnpackedModule {
-                dir,
-                sha256: sha,
-                reused: true,
-            }),
-            Err(source) => Err(ArchiveError::Cache { path: dir, source }),
+        let size = quota::tree_size(&module_root).map_err(|source| ArchiveError::Cache {
+            path: module_root.clone(),
+            source,
+        })?;
+        if size > self.quota {
+            return Err(ArchiveError::OverQuota {
+                size,
+                quota: self.quota,
+            });
         }
+        // Evicting and moving into place happen under the cache's lock, so that two unpacks
+        // (of this node or of another sharing the cache) never count the same free room.
+        let _lock = self.lock_quota()?;
+        let dir = self.root.join(&sha);
+        let reused = dir.is_dir();
+        if !reused {
+            self.make_room(size, &sha)?;
+            if let Err(source) = fs::rename(&module_root, &dir) {
+                if !dir.is_dir() {
+                    return Err(ArchiveError::Cache { path: dir, source });
+                }
+            }
+        }
+        let pin = self.lock_pin(&sha)?;
+        let module = UnpackedModule {
+            dir,
+            sha256: sha,
+            reused,
+        };
+        Ok((module, pin))
     }
 }
 
@@ -500,408 +585,4 @@ fn module_root(tmp: &Path) -> Result<PathBuf, ArchiveError> {
         }
     }
     Ok(tmp.to_path_buf())
-}
-
-/// Unpacks a tar or tar.gz stream into the empty directory `dest`, under `limits`.
-fn unpack_tar<R: BufRead>(
-    mut input: R,
-    dest: &Path,
-    limits: &UnpackLimits,
-) -> Result<(), ArchiveError> {
-    let gzip = input
-        .fill_buf()
-        .map_err(|source| ArchiveError::Corrupt {
-            after: None,
-            source,
-        })?
-        .starts_with(&[0x1f, 0x8b]);
-    let decoded: Box<dyn Read + '_> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    };
-    let capped = CappedReader {
-        inner: decoded,
-        remaining: limits.max_stream_bytes(),
-        hit: Rc::new(Cell::new(false)),
-    };
-    let hit = capped.hit.clone();
-    let mut archive = tar::Archive::new(capped);
-    let mut last: Option<String> = None;
-    let mut entries = 0usize;
-    let mut written = 0u64;
-    let mut files = 0usize;
-    // Errors from the reader: either our stream cap (a size bomb) or a corrupt archive.
-    let stream_error = |source: io::Error, last: &Option<String>| {
-        if hit.get() {
-            ArchiveError::TooLarge {
-                entry: last.clone().unwrap_or_else(|| "(archive headers)".into()),
-                limit: limits.max_bytes,
-            }
-        } else {
-            ArchiveError::Corrupt {
-                after: last.clone(),
-                source,
-            }
-        }
-    };
-    let iter = archive
-        .entries()
-        .map_err(|source| stream_error(source, &None))?;
-    for entry in iter {
-        let mut entry = entry.map_err(|source| stream_error(source, &last))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw_path).into_owned();
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            // `git archive` writes one (`pax_global_header`); it carries no file.
-            continue;
-        }
-        entries += 1;
-        if entries > limits.max_entries {
-            return Err(ArchiveError::TooManyEntries {
-                entry: name,
-                limit: limits.max_entries,
-            });
-        }
-        let rel = safe_relative_path(&raw_path, &name)?;
-        let write_err = |source| ArchiveError::Write {
-            entry: name.clone(),
-            source,
-        };
-        if kind.is_file() || kind == tar::EntryType::Continuous {
-            if rel.as_os_str().is_empty() {
-                return Err(ArchiveError::BadPath { entry: name });
-            }
-            let budget = limits.max_bytes - written;
-            if entry.size() > budget {
-                return Err(ArchiveError::TooLarge {
-                    entry: name,
-                    limit: limits.max_bytes,
-                });
-            }
-            let target = dest.join(&rel);
-            if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).map_err(write_err)?;
-            }
-            let executable = entry
-                .header()
-                .mode()
-                .map(|m| m & 0o111 != 0)
-                .unwrap_or(false);
-            let mut file = create_file(&target).map_err(write_err)?;
-            last = Some(name.clone());
-            written += copy_limited(&mut entry, &mut file, budget, &name, limits, |e| {
-                stream_error(e, &last)
-            })?;
-            set_mode(&target, executable).map_err(write_err)?;
-            files += 1;
-        } else if kind.is_dir() {
-            if !rel.as_os_str().is_empty() {
-                fs::create_dir_all(dest.join(&rel)).map_err(write_err)?;
-            }
-            last = Some(name);
-        } else if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            return Err(ArchiveError::Link {
-                entry: name,
-                kind: if kind.is_symlink() {
-                    "symbolic link"
-                } else {
-                    "hard link"
-                },
-                target,
-            });
-        } else {
-            let kind = match kind {
-                tar::EntryType::Char => "character device".to_string(),
-                tar::EntryType::Block => "block device".to_string(),
-                tar::EntryType::Fifo => "fifo".to_string(),
-                tar::EntryType::GNUSparse => "sparse file".to_string(),
-                other => format!("entry of unsupported type {:?}", other.as_byte() as char),
-            };
-            return Err(ArchiveError::Special { entry: name, kind });
-        }
-    }
-    if files == 0 {
-        return Err(ArchiveError::Empty);
-    }
-    Ok(())
-}
-
-/// Maps an entry's raw path to a relative path with only normal components.
-fn safe_relative_path(raw: &[u8], name: &str) -> Result<PathBuf, ArchiveError> {
-    if raw.is_empty() {
-        return Err(ArchiveError::BadPath {
-            entry: name.to_string(),
-        });
-    }
-    if raw[0] == b'/' {
-        return Err(ArchiveError::AbsolutePath {
-            entry: name.to_string(),
-        });
-    }
-    let mut rel = PathBuf::new();
-    for part in raw.split(|b| *b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                return Err(ArchiveError::ParentDir {
-                    entry: name.to_string(),
-                })
-            }
-            part => rel.push(std::ffi::OsStr::from_bytes(part)),
-        }
-    }
-    Ok(rel)
-}
-
-/// Creates (or truncates) a regular file, never following a symlink at its place.
-fn create_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(path)
-}
-
-fn set_mode(path: &Path, executable: bool) -> io::Result<()> {
-    let mode = if executable { 0o755 } else { 0o644 };
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// Copies at most `budget` bytes, counting what is really read; more is a size error.
-fn copy_limited<R: Read, W: Write>(
-    from: &mut R,
-    to: &mut W,
-    budget: u64,
-    name: &str,
-    limits: &UnpackLimits,
-    read_error: impl Fn(io::Error) -> ArchiveError,
-) -> Result<u64, ArchiveError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
-        };
-        total += n as u64;
-        if total > budget {
-            return Err(ArchiveError::TooLarge {
-                entry: name.to_string(),
-                limit: limits.max_bytes,
-            });
-        }
-        to.write_all(&buf[..n])
-            .map_err(|source| ArchiveError::Write {
-                entry: name.to_string(),
-                source,
-            })?;
-    }
-}
-
-/// Copies a directory source into the cache while hashing it.
-struct DirWalk<'a> {
-    hasher: Sha256,
-    limits: &'a UnpackLimits,
-    entries: usize,
-    written: u64,
-}
-
-impl DirWalk<'_> {
-    fn copy(&mut self, src: &Path, dest: &Path, rel: &Path) -> Result<(), ArchiveError> {
-        let read_err = |source| ArchiveError::Read {
-            path: src.to_path_buf(),
-            source,
-        };
-        let mut children: Vec<fs::DirEntry> = fs::read_dir(src)
-            .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(read_err)?;
-        children.sort_by_key(|e| e.file_name());
-        for child in children {
-            let file_name = child.file_name();
-            let child_rel = rel.join(&file_name);
-            let name = child_rel.to_string_lossy().into_owned();
-            let path = child.path();
-            let meta = fs::symlink_metadata(&path).map_err(|source| ArchiveError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let kind = meta.file_type();
-            if kind.is_dir() && SKIPPED_DIR_NAMES.iter().any(|s| file_name == *s) {
-                continue;
-            }
-            self.entries += 1;
-            if self.entries > self.limits.max_entries {
-                return Err(ArchiveError::TooManyEntries {
-                    entry: name,
-                    limit: self.limits.max_entries,
-                });
-            }
-            let target = dest.join(&file_name);
-            let write_err = |source| ArchiveError::Write {
-                entry: name.clone(),
-                source,
-            };
-            if kind.is_dir() {
-                self.hasher.update(b"D");
-                self.hasher.update(child_rel.as_os_str().as_bytes());
-                self.hasher.update(b"\0");
-                fs::create_dir(&target).map_err(write_err)?;
-                self.copy(&path, &target, &child_rel)?;
-            } else if kind.is_file() {
-                let executable = meta.permissions().mode() & 0o111 != 0;
-                let mut from =
-                    HashingReader::new(File::open(&path).map_err(|source| ArchiveError::Read {
-                        path: path.clone(),
-                        source,
-                    })?);
-                let mut to = create_file(&target).map_err(write_err)?;
-                let budget = self.limits.max_bytes - self.written;
-                let n = copy_limited(&mut from, &mut to, budget, &name, self.limits, |source| {
-                    ArchiveError::Read {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-                self.written += n;
-                set_mode(&target, executable).map_err(write_err)?;
-                self.hasher.update(if executable { b"X" } else { b"F" });
-                self.hasher.update(child_rel.as_os_str().as_bytes());
-                self.hasher.update(b"\0");
-                self.hasher.update(n.to_be_bytes());
-                self.hasher.update(from.hasher.finalize());
-            } else if kind.is_symlink() {
-                let target = fs::read_link(&path)
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                return Err(ArchiveError::Link {
-                    entry: name,
-                    kind: "symbolic link",
-                    target,
-                });
-            } else {
-                return Err(ArchiveError::Special {
-                    entry: name,
-                    kind: "special file (device, fifo or socket)".into(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A reader that hashes what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    fn hex(&self) -> String {
-        hex(&self.hasher.clone().finalize())
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// A reader that fails once more than `remaining` bytes have been read, flagging `hit`.
-struct CappedReader<R> {
-    inner: R,
-    remaining: u64,
-    hit: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for CappedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            // Probe for one more byte: exactly at the cap is fine, beyond it is not.
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => {
-                    self.hit.set(true);
-                    Err(io::Error::other(
-                        "decompressed archive exceeds the size limit",
-                    ))
-                }
-            };
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-/// Lowercase hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_keep_only_normal_components() {
-        let p = safe_relative_path(b"./a//b/./c", "x").unwrap();
-        assert_eq!(p, Path::new("a/b/c"));
-        assert!(matches!(
-            safe_relative_path(b"a/../../b", "x"),
-            Err(ArchiveError::ParentDir { .. })
-        ));
-        assert!(matches!(
-            safe_relative_path(b"/etc/passwd", "x"),
-            Err(ArchiveError::AbsolutePath { .. })
-        ));
-    }
-
-    #[test]
-    fn the_stream_cap_allows_exactly_the_cap() {
-        let data = [7u8; 100];
-        let hit = Rc::new(Cell::new(false));
-        let mut r = CappedReader {
-            inner: &data[..],
-            remaining: 100,
-            hit: hit.clone(),
-        };
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out.len(), 100);
-        let mut r = CappedReader {
-            inner: &data[..],
-            remaining: 99,
-            hit: hit.clone(),
-        };
-        assert!(r.read_to_end(&mut Vec::new()).is_err());
-        assert!(hit.get());
-    }
 }
