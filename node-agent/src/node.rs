@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub ready_timeout: Duration,
     /// How long a stopping agent gets before its process group is killed.
     pub stop_grace: Duration,
+    /// A command agents are started through (`ip netns exec NS` on a testbed); empty: none.
+    pub command_prefix: Vec<String>,
 }
 
 impl NodeConfig {
@@ -62,6 +64,7 @@ impl NodeConfig {
             dead_man: None,
             ready_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(3),
+            command_prefix: Vec::new(),
         }
     }
 }
@@ -354,6 +357,7 @@ impl Node {
                 sanitize(&name)
             ))),
             python_path: self.python_path.clone(),
+            command_prefix: self.config.command_prefix.clone(),
         };
         let cache = self.cache.clone();
         let tx = self.internal.clone();
