@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -30,7 +31,7 @@ pub fn batch(program: &str, args: &[&str], lines: &[String]) -> Result<(), Testb
     if lines.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new(program)
+    let mut child = tool(program)
         .args(args)
         .args(["-b", "-"])
         .stdin(Stdio::piped())
@@ -78,6 +79,26 @@ pub fn batch(program: &str, args: &[&str], lines: &[String]) -> Result<(), Testb
     })
 }
 
+/// A command for a tool that must not outlive us: killed with the builder (kill -9 of
+/// `magi testbed up`), it would go on making namespaces after `down` has looked for them.
+fn tool(program: &str) -> Command {
+    let mut command = Command::new(program);
+    // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated after fork.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: do not run at all.
+            if libc::getppid() == 1 {
+                return Err(io::Error::other("the testbed builder is gone"));
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 fn first_error(stderr: &str) -> String {
     stderr
         .lines()
@@ -122,7 +143,7 @@ pub fn sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<(), TestbedError> 
 
 /// Runs `program args` inside namespace `ns` (with `ip netns exec`), `input` on stdin.
 pub fn exec_in(ns: &str, program: &str, args: &[&str], input: &str) -> Result<(), TestbedError> {
-    let mut child = Command::new("ip")
+    let mut child = tool("ip")
         .args(["netns", "exec", ns, program])
         .args(args)
         .stdin(Stdio::piped())
