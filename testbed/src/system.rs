@@ -26,57 +26,56 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs `program args... -b -` with `lines` on stdin; a failure names the line that failed.
+/// Runs `program args... -b -` (iproute2's batch mode) with `lines` on stdin, in the
+/// calling thread's namespace; a failure names the line that failed.
 pub fn batch(program: &str, args: &[&str], lines: &[String]) -> Result<(), TestbedError> {
     if lines.is_empty() {
         return Ok(());
     }
+    let args: Vec<&str> = args.iter().copied().chain(["-b", "-"]).collect();
+    run_tool(program, &args, lines)
+}
+
+/// Runs `program args` with `lines` on stdin, in the calling thread's namespace; when it
+/// fails, says which input line failed if the tool tells (`Command failed -:N`).
+pub fn run_tool(program: &str, args: &[&str], lines: &[String]) -> Result<(), TestbedError> {
+    let tool_error = |message: String| TestbedError::Tool {
+        program: program.into(),
+        message,
+    };
     let mut child = tool(program)
         .args(args)
-        .args(["-b", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| TestbedError::Tool {
-            program: program.into(),
-            message: format!("cannot run it ({e}); install iproute2"),
+        .map_err(|e| {
+            tool_error(format!(
+                "cannot run it ({e}); install iproute2 and nftables"
+            ))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        // A batch that fails early closes its stdin; the exit status tells what happened.
+        // A tool that fails early closes its stdin; the exit status tells what happened.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| TestbedError::Tool {
-        program: program.into(),
-        message: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| tool_error(e.to_string()))?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // iproute2 says "Command failed -:N" for the batch line N.
     let failed = stderr
         .lines()
         .find_map(|l| l.trim().strip_prefix("Command failed -:"))
         .and_then(|n| n.trim().parse::<usize>().ok())
         .and_then(|n| lines.get(n.wrapping_sub(1)));
-    let message = match failed {
-        Some(line) => format!(
-            "`{program} {} {line}` failed: {}",
-            args.join(" "),
-            first_error(&stderr)
-        ),
-        None => format!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            first_error(&stderr)
-        ),
-    };
-    Err(TestbedError::Tool {
-        program: program.into(),
-        message,
-    })
+    let command = format!("{program} {}", args.join(" "));
+    Err(tool_error(match failed {
+        Some(line) => format!("`{command}` failed on `{line}`: {}", first_error(&stderr)),
+        None => format!("`{command}` failed: {}", first_error(&stderr)),
+    }))
 }
 
 /// A command for a tool that must not outlive us: killed with the builder (kill -9 of
@@ -108,70 +107,43 @@ fn first_error(stderr: &str) -> String {
         .to_string()
 }
 
-/// Runs `f` on a thread of its own that has joined namespace `ns` (threads have their own
-/// network namespace; the process's other threads stay where they are).
-pub fn in_namespace<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    let file = std::fs::File::open(Path::new(NETNS_DIR).join(ns))?;
+/// Runs `f` on a thread of its own that has joined namespace `ns`: threads have their own
+/// network namespace, and what the thread starts (`ip`, `tc`, `nft`) is born in it. This
+/// is much cheaper than `ip -n`, which copies the mount table (one mount per namespace)
+/// for every command.
+pub fn in_namespace<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, TestbedError> + Send,
+) -> Result<T, TestbedError> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    let ns_error = |message: String| TestbedError::Tool {
+        program: "setns".into(),
+        message: format!("namespace {ns}: {message}"),
+    };
+    let file = std::fs::File::open(&path).map_err(|e| ns_error(e.to_string()))?;
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                // SAFETY: setns on a valid namespace fd affects only this (scoped) thread.
+                // SAFETY: setns on a valid namespace fd changes only this (scoped) thread.
                 if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
+                    return Err(ns_error(io::Error::last_os_error().to_string()));
                 }
                 f()
             })
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+            .unwrap_or_else(|_| Err(ns_error("the namespace thread panicked".into())))
     })
 }
 
-/// Writes sysctls (`/proc/sys/...` path, value) inside namespace `ns`.
-pub fn sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<(), TestbedError> {
-    in_namespace(ns, || {
-        for (path, value) in settings {
-            std::fs::write(path, value)
-                .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-        }
-        Ok(())
-    })
-    .map_err(|e| TestbedError::Tool {
-        program: "sysctl".into(),
-        message: format!("in namespace {ns}: {e}"),
-    })
-}
-
-/// Runs `program args` inside namespace `ns` (with `ip netns exec`), `input` on stdin.
-pub fn exec_in(ns: &str, program: &str, args: &[&str], input: &str) -> Result<(), TestbedError> {
-    let mut child = tool("ip")
-        .args(["netns", "exec", ns, program])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| TestbedError::Tool {
-            program: program.into(),
-            message: e.to_string(),
+/// Writes sysctls (`/proc/sys/...` path, value) in the calling thread's namespace.
+pub fn write_sysctls(settings: &[(&str, &str)]) -> Result<(), TestbedError> {
+    for (path, value) in settings {
+        std::fs::write(path, value).map_err(|e| TestbedError::Tool {
+            program: "sysctl".into(),
+            message: format!("{path}: {e}"),
         })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| TestbedError::Tool {
-        program: program.into(),
-        message: e.to_string(),
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(TestbedError::Tool {
-            program: program.into(),
-            message: format!(
-                "in namespace {ns}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        })
-    }
+    Ok(())
 }
 
 /// The networks the host routes to, in every routing table (local addresses included).

@@ -11,8 +11,16 @@ use crate::error::TestbedError;
 use crate::lab::{Lab, NETNS_ETC};
 use crate::plan::{check_pool, Net};
 use crate::shaping::{loss_ruleset, tc_lines};
-use crate::system::{self, batch, is_root, namespaces_with_prefix};
+use crate::system::{
+    self, batch, in_namespace, is_root, namespaces_with_prefix, run_tool, write_sysctls,
+};
 use crate::topology::{SegmentKind, Topology};
+
+/// IPv4 only: no IPv6 neighbour discovery chatter in what agents count.
+const NO_IPV6: [(&str, &str); 2] = [
+    ("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1"),
+    ("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1"),
+];
 
 /// How many `ip`/`tc` batches run at once.
 const WORKERS: usize = 4;
@@ -104,19 +112,6 @@ fn build(lab: &Lab) -> Result<(), TestbedError> {
             .map(|ns| format!("netns add {ns}"))
             .collect::<Vec<_>>(),
     )?;
-    // IPv4 only (no IPv6 neighbour discovery chatter in what agents count); routers forward.
-    let routers = t.routers();
-    parallel(&namespaces, |ns| {
-        let mut settings = vec![
-            ("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1"),
-            ("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1"),
-        ];
-        if routers.iter().any(|&r| lab.namespace(r) == *ns) {
-            settings.push(("/proc/sys/net/ipv4/ip_forward", "1"));
-        }
-        system::sysctls(ns, &settings)
-    })?;
-
     let interfaces: Vec<_> = nodes.iter().map(|&n| lab.interfaces(n)).collect();
     let mut veths = Vec::new();
     for (s, segment) in t.segments.iter().enumerate() {
@@ -175,10 +170,15 @@ fn build(lab: &Lab) -> Result<(), TestbedError> {
                 }
             }
         }
-        batch("ip", &["-n", &hub], &ip)?;
-        batch("tc", &["-n", &hub], &tc)?;
+        in_namespace(&hub, || {
+            write_sysctls(&NO_IPV6)?;
+            batch("ip", &[], &ip)?;
+            batch("tc", &[], &tc)
+        })?;
     }
 
+    let routers = t.routers();
+    let hosts = lab.hosts_file();
     parallel(&nodes, |&n| {
         let ns = lab.namespace(n);
         let mut ip = vec!["link set lo up".to_string()];
@@ -197,12 +197,19 @@ fn build(lab: &Lab) -> Result<(), TestbedError> {
         for r in lab.routes.iter().filter(|r| r.node == n) {
             ip.push(format!("route add {} via {}", r.to, r.via));
         }
-        batch("ip", &["-n", &ns], &ip)?;
-        batch("tc", &["-n", &ns], &tc)?;
-        if let Some(rules) = loss_ruleset(&lossy) {
-            system::exec_in(&ns, "nft", &["-f", "-"], &rules)?;
-        }
-        write_hosts(&ns, &lab.hosts_file())
+        in_namespace(&ns, || {
+            write_sysctls(&NO_IPV6)?;
+            if routers.contains(&n) {
+                write_sysctls(&[("/proc/sys/net/ipv4/ip_forward", "1")])?;
+            }
+            batch("ip", &[], &ip)?;
+            batch("tc", &[], &tc)?;
+            match loss_ruleset(&lossy) {
+                Some(rules) => run_tool("nft", &["-f", "-"], &[rules]),
+                None => Ok(()),
+            }
+        })?;
+        write_hosts(&ns, &hosts)
     })
 }
 
