@@ -188,6 +188,16 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_prints_and_quotes_still_gives_its_topology() {
+        let t = topology(&format!(
+            "{HEAD}set a [$ns node]\nputs \"{{not json\"\narray set x {{1 2}}\nparray x\n\
+             tb-set-node-startcmd $a \"echo \\\"hi\\\"\\ttab\"\n"
+        ))
+        .unwrap();
+        assert_eq!(t.nodes[0].settings["startcmd"], "echo \"hi\"\ttab");
+    }
+
+    #[test]
     fn a_missing_file_is_said_plainly() {
         let e = read(Path::new("/nonexistent/t.tcl")).unwrap_err();
         assert!(e.to_string().contains("no such file"), "{e}");

@@ -266,13 +266,14 @@ namespace eval ::tb {
     }
 }
 
-# Every tb-* command goes through ::tb::tb_command; any other unknown command is an error.
+# Every tb-* command goes through ::tb::tb_command; anything else to Tcl's own `unknown`
+# (auto-loading, then "invalid command name").
 rename unknown ::tb::_unknown
 proc unknown {args} {
     if {[string match tb-* [lindex $args 0]]} {
         return [uplevel 1 [list ::tb::tb_command {*}$args]]
     }
-    error "invalid command name \"[lindex $args 0]\""
+    return [uplevel 1 [list ::tb::_unknown {*}$args]]
 }
 
 ::tb::_set ::tb::userfile [file normalize [lindex $argv 0]]
