@@ -495,3 +495,38 @@ fn a_run_killed_mid_way_leaves_agents_that_down_removes_with_the_namespaces() {
     );
     assert_eq!(leftovers(&bed.name), Vec::<String>::new());
 }
+
+#[test]
+fn a_run_on_a_testbed_that_lacks_the_procedures_nodes_is_refused_by_name() {
+    let _serial = serial();
+    let bed = Bed::up(&shared("casestudy_clientserver.tcl"), "lack");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let records = dir.path().join("runs");
+    let out = magi(&[
+        "run",
+        &shared("casestudy_clientserver55.aal").to_string_lossy(),
+        "--no-color",
+        "--testbed",
+        &bed.name,
+        "--record-dir",
+        &records.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("clientnode-1, clientnode-2"),
+        "{}",
+        text(&out)
+    );
+    let out = magi(&[
+        "run",
+        &shared("casestudy_clientserver.aal").to_string_lossy(),
+        "--testbed",
+        "nosuchbed",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no testbed named `nosuchbed`"),
+        "{}",
+        text(&out)
+    );
+}
