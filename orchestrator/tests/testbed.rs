@@ -530,3 +530,73 @@ fn a_run_on_a_testbed_that_lacks_the_procedures_nodes_is_refused_by_name() {
         text(&out)
     );
 }
+
+#[test]
+fn what_the_receiving_counter_records_is_limited_to_the_links_rate() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = dir.path().join("slow.yaml");
+    std::fs::write(
+        &topology,
+        "nodes: [clientnode, servernode]\nlinks:\n  - {name: link, nodes: [clientnode, servernode], bandwidth: 1Mb}\n",
+    )
+    .expect("write");
+    let bed = Bed::up(&topology, "slow");
+    // The case study with a client asking for 2 Mb/s (250 kB a second) over a 1 Mb/s link,
+    // counted where the traffic arrives.
+    let original = std::fs::read_to_string(shared("casestudy_clientserver_monitor.aal"))
+        .expect("the case study");
+    let greedy = original
+        .replace("timeout: 60000", "timeout: 6000")
+        .replace("minmax(1000,10000)", "250000")
+        .replace("monitor_group: [servernode]", "monitor_group: [clientnode]");
+    assert!(greedy.contains("sizes: '250000'") && greedy.contains("[clientnode]\n"));
+    let aal = dir.path().join("greedy.aal");
+    std::fs::write(&aal, greedy).expect("write");
+    let records = dir.path().join("runs");
+    let out = magi(&[
+        "run",
+        &aal.to_string_lossy(),
+        "--no-color",
+        "--run",
+        "greedy",
+        "--testbed",
+        &bed.name,
+        "--record-dir",
+        &records.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let counted = magi(&[
+        "data",
+        "query",
+        &records.join("greedy").to_string_lossy(),
+        "--agent",
+        "monitor_agent",
+        "--json",
+        "--where",
+        "peerNode=servernode",
+        "--where",
+        "trafficDirection=in",
+    ]);
+    // (time of the reading, bytes since the previous reading), in time order.
+    let mut readings: Vec<(f64, f64)> = String::from_utf8_lossy(&counted.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| Some((r["created"].as_f64()?, r["data"]["bytes"].as_f64()?)))
+        .collect();
+    readings.sort_by(|a, b| a.0.total_cmp(&b.0));
+    eprintln!("readings over a 1 Mb/s link (time, bytes): {readings:?}");
+    // From the first reading that saw traffic to the last: the bytes of the readings after
+    // it over the time between (the intervals themselves wander with the machine's load).
+    let first = readings
+        .iter()
+        .position(|r| r.1 > 0.0)
+        .expect("traffic counted");
+    let window = &readings[first..];
+    assert!(window.len() >= 3, "{readings:?}");
+    let bytes: f64 = window[1..].iter().map(|r| r.1).sum();
+    let rate = bytes / (window[window.len() - 1].0 - window[0].0);
+    let link = 1e6 / 8.0;
+    assert!(rate <= link * 1.05, "{rate} B/s over a {link} B/s link");
+    assert!(rate >= link * 0.7, "the link was not saturated: {rate} B/s");
+}
