@@ -1,0 +1,115 @@
+//! A node decides who may use it: over RabbitMQ, with the identities the broker proves,
+//! a call from a broker user its policy does not name is refused (a RuntimeException that
+//! says so) and nothing runs; the allowed user's calls go through.
+
+use std::path::Path;
+use std::time::Duration;
+
+use magi_bus::amqp::{AmqpBus, BusOptions};
+use magi_bus::{Bus, Inbound, RunLink};
+use magi_node::{NodeConfig, Policy};
+use magi_proto::{Call, Trigger};
+use magi_testkit::{BrokerGuard, Throwaway};
+use serde_json::json;
+
+fn load_call(run: &str) -> Call {
+    let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
+    Call {
+        run: run.into(),
+        seq: 1,
+        dock: "daemon".into(),
+        method: "loadAgent".into(),
+        args: json!({"name": "a", "path": testagent, "execargs": {}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        trigger: None,
+        nodes: None,
+        sender: None,
+    }
+}
+
+async fn next_trigger(run: &mut RunLink) -> Trigger {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(Inbound::Trigger(t)) = run.inbound.recv().await {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("a trigger within 30 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing() {
+    let _hold = BrokerGuard::shared().await.expect("broker lock");
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let [alice, bob, n1] = ["alice", "bob", "n1"].map(|u| format!("{u}{id}"));
+    let world = Throwaway::new(&[&alice, &bob, &n1]).expect("vhost and users");
+    let connect = |user: &str| {
+        let url = world.url(user);
+        async move { AmqpBus::connect(&url, BusOptions::default()).await }
+    };
+    let node_bus = connect(&n1).await.unwrap();
+    let link = node_bus.attach_node(&n1).await.unwrap();
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig::new(&n1, state.path().to_path_buf());
+    config.policy = Policy {
+        allow: Some(vec![alice.clone()]),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(magi_node::run(link, config, async {
+        let _ = stopped.await;
+    }));
+
+    let bob_bus = connect(&bob).await.unwrap();
+    let bob_run = format!("{bob}.r");
+    let mut bobs = bob_bus.open_run(&bob_run).await.unwrap();
+    bobs.port
+        .publish_nodes(&[n1.clone()], load_call(&bob_run))
+        .await
+        .unwrap();
+    let refusal = next_trigger(&mut bobs).await;
+    assert_eq!(refusal.event, "RuntimeException", "{refusal:?}");
+    let error = refusal.args["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&bob) && error.contains("refuses"), "{error}");
+
+    let alice_bus = connect(&alice).await.unwrap();
+    let alice_run = format!("{alice}.r");
+    let mut alices = alice_bus.open_run(&alice_run).await.unwrap();
+    alices
+        .port
+        .publish_nodes(&[n1.clone()], load_call(&alice_run))
+        .await
+        .unwrap();
+    assert_eq!(next_trigger(&mut alices).await.event, "AgentLoadDone");
+
+    // The node announces only alice's agent: bob's load never ran.
+    let runs = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Inbound::Node(s)) = alices.inbound.recv().await {
+                if s.node == n1 && s.runs.iter().any(|r| !r.agents.is_empty()) {
+                    return s.runs;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat with the loaded agent");
+    let with_agents: Vec<&str> = runs
+        .iter()
+        .filter(|r| !r.agents.is_empty())
+        .map(|r| r.run.as_str())
+        .collect();
+    assert_eq!(with_agents, vec![alice_run.as_str()]);
+
+    let _ = stop.send(());
+    let _ = node.await;
+    for port in [bobs.port, alices.port] {
+        let _ = port.close().await;
+    }
+    for b in [node_bus, bob_bus, alice_bus] {
+        b.close().await;
+    }
+}
