@@ -7,13 +7,60 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn short_case_study(dir: &Path) -> PathBuf {
-    let original = std::fs::read_to_string(shared("casestudy_clientserver_monitor.aal"))
-        .expect("the case study");
+/// The shared procedure `file` with only its 60 s of traffic shortened to `ms`.
+fn shortened(dir: &Path, file: &str, ms: u32) -> PathBuf {
+    let original = std::fs::read_to_string(shared(file)).expect("the case study");
     assert!(original.contains("timeout: 60000"));
-    let aal = dir.join("casestudy_short.aal");
-    std::fs::write(&aal, original.replace("timeout: 60000", "timeout: 6000")).expect("write");
+    let aal = dir.join(file);
+    let short = original.replace("timeout: 60000", &format!("timeout: {ms}"));
+    std::fs::write(&aal, short).expect("write");
     aal
+}
+
+fn short_case_study(dir: &Path) -> PathBuf {
+    shortened(dir, "casestudy_clientserver_monitor.aal", 6000)
+}
+
+#[test]
+fn the_55_node_procedure_runs_unchanged_across_the_55_node_topology() {
+    let _serial = serial();
+    let bed = Bed::up(&shared("cs55_topology.tcl"), "run55");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let aal = shortened(dir.path(), "casestudy_clientserver55.aal", 7000);
+    let records = dir.path().join("runs");
+    let out = magi(&[
+        "run",
+        &aal.to_string_lossy(),
+        "--no-color",
+        "--run",
+        "cs55",
+        "--testbed",
+        &bed.name,
+        "--record-dir",
+        &records.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Every client's fetch crossed the router from one LAN to the other.
+    let fetched = magi(&[
+        "data",
+        "query",
+        &records.join("cs55").to_string_lossy(),
+        "--agent",
+        "client_agent",
+        "--json",
+    ]);
+    let fetches: Vec<serde_json::Value> = String::from_utf8_lossy(&fetched.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let clients: std::collections::BTreeSet<&str> =
+        fetches.iter().filter_map(|r| r["host"].as_str()).collect();
+    assert!(clients.len() >= 40, "{} clients fetched", clients.len());
+    assert!(
+        fetches.iter().all(|r| r["data"]["http_code"] == 200),
+        "{}",
+        String::from_utf8_lossy(&fetched.stdout)
+    );
 }
 
 #[test]
