@@ -27,6 +27,14 @@ const NO_IPV6: [(&str, &str); 2] = [
 /// DropTail queue hold a few giant packets instead of 50 real ones.
 const MTU_SIZED: &str = "gso_max_segs 1";
 
+/// Turns IPv6 off in the calling thread's namespace, if the kernel has IPv6 at all.
+fn no_ipv6() -> Result<(), TestbedError> {
+    if Path::new("/proc/sys/net/ipv6").exists() {
+        write_sysctls(&NO_IPV6)?;
+    }
+    Ok(())
+}
+
 /// How many `ip`/`tc` batches run at once.
 const WORKERS: usize = 4;
 
@@ -176,7 +184,7 @@ fn build(lab: &Lab) -> Result<(), TestbedError> {
             }
         }
         in_namespace(&hub, || {
-            write_sysctls(&NO_IPV6)?;
+            no_ipv6()?;
             batch("ip", &[], &ip)?;
             batch("tc", &[], &tc)
         })?;
@@ -203,7 +211,7 @@ fn build(lab: &Lab) -> Result<(), TestbedError> {
             ip.push(format!("route add {} via {}", r.to, r.via));
         }
         in_namespace(&ns, || {
-            write_sysctls(&NO_IPV6)?;
+            no_ipv6()?;
             if routers.contains(&n) {
                 write_sysctls(&[("/proc/sys/net/ipv4/ip_forward", "1")])?;
             }
