@@ -184,3 +184,48 @@ fn testbed_commands_say_plainly_that_they_need_root() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("needs root"), "{}", text(&out));
 }
+
+#[test]
+fn up_refuses_a_pool_on_the_hosts_networks_and_a_name_already_up() {
+    let _serial = serial();
+    let topology = shared("casestudy_clientserver.tcl");
+    let host = magi_testbed::system::host_networks()
+        .expect("host routes")
+        .into_iter()
+        .find(|n| n.prefix > 0 && n.prefix < 31)
+        .expect("the host routes to some network");
+    let name = format!("t{}-pool", std::process::id());
+    let out = magi(&[
+        "testbed",
+        "up",
+        &topology.to_string_lossy(),
+        "--name",
+        &name,
+        "--pool",
+        &host.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("overlaps the host's network"),
+        "{}",
+        text(&out)
+    );
+    assert!(leftovers(&name).is_empty());
+
+    let bed = Bed::up(&topology, "twice");
+    let again = magi(&[
+        "testbed",
+        "up",
+        &topology.to_string_lossy(),
+        "--name",
+        &bed.name,
+    ]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("already up"), "{}", text(&again));
+    let ping = bed.exec("clientnode", &["ping", "-c", "1", "-W", "2", "servernode"]);
+    assert!(
+        ping.status.success(),
+        "the first one is untouched: {}",
+        text(&ping)
+    );
+}
