@@ -39,10 +39,10 @@ Exit codes:
   130  interrupted (Ctrl-C twice within 2 s, or SIGTERM); agents were unloaded
 
 Without --broker the run uses the embedded bus: one in-process node agent per node named in
-`groups`, each with its own loopback address (127.0.1.x), or with --testbed NAME inside its
-namespace of a testbed made by `magi testbed up`, with its experiment address. Every run leaves a record directory
-(--record-dir) with the procedure, its hash, the archives' hashes, every event and trigger,
-the console lines and the data recorded.";
+`groups`, each with its own loopback address (127.0.1.x); with --testbed NAME, each node's
+agents run inside its namespace of a testbed made by `magi testbed up`, with its experiment
+address. Every run leaves a record directory (--record-dir) with the procedure, its hash,
+the archives' hashes, every event and trigger, the console lines and the data recorded.";
 
 /// Arguments of `magi run`.
 #[derive(Args, Debug)]
