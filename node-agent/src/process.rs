@@ -91,6 +91,8 @@ pub struct SpawnOptions {
     pub stderr_log: Option<PathBuf>,
     /// A directory put first on `PYTHONPATH` (where [`write_python_helper`] wrote the helper).
     pub python_path: Option<PathBuf>,
+    /// A command the agent is started through (`ip netns exec NS`); empty: started directly.
+    pub command_prefix: Vec<String>,
 }
 
 impl Default for SpawnOptions {
@@ -100,6 +102,7 @@ impl Default for SpawnOptions {
             ready_timeout: Duration::from_secs(30),
             stderr_log: None,
             python_path: None,
+            command_prefix: Vec::new(),
         }
     }
 }
@@ -355,7 +358,14 @@ impl AgentProcess {
             program: program.clone(),
             source,
         };
-        let mut command = tokio::process::Command::new(&program);
+        let mut command = match options.command_prefix.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut c = tokio::process::Command::new(wrapper);
+                c.args(wrapper_args).arg(&program);
+                c
+            }
+            None => tokio::process::Command::new(&program),
+        };
         command
             .args(manifest.args())
             .current_dir(dir)

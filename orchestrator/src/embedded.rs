@@ -29,6 +29,31 @@ pub fn host_map(nodes: &[String]) -> Object {
         .collect()
 }
 
+/// Where one node's agents run: the address they are given, and the command they are
+/// started through (`ip netns exec NS` on a testbed; empty on loopback).
+#[derive(Debug, Clone)]
+pub struct NodePlace {
+    /// The node's name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// The agents' command prefix.
+    pub command_prefix: Vec<String>,
+}
+
+/// Each node on its own loopback address, agents started directly.
+pub fn loopback_places(nodes: &[String]) -> Vec<NodePlace> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodePlace {
+            name: n.clone(),
+            address: node_address(i),
+            command_prefix: Vec::new(),
+        })
+        .collect()
+}
+
 /// In-process node agents, stopped together.
 pub struct EmbeddedNodes {
     stop: watch::Sender<bool>,
@@ -36,7 +61,7 @@ pub struct EmbeddedNodes {
 }
 
 impl EmbeddedNodes {
-    /// Attaches one node agent per node to the bus and starts them.
+    /// Attaches one node agent per node to the bus and starts them, on loopback.
     pub async fn start(
         bus: &MemoryBus,
         nodes: &[String],
@@ -44,13 +69,27 @@ impl EmbeddedNodes {
         log_dir: PathBuf,
         library: ModuleLibrary,
     ) -> Result<Self, magi_bus::BusError> {
-        let hosts = host_map(nodes);
+        let places = loopback_places(nodes);
+        Self::start_placed(bus, &places, host_map(nodes), state_dir, log_dir, library).await
+    }
+
+    /// Attaches one node agent per place to the bus and starts them; agents get `hosts`.
+    pub async fn start_placed(
+        bus: &MemoryBus,
+        places: &[NodePlace],
+        hosts: Object,
+        state_dir: PathBuf,
+        log_dir: PathBuf,
+        library: ModuleLibrary,
+    ) -> Result<Self, magi_bus::BusError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        for (i, name) in nodes.iter().enumerate() {
+        for place in places {
+            let name = &place.name;
             let link = bus.attach_node(name).await?;
             let mut config = NodeConfig::new(name, state_dir.clone());
-            config.address = node_address(i);
+            config.address = place.address.clone();
+            config.command_prefix = place.command_prefix.clone();
             config.hosts = hosts.clone();
             config.log_dir = Some(log_dir.clone());
             config.library = library.clone();

@@ -113,6 +113,7 @@ impl Node {
                 sanitize(&name)
             ))),
             python_path: self.python_path.clone(),
+            command_prefix: self.config.command_prefix.clone(),
         };
         let cache = self.cache.clone();
         let tx = self.internal.clone();

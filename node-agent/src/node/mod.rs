@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub ready_timeout: Duration,
     /// How long a stopping agent gets before its process group is killed.
     pub stop_grace: Duration,
+    /// A command agents are started through (`ip netns exec NS` on a testbed); empty: none.
+    pub command_prefix: Vec<String>,
     /// Who may use this node.
     pub policy: Policy,
 }
@@ -88,6 +90,7 @@ impl NodeConfig {
             dead_man: None,
             ready_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(3),
+            command_prefix: Vec::new(),
             policy: Policy::default(),
         }
     }

@@ -8,6 +8,7 @@ pub mod parse;
 pub mod run;
 pub mod status;
 pub mod tap;
+pub mod testbed;
 pub mod web;
 
 /// MAGI-rs: run AAL experiment procedures on testbed nodes.
@@ -34,6 +35,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Print everything on the bus (calls, triggers, records, node announcements), filtered.
     Tap(tap::TapArgs),
+    /// Build, remove or show a testbed of network namespaces from a .tcl or YAML topology.
+    Testbed(testbed::TestbedArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -54,6 +57,7 @@ pub fn main() -> i32 {
         Command::Web(args) => web::run(args),
         Command::Status(args) => status::run(args),
         Command::Tap(args) => tap::run(args),
+        Command::Testbed(args) => testbed::run(args),
     }
 }
 

@@ -15,6 +15,7 @@ use magi_proto::redact_url as redact;
 
 use crate::console::{Console, Mode};
 use crate::driver::{Driver, DriverConfig, Infra, Shipment};
+use crate::embedded::EmbeddedNodes;
 use crate::record::RunRecord;
 
 /// Exit code: the procedure ran and succeeded.
@@ -38,9 +39,10 @@ Exit codes:
   130  interrupted (Ctrl-C twice within 2 s, or SIGTERM); agents were unloaded
 
 Without --broker the run uses the embedded bus: one in-process node agent per node named in
-`groups`, each with its own loopback address (127.0.1.x). Every run leaves a record directory
-(--record-dir) with the procedure, its hash, the archives' hashes, every event and trigger,
-the console lines and the data recorded.";
+`groups`, each with its own loopback address (127.0.1.x); with --testbed NAME, each node's
+agents run inside its namespace of a testbed made by `magi testbed up`, with its experiment
+address. Every run leaves a record directory (--record-dir) with the procedure, its hash,
+the archives' hashes, every event and trigger, the console lines and the data recorded.";
 
 /// Arguments of `magi run`.
 #[derive(Args, Debug)]
@@ -96,6 +98,10 @@ pub struct RunArgs {
     /// Where embedded node agents keep their agent cache (default ~/.cache/magi).
     #[arg(long, env = "MAGI_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Run across a testbed made by `magi testbed up` (embedded bus): each node's agents
+    /// start in its namespace, with its experiment address.
+    #[arg(long, value_name = "NAME")]
+    pub testbed: Option<String>,
 }
 
 /// Runs `magi run`; returns the exit code.
@@ -172,6 +178,22 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INVALID;
         }
     };
+    let placed = match (&args.testbed, &broker) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            console.note(
+                "error: --testbed runs on the embedded bus; drop --broker (or MAGI_BROKER, -e/-p)",
+            );
+            return EXIT_INVALID;
+        }
+        (Some(name), None) => match super::testbed::places(name, &procedure.all_nodes()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                console.note(&format!("error: {e}"));
+                return EXIT_INVALID;
+            }
+        },
+    };
     let run = args
         .run
         .clone()
@@ -228,15 +250,18 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
                 Err(e) => return infra(console, &mut record, &e.to_string()),
             };
             let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-            let nodes = match crate::embedded::EmbeddedNodes::start(
-                &bus,
-                &procedure.all_nodes(),
-                state_dir,
-                record.dir().join("logs"),
-                library,
-            )
-            .await
-            {
+            let log_dir = record.dir().join("logs");
+            let nodes = match placed {
+                Some((places, hosts)) => {
+                    EmbeddedNodes::start_placed(&bus, &places, hosts, state_dir, log_dir, library)
+                        .await
+                }
+                None => {
+                    EmbeddedNodes::start(&bus, &procedure.all_nodes(), state_dir, log_dir, library)
+                        .await
+                }
+            };
+            let nodes = match nodes {
                 Ok(n) => n,
                 Err(e) => return infra(console, &mut record, &e.to_string()),
             };
