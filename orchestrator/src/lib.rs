@@ -5,6 +5,7 @@
 //! - [`embedded`]: the in-process node agents of the embedded default.
 //! - [`console`]: the original's console lines, colours, the live line, JSON records.
 //! - [`record`]: the run record directory.
+//! - [`recorded`]: run records read back (`runs`, `replay`, `diff`, `sweep`, `export`).
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
 pub mod cli;
 pub mod console;
@@ -12,3 +13,4 @@ pub mod driver;
 pub mod embedded;
 pub mod experiment;
 pub mod record;
+pub mod recorded;

@@ -3,8 +3,11 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod data;
+pub mod diff;
 pub mod graph;
+pub mod replay;
 pub mod run;
+pub mod runs;
 pub mod status;
 pub mod tap;
 pub mod web;
@@ -33,6 +36,12 @@ enum Command {
     Status(status::StatusArgs),
     /// Print everything on the bus (calls, triggers, records, node announcements), filtered.
     Tap(tap::TapArgs),
+    /// List run records (name, start, duration, outcome, procedure hash, parameters).
+    Runs(runs::RunsArgs),
+    /// Print a recorded run's console again, at its pace or faster.
+    Replay(replay::ReplayArgs),
+    /// Say what differs between two runs.
+    Diff(diff::DiffArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -46,6 +55,9 @@ pub fn main() -> i32 {
         Command::Web(args) => web::run(args),
         Command::Status(args) => status::run(args),
         Command::Tap(args) => tap::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }
 
