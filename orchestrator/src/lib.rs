@@ -6,6 +6,7 @@
 //! - [`console`]: the original's console lines, colours, the live line, JSON records.
 //! - [`record`]: the run record directory.
 //! - [`recorded`]: run records read back (`runs`, `replay`, `diff`, `sweep`, `export`).
+//! - [`simulate`]: a dry run of a procedure on virtual time with simulated nodes.
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
 pub mod cli;
 pub mod console;
@@ -14,3 +15,4 @@ pub mod embedded;
 pub mod experiment;
 pub mod record;
 pub mod recorded;
+pub mod simulate;

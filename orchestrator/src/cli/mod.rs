@@ -8,6 +8,7 @@ pub mod graph;
 pub mod replay;
 pub mod run;
 pub mod runs;
+pub mod simulate;
 pub mod status;
 pub mod tap;
 pub mod web;
@@ -42,6 +43,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Say what differs between two runs.
     Diff(diff::DiffArgs),
+    /// Dry-run a procedure on virtual time: predicted duration, timeline, dead waits.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -58,6 +61,7 @@ pub fn main() -> i32 {
         Command::Runs(args) => runs::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 
