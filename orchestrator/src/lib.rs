@@ -7,6 +7,7 @@
 //! - [`record`]: the run record directory.
 //! - [`recorded`]: run records read back (`runs`, `replay`, `diff`, `sweep`, `export`).
 //! - [`simulate`]: a dry run of a procedure on virtual time with simulated nodes.
+//! - [`study`]: sweeps of a procedure over parameter values, their table and plots.
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
 pub mod cli;
 pub mod console;
@@ -16,3 +17,4 @@ pub mod experiment;
 pub mod record;
 pub mod recorded;
 pub mod simulate;
+pub mod study;

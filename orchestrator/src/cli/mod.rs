@@ -10,6 +10,7 @@ pub mod run;
 pub mod runs;
 pub mod simulate;
 pub mod status;
+pub mod sweep;
 pub mod tap;
 pub mod web;
 
@@ -45,6 +46,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Dry-run a procedure on virtual time: predicted duration, timeline, dead waits.
     Simulate(simulate::SimulateArgs),
+    /// Run a procedure over a grid of parameter values × replicates, as a resumable study.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -62,6 +65,7 @@ pub fn main() -> i32 {
         Command::Replay(args) => replay::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Sweep(args) => sweep::run(args),
     }
 }
 

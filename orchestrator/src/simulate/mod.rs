@@ -150,11 +150,17 @@ struct Reply {
     args: Object,
 }
 
-/// splitmix64: small, seedable, good enough for failure draws.
-struct Draws(u64);
+/// splitmix64: small, seedable, good enough for failure draws and shuffles.
+pub(crate) struct Draws(u64);
 
 impl Draws {
-    fn next_unit(&mut self) -> f64 {
+    /// Draws from a seed.
+    pub(crate) fn new(seed: u64) -> Draws {
+        Draws(seed)
+    }
+
+    /// A number in [0, 1).
+    pub(crate) fn next_unit(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
