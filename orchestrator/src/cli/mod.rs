@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 pub mod check;
 pub mod data;
 pub mod diff;
+pub mod export;
 pub mod graph;
 pub mod replay;
 pub mod run;
@@ -48,6 +49,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run a procedure over a grid of parameter values × replicates, as a resumable study.
     Sweep(sweep::SweepArgs),
+    /// Pack a run or a study into one .tar.gz with an RO-Crate description.
+    Export(export::ExportArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -66,6 +69,7 @@ pub fn main() -> i32 {
         Command::Diff(args) => diff::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 
