@@ -45,7 +45,7 @@ fn sweep_args(study: &Path) -> Vec<String> {
         "--study".into(),
         study.to_string_lossy().into_owned(),
         "-D".into(),
-        "duration=2000".into(),
+        "duration=3000".into(),
         "--grid".into(),
         "interval=0.2,1".into(),
         "--replicates".into(),
@@ -128,7 +128,7 @@ fn a_sweep_interrupted_after_two_cells_resumes_to_six_records_and_bytes_per_s_fa
         let v: Vec<f64> = table
             .iter()
             .filter(|r| r["parameters"]["interval"].to_string().trim_matches('"') == interval)
-            .map(|r| r["in_bps"].as_f64().expect("in_bps"))
+            .map(|r| r["in_bps"].as_f64().unwrap_or_else(|| panic!("no in_bps in {r}")))
             .collect();
         assert_eq!(v.len(), 3, "three replicates of interval {interval}");
         v.iter().sum::<f64>() / 3.0
