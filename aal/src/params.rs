@@ -459,10 +459,7 @@ eventstreams:
     #[test]
     fn an_unknown_reference_is_an_error_where_it_is_written() {
         let c = check_with(
-            vec![source(
-                "p.aal",
-                &AAL.replace("{n: $(wait)}", "{n: $(wiat)}"),
-            )],
+            vec![source("p.aal", AAL.replace("{n: $(wait)}", "{n: $(wiat)}"))],
             &[],
         );
         let d = c.diagnostics.iter().find(|d| d.is_error()).unwrap();

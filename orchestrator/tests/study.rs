@@ -128,7 +128,11 @@ fn a_sweep_interrupted_after_two_cells_resumes_to_six_records_and_bytes_per_s_fa
         let v: Vec<f64> = table
             .iter()
             .filter(|r| r["parameters"]["interval"].to_string().trim_matches('"') == interval)
-            .map(|r| r["in_bps"].as_f64().unwrap_or_else(|| panic!("no in_bps in {r}")))
+            .map(|r| {
+                r["in_bps"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no in_bps in {r}"))
+            })
             .collect();
         assert_eq!(v.len(), 3, "three replicates of interval {interval}");
         v.iter().sum::<f64>() / 3.0
