@@ -381,3 +381,65 @@ fn run_cell(plan: &Plan, study: &Path, exe: &Path, cell: &Cell) -> Result<i32, S
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.cells.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_grid_is_every_combination_times_the_replicates_first_parameter_slowest() {
+        let grid = ["a=1,2".to_string(), "b=x,y".to_string()];
+        let plan = Plan::new(vec![], &["d=5".into()], &grid, 2, Order::Given).unwrap();
+        assert_eq!(plan.cells.len(), 8);
+        assert_eq!(
+            &names(&plan)[..3],
+            ["c001-a=1-b=x-r1", "c001-a=1-b=x-r2", "c002-a=1-b=y-r1"]
+        );
+        assert_eq!(plan.cells[7].defines, ["d=5", "a=2", "b=y"]);
+    }
+
+    #[test]
+    fn a_random_order_is_a_reproducible_permutation_of_the_same_cells() {
+        let grid = ["a=1,2,3,4,5".to_string()];
+        let given = Plan::new(vec![], &[], &grid, 2, Order::Given).unwrap();
+        let shuffled = |seed| Plan::new(vec![], &[], &grid, 2, Order::Random { seed }).unwrap();
+        let (one, again, other) = (shuffled(7), shuffled(7), shuffled(8));
+        assert_eq!(names(&one), names(&again));
+        assert_ne!(names(&one), names(&given));
+        assert_ne!(names(&one), names(&other));
+        let mut sorted = names(&one);
+        sorted.sort();
+        assert_eq!(sorted, names(&given));
+    }
+
+    #[test]
+    fn a_bad_grid_is_refused_with_how_to_write_it() {
+        for bad in ["a", "a=", "a=1,,2"] {
+            let e = Plan::new(vec![], &[], &[bad.to_string()], 1, Order::Given).unwrap_err();
+            assert!(e.contains("NAME=V1,V2"), "{e}");
+        }
+        let twice = ["a=1".to_string(), "a=2".to_string()];
+        assert!(Plan::new(vec![], &[], &twice, 1, Order::Given).is_err());
+        assert!(Plan::new(vec![], &[], &[], 0, Order::Given).is_err());
+    }
+
+    #[test]
+    fn an_interrupted_cell_is_not_done() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = Plan::new(vec![], &[], &["a=1,2".to_string()], 1, Order::Given).unwrap();
+        let write = |cell: &Cell, outcome: &str| {
+            let dir = tmp.path().join("runs").join(&cell.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let summary = serde_json::json!({"run": cell.name, "outcome": {"outcome": outcome}});
+            std::fs::write(dir.join("run.json"), summary.to_string()).unwrap();
+        };
+        write(&plan.cells[0], "failed");
+        write(&plan.cells[1], "interrupted");
+        assert!(done(tmp.path(), &plan.cells[0]).is_some());
+        assert!(done(tmp.path(), &plan.cells[1]).is_none());
+    }
+}
