@@ -45,23 +45,85 @@ pub struct Change {
     pub b: String,
 }
 
-/// A step whose time or text differs.
+/// A step whose time or text differs, or that only one run has.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepChange {
     /// The stream.
     pub stream: String,
-    /// 1-based index of the line within the stream.
+    /// 1-based index of the line within the stream (in A, or in B for a line only B has).
     pub index: usize,
     /// The line's tag.
     pub tag: String,
-    /// The line's text in A (and in B when it changed).
-    pub text_a: String,
-    /// The text in B.
-    pub text_b: String,
+    /// The line's text in A (`None`: only B has the step).
+    pub text_a: Option<String>,
+    /// The text in B (`None`: only A has the step).
+    pub text_b: Option<String>,
     /// Seconds the step took in A.
-    pub secs_a: f64,
+    pub secs_a: Option<f64>,
     /// Seconds in B.
-    pub secs_b: f64,
+    pub secs_b: Option<f64>,
+}
+
+/// Most lines `align` compares with a longest common subsequence (beyond: by position).
+const ALIGN_LIMIT: usize = 4_000_000;
+
+/// Pairs the lines of one stream in A and in B: equal lines (tag and text) by a longest
+/// common subsequence, then, between two equal lines, lines of the same tag in order (a
+/// step whose text changed, e.g. a timeout set by a parameter); the rest stand alone.
+fn align(
+    a: &[(&ConsoleLine, f64)],
+    b: &[(&ConsoleLine, f64)],
+) -> Vec<(Option<usize>, Option<usize>)> {
+    let key = |l: &ConsoleLine| (l.line.tag, l.line.text.clone());
+    let (n, m) = (a.len(), b.len());
+    let mut anchors = Vec::new();
+    if n.saturating_mul(m) <= ALIGN_LIMIT {
+        let mut dp = vec![vec![0u32; m + 1]; n + 1];
+        for i in (0..n).rev() {
+            for j in (0..m).rev() {
+                dp[i][j] = if key(a[i].0) == key(b[j].0) {
+                    dp[i + 1][j + 1] + 1
+                } else {
+                    dp[i + 1][j].max(dp[i][j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < n && j < m {
+            if key(a[i].0) == key(b[j].0) {
+                anchors.push((i, j));
+                i += 1;
+                j += 1;
+            } else if dp[i + 1][j] >= dp[i][j + 1] {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    for (ai, bj) in anchors.into_iter().chain([(n, m)]) {
+        // The gap a[i..ai] / b[j..bj]: same tags paired in order.
+        let mut next_b = j;
+        for x in i..ai {
+            let found = (next_b..bj).find(|&y| a[x].0.line.tag == b[y].0.line.tag);
+            match found {
+                Some(y) => {
+                    pairs.extend((next_b..y).map(|z| (None, Some(z))));
+                    pairs.push((Some(x), Some(y)));
+                    next_b = y + 1;
+                }
+                None => pairs.push((Some(x), None)),
+            }
+        }
+        pairs.extend((next_b..bj).map(|z| (None, Some(z))));
+        if ai < n && bj < m {
+            pairs.push((Some(ai), Some(bj)));
+        }
+        (i, j) = (ai + 1, bj + 1);
+    }
+    pairs
 }
 
 /// Everything that differs between two runs.
@@ -167,16 +229,26 @@ pub fn compare(a: &RecordedRun, b: &RecordedRun, threshold: f64) -> Result<RunDi
         if sa.len() != sb.len() {
             stream_lengths.push((stream.clone(), sa.len(), sb.len()));
         }
-        for (i, ((la, ta), (lb, tb))) in sa.iter().zip(sb).enumerate() {
-            if (tb - ta).abs() >= threshold || la.line.text != lb.line.text {
+        for (x, y) in align(sa, sb) {
+            let (la, lb) = (x.map(|x| sa[x]), y.map(|y| sb[y]));
+            let changed = match (la, lb) {
+                (Some((la, ta)), Some((lb, tb))) => {
+                    (tb - ta).abs() >= threshold || la.line.text != lb.line.text
+                }
+                _ => true,
+            };
+            let Some(line) = la.or(lb).map(|(l, _)| l) else {
+                continue;
+            };
+            if changed {
                 steps.push(StepChange {
                     stream: stream.clone(),
-                    index: i + 1,
-                    tag: la.line.tag.as_str().to_string(),
-                    text_a: la.line.text.clone(),
-                    text_b: lb.line.text.clone(),
-                    secs_a: *ta,
-                    secs_b: *tb,
+                    index: x.or(y).unwrap_or(0) + 1,
+                    tag: line.line.tag.as_str().to_string(),
+                    text_a: la.map(|(l, _)| l.line.text.clone()),
+                    text_b: lb.map(|(l, _)| l.line.text.clone()),
+                    secs_a: la.map(|(_, t)| t),
+                    secs_b: lb.map(|(_, t)| t),
                 });
             }
         }
@@ -240,20 +312,20 @@ pub fn render(d: &RunDiff) -> String {
         out.push("steps: same".into());
     }
     for s in &d.steps {
-        let text = if s.text_a == s.text_b {
-            s.text_a.clone()
-        } else {
-            format!("{} / {}", s.text_a, s.text_b)
-        };
-        out.push(format!(
-            "step {} #{} {}: {:.2} s / {:.2} s ({:+.2} s): {text}",
-            s.stream,
-            s.index,
-            s.tag,
-            s.secs_a,
-            s.secs_b,
-            s.secs_b - s.secs_a
-        ));
+        let head = format!("step {} #{} {}", s.stream, s.index, s.tag);
+        out.push(match (&s.text_a, &s.text_b, s.secs_a, s.secs_b) {
+            (Some(ta), Some(tb), Some(a), Some(b)) => {
+                let text = if ta == tb {
+                    ta.clone()
+                } else {
+                    format!("{ta} / {tb}")
+                };
+                format!("{head}: {a:.2} s / {b:.2} s ({:+.2} s): {text}", b - a)
+            }
+            (Some(ta), None, ..) => format!("{head}: only in A: {ta}"),
+            (_, Some(tb), ..) => format!("{head}: only in B: {tb}"),
+            _ => head,
+        });
     }
     for (stream, a, b) in &d.stream_lengths {
         out.push(format!("stream {stream}: {a} lines / {b} lines"));
@@ -362,9 +434,44 @@ mod tests {
         assert_eq!(names, ["wait"]);
         assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
         assert_eq!((d.steps[0].stream.as_str(), d.steps[0].index), ("main", 2));
-        assert!((d.steps[0].secs_b - d.steps[0].secs_a - 3.0).abs() < 1e-9);
+        let (a_secs, b_secs) = (d.steps[0].secs_a.unwrap(), d.steps[0].secs_b.unwrap());
+        assert!((b_secs - a_secs - 3.0).abs() < 1e-9);
         assert!(d.procedure.is_none() && d.outcome.is_none());
         let text = render(&d);
         assert!(text.contains("parameter wait: 1000 / 4000"), "{text}");
+    }
+
+    #[test]
+    fn a_step_inserted_in_one_run_is_named_alone_and_the_rest_still_pair_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = record(
+            tmp.path(),
+            "a",
+            json!({}),
+            &[
+                (1.0, "init", "sent", "joinGroup g1 --> __ALL__"),
+                (1.1, "init", "trig", "GroupBuildDone g1"),
+                (1.2, "init", "DONE", "complete."),
+            ],
+        );
+        let b = record(
+            tmp.path(),
+            "b",
+            json!({}),
+            &[
+                (1.0, "init", "sent", "joinGroup g1 --> __ALL__"),
+                (1.0, "init", "sent", "joinGroup g2 --> __ALL__"),
+                (1.1, "init", "trig", "GroupBuildDone g1"),
+                (1.2, "init", "DONE", "complete."),
+            ],
+        );
+        let d = compare(&a, &b, 0.5).unwrap();
+        assert_eq!(d.steps.len(), 1, "{:?}", d.steps);
+        assert_eq!(d.steps[0].text_a, None);
+        assert_eq!(
+            d.steps[0].text_b.as_deref(),
+            Some("joinGroup g2 --> __ALL__")
+        );
+        assert!(render(&d).contains("only in B: joinGroup g2"));
     }
 }
