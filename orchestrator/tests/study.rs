@@ -453,3 +453,41 @@ fn simulate_names_the_unreachable_waits_and_the_stream_that_never_runs() {
         "the client's stream completes\n{t}"
     );
 }
+
+#[test]
+fn a_failed_cell_is_recorded_and_the_study_goes_on_unless_fail_fast() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sweep = |study: &Path, extra: &[&str]| {
+        magi()
+            .arg("sweep")
+            .arg(study_procedure())
+            .arg("--study")
+            .arg(study)
+            .args(["-D", "duration=500", "--grid", "sizes=nonsense(,1000"])
+            .args(extra)
+            .output()
+            .expect("magi sweep")
+    };
+    let study = dir.path().join("goes-on");
+    let out = sweep(&study, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let table: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(study.join("cells.json")).expect("table"))
+            .expect("json");
+    let outcomes: Vec<&str> = table
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["failed", "success"]);
+
+    let study = dir.path().join("stops");
+    let out = sweep(&study, &["--fail-fast"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        finished_records(&study).len(),
+        1,
+        "--fail-fast stops after the failed cell"
+    );
+    let csv = std::fs::read_to_string(study.join("cells.csv")).expect("csv");
+    assert!(csv.contains(",not run,"), "{csv}");
+}
