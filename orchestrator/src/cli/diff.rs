@@ -106,8 +106,8 @@ fn align(
     for (ai, bj) in anchors.into_iter().chain([(n, m)]) {
         // The gap a[i..ai] / b[j..bj]: same tags paired in order.
         let mut next_b = j;
-        for x in i..ai {
-            let found = (next_b..bj).find(|&y| a[x].0.line.tag == b[y].0.line.tag);
+        for (x, (line, _)) in a.iter().enumerate().take(ai).skip(i) {
+            let found = (next_b..bj).find(|&y| line.line.tag == b[y].0.line.tag);
             match found {
                 Some(y) => {
                     pairs.extend((next_b..y).map(|z| (None, Some(z))));
