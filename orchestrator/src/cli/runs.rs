@@ -30,7 +30,7 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
-/// Runs `magi runs`; returns the exit code (0, or 2 for a bad filter).
+/// Runs `magi runs`; returns the exit code (0, or 2 for a bad filter or record directory).
 pub fn run(args: RunsArgs) -> i32 {
     let mut wanted = Vec::new();
     for p in &args.params {
@@ -47,6 +47,13 @@ pub fn run(args: RunsArgs) -> i32 {
             eprintln!("error: `--outcome {o}`: one of success, failed, interrupted, unfinished");
             return 2;
         }
+    }
+    if !args.record_dir.is_dir() {
+        eprintln!(
+            "error: {} is not a directory of run records (see --record-dir)",
+            args.record_dir.display()
+        );
+        return 2;
     }
     let (runs, errors) = recorded::list(&args.record_dir);
     for e in &errors {

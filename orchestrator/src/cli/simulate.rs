@@ -23,6 +23,13 @@ pub struct SimulateArgs {
     /// a method or `group.method` (repeatable; the most specific applies). Default 5.
     #[arg(long = "latency", value_name = "[SELECTOR=]MS")]
     pub latency: Vec<String>,
+    /// Take each method's reply latency from a recorded run (a run name under
+    /// --record-dir, or a record directory); --latency flags still win.
+    #[arg(long, value_name = "RUN")]
+    pub calibrate: Option<String>,
+    /// Where run records are (for --calibrate).
+    #[arg(long, default_value = "magi-runs", env = "MAGI_RECORD_DIR")]
+    pub record_dir: PathBuf,
     /// Failure rate from 0 to 1, `SELECTOR=RATE` (repeatable): a failing node answers with
     /// a RuntimeException.
     #[arg(long = "fail", value_name = "SELECTOR=RATE")]
@@ -61,6 +68,18 @@ pub fn config(args: &SimulateArgs, procedure: &magi_aal::Procedure) -> Result<Si
     };
     config.engine.group_timeout_ms = args.group_timeout;
     config.engine.abort_on_failure = !args.keep_going;
+    if let Some(run) = &args.calibrate {
+        let events = crate::recorded::RecordedRun::find(run, &args.record_dir)
+            .and_then(|r| r.events())
+            .map_err(|e| format!("--calibrate: {e}"))?;
+        for (method, ms) in crate::simulate::calibrate::latencies(&events) {
+            let selector = Selector {
+                group: None,
+                method: Some(method),
+            };
+            config.latencies.push((selector, ms));
+        }
+    }
     for l in &args.latency {
         let (sel, ms) = match l.split_once('=') {
             Some((s, ms)) => (Some(s), ms),

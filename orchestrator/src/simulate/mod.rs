@@ -11,6 +11,7 @@
 //! unless a `--reply` says otherwise) and `agent`; a failure is a `RuntimeException`.
 
 pub mod analysis;
+pub mod calibrate;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
