@@ -286,7 +286,9 @@ impl Sim<'_> {
         let arg = |k: &str| call.args.get(k).and_then(Value::as_str).unwrap_or_default();
         let (group, nodes) = match dest {
             Dest::Group(g) => (g.clone(), self.procedure.nodes_of(g)),
-            Dest::Nodes(n) => (arg("group").to_string(), n.clone()),
+            // Daemon calls name their group; an `__ALL__` agent's calls go to every node.
+            Dest::Nodes(n) if !arg("group").is_empty() => (arg("group").to_string(), n.clone()),
+            Dest::Nodes(n) => (magi_proto::ALL_GROUP.to_string(), n.clone()),
         };
         let nodes: Vec<String> = match &call.nodes {
             Some(only) => nodes.into_iter().filter(|n| only.contains(n)).collect(),

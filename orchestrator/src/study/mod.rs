@@ -278,6 +278,9 @@ pub fn run(plan: &Plan, study: &Path, exe: &Path, fail_fast: bool) -> Result<Swe
     let (mut measured, mut simulated) = (0.0, 0.0);
     let mut failed = 0;
     for (k, &i) in todo.iter().enumerate() {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(SweepEnd::Interrupted);
+        }
         let cell = &plan.cells[i];
         let started = Instant::now();
         let code = run_cell(plan, study, exe, cell)?;
