@@ -86,7 +86,7 @@ fn plan_of(args: &SweepArgs) -> Result<Plan, (i32, String)> {
         match &existing {
             Some(old) if !old.same_cells(&fresh) => {
                 return Err(invalid(format!(
-                    "{} holds another study (other files, grid or replicates); use another --study",
+                    "{} holds another study (other files, grid, replicates or -D values); use another --study",
                     args.study.display()
                 )))
             }

@@ -180,9 +180,19 @@ impl Plan {
             .map_err(|e| format!("cannot write {}/study.json: {e}", study.display()))
     }
 
-    /// Whether another plan runs the same cells (figures and plots may differ).
+    /// Whether another plan runs the same cells with the same values (the order, figures
+    /// and plots may differ).
     pub fn same_cells(&self, other: &Plan) -> bool {
-        self.files == other.files && self.grid == other.grid && self.replicates == other.replicates
+        let cells = |p: &Plan| {
+            let mut c: Vec<(String, Vec<String>)> = p
+                .cells
+                .iter()
+                .map(|c| (c.name.clone(), c.defines.clone()))
+                .collect();
+            c.sort();
+            c
+        };
+        self.files == other.files && self.grid == other.grid && cells(self) == cells(other)
     }
 
     /// The names of the swept parameters.
@@ -275,6 +285,7 @@ pub fn run(plan: &Plan, study: &Path, exe: &Path, fail_fast: bool) -> Result<Swe
         todo.len(),
         seconds(predicted)
     );
+    warn_if_changed(plan, study);
     let (mut measured, mut simulated) = (0.0, 0.0);
     let mut failed = 0;
     for (k, &i) in todo.iter().enumerate() {
@@ -333,6 +344,28 @@ pub fn run(plan: &Plan, study: &Path, exe: &Path, fail_fast: bool) -> Result<Swe
     } else {
         SweepEnd::AllSucceeded
     })
+}
+
+/// Warns when the procedure's text is not the one the cells already done ran.
+fn warn_if_changed(plan: &Plan, study: &Path) {
+    let Ok(files) = magi_aal::read_sources(&plan.files) else {
+        return;
+    };
+    let text: String = files.iter().map(|f| f.text.as_str()).collect();
+    let now = crate::record::sha256_hex(text.as_bytes());
+    let changed: Vec<String> = plan
+        .cells
+        .iter()
+        .filter_map(|c| done(study, c))
+        .filter(|r| r.procedure_hash() != now)
+        .map(|r| r.name().to_string())
+        .collect();
+    if let Some(first) = changed.first() {
+        eprintln!(
+            "magi sweep: warning: the procedure changed since {} cell(s) ran (e.g. {first}); `magi diff` shows how",
+            changed.len()
+        );
+    }
 }
 
 /// Runs one cell as `magi run ... -D ... --run <cell> --record-dir <study>/runs`, its
@@ -428,6 +461,17 @@ mod tests {
         let twice = ["a=1".to_string(), "a=2".to_string()];
         assert!(Plan::new(vec![], &[], &twice, 1, Order::Given).is_err());
         assert!(Plan::new(vec![], &[], &[], 0, Order::Given).is_err());
+    }
+
+    #[test]
+    fn a_plan_with_other_fixed_values_is_another_study() {
+        let grid = ["a=1,2".to_string()];
+        let one = Plan::new(vec![], &["d=1".into()], &grid, 1, Order::Given).unwrap();
+        let two = Plan::new(vec![], &["d=2".into()], &grid, 1, Order::Given).unwrap();
+        let shuffled =
+            Plan::new(vec![], &["d=1".into()], &grid, 1, Order::Random { seed: 3 }).unwrap();
+        assert!(!one.same_cells(&two));
+        assert!(one.same_cells(&shuffled));
     }
 
     #[test]
