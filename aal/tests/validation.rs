@@ -629,3 +629,19 @@ fn diagnostics_are_sorted_by_place() {
     assert_eq!(lines, sorted);
     assert_eq!(c.errors(), 2);
 }
+
+#[test]
+fn an_empty_args_list_means_no_arguments_with_a_warning() {
+    let text = aal("").replace("method: start, args: {}", "method: start, args: []");
+    let c = checked(&text);
+    let d = find(&c, "`args: []` is read as no arguments");
+    assert!(!d.is_error());
+    assert_eq!(d.span.line, 10);
+    let p = c.procedure.expect("valid with a warning");
+    let Entry::Event(e) = &p.streams[0].entries[0] else {
+        panic!("an event")
+    };
+    assert!(e.args.is_empty());
+    let text = aal("").replace("method: start, args: {}", "method: start, args: [1]");
+    assert!(find(&checked(&text), "`args` must be a mapping").is_error());
+}

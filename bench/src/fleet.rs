@@ -18,8 +18,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
-use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_node::NodeConfig;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use magi_bus_amqp::testkit::{vhost_of, BrokerGuard, TestBroker};
+use magi_testkit::{vhost_of, BrokerGuard, TestBroker};
 
 use crate::fleet::FleetArgs;
 use crate::report::{ms, percentile, Figure};
@@ -39,7 +39,7 @@ struct Cli {
     #[arg(long, default_value = "bench-results.json")]
     out: PathBuf,
     /// RabbitMQ URL.
-    #[arg(long, env = "MAGI_BENCH_AMQP_URL", default_value = magi_bus_amqp::testkit::DEFAULT_URL)]
+    #[arg(long, env = "MAGI_BENCH_AMQP_URL", default_value = magi_testkit::DEFAULT_URL)]
     url: String,
     /// Node counts (default 1,10,100,1000; --quick: 1).
     #[arg(long, value_delimiter = ',')]
@@ -196,7 +196,7 @@ async fn bench(cli: Cli) -> Result<bool> {
     // The shipped archive travels as base64 in a JSON call: room for it and its envelope.
     let shipped = module.packed.bytes.len().div_ceil(3) * 4;
     let max_message =
-        (module.packed.bytes.len() * 4 / 3 + (64 << 10)).max(magi_bus_amqp::DEFAULT_MAX_MESSAGE);
+        (module.packed.bytes.len() * 4 / 3 + (64 << 10)).max(magi_bus::amqp::DEFAULT_MAX_MESSAGE);
     eprintln!(
         "magi-bench: broker {}, prefix {}, sizes {sizes:?}, {rounds} rounds (+{warmup} warm-up), agent archive {} KiB",
         redact(&cli.url),

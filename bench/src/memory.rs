@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use magi_bus::amqp::AmqpBus;
 use magi_bus::{Bus, Inbound, RunLink};
-use magi_bus_amqp::AmqpBus;
 use magi_proto::{method, Call, Object, DAEMON_DOCK};
 use serde_json::json;
 
@@ -79,7 +79,7 @@ pub async fn measure(subject: &Subject, url: &str, prefix: &str, module_dir: &Pa
     let name = subject.node.as_str();
     let opts = bus_options(
         prefix,
-        magi_bus_amqp::DEFAULT_MAX_MESSAGE,
+        magi_bus::amqp::DEFAULT_MAX_MESSAGE,
         format!("{prefix}memory"),
     );
     let bus = AmqpBus::connect(url, opts).await?;
@@ -109,6 +109,7 @@ pub async fn measure(subject: &Subject, url: &str, prefix: &str, module_dir: &Pa
             args: args.as_object().cloned().unwrap_or_else(Object::new),
             trigger: trigger.map(str::to_string),
             nodes: None,
+            sender: None,
         };
         let load = json!({"name": "pinger", "dock": "pinger", "execargs": {}, "path": module_dir});
         link.port.publish_nodes(&nodes, call(1, DAEMON_DOCK, method::LOAD_AGENT, load, None)).await?;

@@ -2,7 +2,7 @@
 //!
 //! The [`Bus`] trait is everything the rest of MAGI-rs knows about transport. Two
 //! implementations exist: [`memory::MemoryBus`] (in-process, the embedded default and the
-//! fast tests) and `magi-bus-amqp` (RabbitMQ). The same node-agent and orchestrator code
+//! fast tests) and [`amqp::AmqpBus`] (RabbitMQ). The same node-agent and orchestrator code
 //! runs on both.
 //!
 //! The model follows the original's addressing:
@@ -17,6 +17,7 @@
 //! Links are plain channels plus a shared "port" for sending, so that many tasks can send
 //! while one task receives.
 
+pub mod amqp;
 pub mod memory;
 
 use std::sync::Arc;
@@ -58,6 +59,22 @@ pub enum Inbound {
     Record(Record),
     /// A node agent's announcement or heartbeat (any node; filter by name).
     Node(NodeStatus),
+    /// A trigger, record or status whose authenticated sender is not the node it speaks
+    /// for: dropped by the bus, never counted, reported here so that the run can say so.
+    Forged(Forgery),
+}
+
+/// What a forged message claimed, and who really sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forgery {
+    /// `trigger`, `record` or `node`.
+    pub kind: &'static str,
+    /// The broker user that sent it (validated by the broker).
+    pub sender: String,
+    /// The node(s) it claimed to speak for.
+    pub claimed: Vec<String>,
+    /// The trigger's event, or the record's agent; empty for a status.
+    pub what: String,
 }
 
 /// One message seen by a tap.
@@ -88,6 +105,10 @@ pub trait NodePort: Send + Sync {
     async fn send_record(&self, record: Record) -> Result<(), BusError>;
     /// Announce this node (start, heartbeat, shutdown).
     async fn announce(&self, status: NodeStatus) -> Result<(), BusError>;
+    /// Whether the node is connected now: silence heard during an outage is nobody's fault.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// An attached node agent: its inbox and its port.
@@ -107,6 +128,11 @@ pub trait RunPort: Send + Sync {
     async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError>;
     /// Forget the run's bus resources (its groups, its inbox).
     async fn close(&self) -> Result<(), BusError>;
+    /// Whether the orchestrator is connected now: silence heard during an outage is
+    /// nobody's fault.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// An orchestrator's link for one run.

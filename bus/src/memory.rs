@@ -254,6 +254,7 @@ mod tests {
             args: Object::new(),
             trigger: None,
             nodes: None,
+            sender: None,
         }
     }
 

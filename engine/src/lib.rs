@@ -146,6 +146,8 @@ pub struct Engine {
     lost: BTreeSet<String>,
     /// Trigger name → (agent, method) of the last event sent with it, to name a failure.
     emitters: HashMap<String, (String, String)>,
+    /// Trigger name → `seq` of the latest call sent with it: the only call whose replies count.
+    answering: HashMap<String, u64>,
     finished_reported: bool,
     /// Set when a pump stopped at its step budget (a zero-timeout loop): more is due now.
     more_work: bool,
@@ -178,6 +180,7 @@ impl Engine {
             stop_requested: false,
             lost: BTreeSet::new(),
             emitters: HashMap::new(),
+            answering: HashMap::new(),
             finished_reported: false,
             more_work: false,
             now: 0,
@@ -206,7 +209,8 @@ impl Engine {
         out
     }
 
-    /// A trigger arrived.
+    /// A trigger arrived that answers no call: an agent's own, a node agent's setup and
+    /// teardown reports, an external tool's.
     pub fn on_trigger(
         &mut self,
         now: u64,
@@ -214,14 +218,47 @@ impl Engine {
         nodes: &[String],
         args: &Object,
     ) -> Vec<Output> {
+        self.receive(now, event, nodes, args, true)
+    }
+
+    /// A method's reply to call `call` (its `seq`) arrived. It counts for waits only while
+    /// `call` is the latest call sent with this trigger: a late reply to an earlier
+    /// iteration of a loop must not satisfy the next iteration's wait. A failure it reports
+    /// still stops the run.
+    pub fn on_reply(
+        &mut self,
+        now: u64,
+        call: u64,
+        event: &str,
+        nodes: &[String],
+        args: &Object,
+    ) -> Vec<Output> {
+        let current = self
+            .answering
+            .get(event)
+            .is_none_or(|&latest| latest == call);
+        self.receive(now, event, nodes, args, current)
+    }
+
+    fn receive(
+        &mut self,
+        now: u64,
+        event: &str,
+        nodes: &[String],
+        args: &Object,
+        counts: bool,
+    ) -> Vec<Output> {
         let mut out = Vec::new();
+        let args = implicit_ret_val(args);
         if matches!(self.phase, Phase::Setup | Phase::User) && self.options.abort_on_failure {
-            if let Some(message) = self.failure_of(event, nodes, args) {
+            if let Some(message) = self.failure_of(event, nodes, &args) {
                 self.fail(now, FailureKind::Agent, message, &mut out);
             }
         }
-        let replace = self.phase == Phase::User && !is_lifecycle(event);
-        self.cache.insert(event, nodes, args, replace);
+        if counts {
+            let replace = self.phase == Phase::User && !is_lifecycle(event);
+            self.cache.insert(event, nodes, &args, replace);
+        }
         self.pump(now, &mut out);
         out
     }
@@ -668,6 +705,7 @@ impl Engine {
                 .map(|a| a.name.clone())
                 .unwrap_or_else(|| s.dock.clone());
             self.emitters.insert(t.clone(), (agent, s.method.clone()));
+            self.answering.insert(t.clone(), self.seq);
         }
         let fires = s
             .trigger
@@ -693,6 +731,7 @@ impl Engine {
             args: s.args.clone(),
             trigger: s.trigger.clone(),
             nodes: s.only_nodes.clone(),
+            sender: None,
         };
         out.push(Output::Send {
             stream: stream.to_string(),
@@ -776,6 +815,19 @@ fn is_lifecycle(event: &str) -> bool {
             | magi_proto::AGENT_LOAD_DONE
             | magi_proto::AGENT_UNLOAD_DONE
     )
+}
+
+/// The original's rule for an incoming trigger (magi-spec §2.5): when no argument
+/// remains, the arguments are `{retVal: true}`. The `agent` key our node agents add to an
+/// agent's own trigger does not count, so `trigger(event)` with no arguments satisfies a
+/// plain `{event: X}` wait, as it did in the original.
+fn implicit_ret_val(args: &Object) -> Cow<'_, Object> {
+    if args.keys().any(|k| k != "agent") {
+        return Cow::Borrowed(args);
+    }
+    let mut with = args.clone();
+    with.insert("retVal".into(), Value::Bool(true));
+    Cow::Owned(with)
 }
 
 /// Whether a wait's arguments are just the implicit `{retVal: true}`.

@@ -7,7 +7,8 @@
 //! mirrors it: unload all agents, then leave all groups.
 
 use magi_aal::{Agent, EventTrigger, Procedure, Target, TimeoutTrigger, Trigger};
-use magi_proto::{method, Object, DAEMON_DOCK};
+use magi_proto::daemon::{AgentName, GroupArgs, LoadAgent};
+use magi_proto::{DaemonCall, Object, DAEMON_DOCK};
 use serde_json::{json, Value};
 
 /// Name of the setup stream, as the original's console showed it.
@@ -125,16 +126,16 @@ fn done_wait(
 fn daemon_call(
     dest: Dest,
     dest_label: &str,
-    method: &str,
+    call: DaemonCall,
     name: &str,
-    args: Object,
     only: Option<Vec<String>>,
 ) -> Step {
+    let (method, args) = call.to_wire();
     Step::Send(Box::new(SendStep {
         dest,
         dest_label: dest_label.to_string(),
         dock: DAEMON_DOCK.to_string(),
-        method: method.to_string(),
+        method,
         args,
         trigger: None,
         only_nodes: only,
@@ -142,47 +143,52 @@ fn daemon_call(
     }))
 }
 
-/// The arguments of `loadAgent`/`unloadAgent` for an agent.
-fn agent_args(agent: &Agent) -> Object {
-    let mut args = obj(json!({
-        "name": agent.name,
-        "group": agent.group,
-        "dock": agent.dock,
-        "execargs": agent.execargs,
-    }));
-    match &agent.source {
-        Some(magi_aal::AgentSource::Path(p)) => {
-            args.insert("path".into(), json!(p));
-        }
-        Some(magi_aal::AgentSource::Tardata(t)) => {
-            args.insert("tardata".into(), json!(t));
-        }
-        None => {}
-    }
-    if let Some(code) = &agent.code {
-        args.insert("code".into(), json!(code));
-    }
-    args
+/// `loadAgent` for an agent.
+fn load_agent(agent: &Agent) -> DaemonCall {
+    let (path, tardata) = match &agent.source {
+        Some(magi_aal::AgentSource::Path(p)) => (Some(p.clone()), None),
+        Some(magi_aal::AgentSource::Tardata(t)) => (None, Some(t.clone())),
+        None => (None, None),
+    };
+    DaemonCall::LoadAgent(LoadAgent {
+        name: agent.name.clone(),
+        group: agent.group.clone(),
+        dock: Some(agent.dock.clone()),
+        execargs: agent.execargs.clone(),
+        path,
+        tardata,
+        code: agent.code.clone(),
+        ..Default::default()
+    })
+}
+
+/// `unloadAgent` for an agent.
+fn unload_agent(agent: &Agent) -> DaemonCall {
+    DaemonCall::UnloadAgent(AgentName {
+        name: agent.name.clone(),
+    })
 }
 
 /// Every group's call (`joinGroup`/`leaveGroup`, to its members), then a wait for each
 /// group's `done` trigger from every member.
 fn group_phase(
     procedure: &Procedure,
-    method: &str,
+    make: fn(GroupArgs) -> DaemonCall,
     done: &str,
     timeout_ms: u64,
     on_timeout: Option<Target>,
 ) -> Vec<Step> {
     let calls = procedure.groups.iter().map(|g| {
-        let args = obj(json!({"group": g.name, "nodes": g.nodes}));
+        let call = make(GroupArgs {
+            group: g.name.clone(),
+            nodes: g.nodes.clone(),
+        });
         let only = Some(g.nodes.clone());
         daemon_call(
             Dest::Nodes(g.nodes.clone()),
             magi_proto::ALL_GROUP,
-            method,
+            call,
             &g.name,
-            args,
             only,
         )
     });
@@ -203,7 +209,7 @@ fn group_phase(
 /// each agent's `done` trigger from every node of its group (the agent's `loadTimeout`).
 fn agent_phase(
     procedure: &Procedure,
-    method: &str,
+    make: fn(&Agent) -> DaemonCall,
     done: &str,
     on_timeout: Option<Target>,
 ) -> Vec<Step> {
@@ -211,9 +217,8 @@ fn agent_phase(
         daemon_call(
             Dest::Group(a.group.clone()),
             &a.group,
-            method,
+            make(a),
             &a.name,
-            agent_args(a),
             None,
         )
     });
@@ -235,14 +240,14 @@ fn agent_phase(
 pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
     let mut steps = group_phase(
         procedure,
-        method::JOIN_GROUP,
+        DaemonCall::JoinGroup,
         magi_proto::GROUP_BUILD_DONE,
         group_timeout_ms,
         Some(Target::Exit),
     );
     steps.extend(agent_phase(
         procedure,
-        method::LOAD_AGENT,
+        load_agent,
         magi_proto::AGENT_LOAD_DONE,
         Some(Target::Exit),
     ));
@@ -252,15 +257,10 @@ pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
 /// The teardown stream: unload all agents, then leave all groups. A timeout only moves
 /// on (a lost node must not keep the others' agents running).
 pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
-    let mut steps = agent_phase(
-        procedure,
-        method::UNLOAD_AGENT,
-        magi_proto::AGENT_UNLOAD_DONE,
-        None,
-    );
+    let mut steps = agent_phase(procedure, unload_agent, magi_proto::AGENT_UNLOAD_DONE, None);
     steps.extend(group_phase(
         procedure,
-        method::LEAVE_GROUP,
+        DaemonCall::LeaveGroup,
         magi_proto::GROUP_TEARDOWN_DONE,
         group_timeout_ms,
         None,

@@ -105,19 +105,7 @@ struct Harness {
 
 impl Harness {
     fn new(p: Procedure, options: Options) -> Self {
-        let procedure = Arc::new(p);
-        let mut h = Harness {
-            engine: Engine::new(procedure.clone(), options, "run1"),
-            now: 0,
-            lines: vec![],
-            sent: vec![],
-            outcome: None,
-            silent: vec![],
-            procedure,
-        };
-        let out = h.engine.start(0);
-        h.absorb(out);
-        h
+        Self::with_silent(p, options, &[])
     }
 
     fn with_silent(p: Procedure, options: Options, silent: &[&str]) -> Self {
@@ -176,6 +164,23 @@ impl Harness {
             let out = self.engine.on_trigger(self.now, &event, &[node], &args);
             self.absorb(out);
         }
+    }
+
+    /// A node's reply to the call `seq`.
+    fn reply(&mut self, seq: u64, event: &str, node: &str, args: Value) {
+        let out = self
+            .engine
+            .on_reply(self.now, seq, event, &[node.to_string()], &obj(args));
+        self.absorb(out);
+    }
+
+    /// The `seq` of every call of this method sent so far.
+    fn seqs(&self, method: &str) -> Vec<u64> {
+        self.sent
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, c)| c.seq)
+            .collect()
     }
 
     fn trigger(&mut self, event: &str, node: &str, args: Value) {
@@ -824,4 +829,101 @@ fn a_zero_timeout_self_loop_yields_instead_of_hanging() {
     let out = h.engine.interrupt(1);
     h.absorb(out);
     assert_eq!(h.outcome, Some(Outcome::Interrupted));
+}
+
+#[test]
+fn a_late_reply_to_an_earlier_iteration_of_a_loop_does_not_count_for_the_next() {
+    let streams = vec![(
+        "loop",
+        vec![
+            ev("client", "work", Some("done")),
+            wait(vec![
+                on("done", &["c1"], 1, json!({"retVal": true}), None),
+                after(1000, to("loop")),
+            ]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["loop"]),
+        Options::default(),
+    );
+    h.advance_to(1000); // no reply in time: the stream starts over and calls `work` again
+    let seqs = h.seqs("work");
+    assert_eq!(seqs.len(), 2, "{:?}", h.user_methods());
+    h.now = 1100;
+    h.reply(seqs[0], "done", "c1", json!({"retVal": true})); // the first call's, late
+    assert!(
+        !h.user_methods().contains(&"after"),
+        "a stale reply counted"
+    );
+    h.reply(seqs[1], "done", "c1", json!({"retVal": true}));
+    assert!(h.user_methods().contains(&"after"));
+}
+
+#[test]
+fn a_late_reply_that_reports_a_failure_still_stops_the_run() {
+    let streams = vec![(
+        "loop",
+        vec![
+            ev("client", "work", Some("done")),
+            wait(vec![
+                on("done", &["c1"], 1, json!({"retVal": true}), None),
+                after(1000, to("loop")),
+            ]),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["loop"]),
+        Options::default(),
+    );
+    h.advance_to(1000);
+    let first = h.seqs("work")[0];
+    h.reply(first, "done", "c1", json!({"retVal": false}));
+    assert!(
+        matches!(
+            &h.outcome,
+            Some(Outcome::Failed {
+                kind: FailureKind::Agent,
+                ..
+            })
+        ),
+        "{:?}",
+        h.outcome
+    );
+}
+
+#[test]
+fn an_agents_own_trigger_without_arguments_satisfies_a_plain_wait() {
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on("ready", &[], 1, json!({"retVal": true}), None)]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    // What a node agent sends for an agent's `trigger("ready")`: only the agent's name.
+    h.trigger("ready", "c1", json!({"agent": "client"}));
+    assert!(h.user_methods().contains(&"after"));
+}
+
+#[test]
+fn a_trigger_with_arguments_gets_no_implicit_ret_val() {
+    let streams = vec![(
+        "a",
+        vec![
+            wait(vec![on("sensed", &[], 1, json!({"retVal": true}), None)]),
+            ev("client", "after", None),
+        ],
+    )];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    h.trigger("sensed", "c1", json!({"agent": "client", "result": -1}));
+    assert!(!h.user_methods().contains(&"after"));
 }

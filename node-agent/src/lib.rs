@@ -19,4 +19,4 @@ pub mod node;
 pub mod pack;
 pub mod process;
 
-pub use node::{run, NodeConfig};
+pub use node::{run, NodeConfig, Policy};

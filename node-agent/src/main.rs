@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
-use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
 use magi_proto::Object;
@@ -101,7 +101,11 @@ struct Args {
     /// Broker connections shared by the hosted node agents (default 1).
     #[arg(long)]
     connections: Option<usize>,
-    /// Log filter (tracing's EnvFilter syntax; RUST_LOG overrides; default `info,lapin=warn`).
+    /// Broker users (orchestrators) allowed to use this node: join its groups, load and
+    /// call agents (repeatable or comma-separated; default: anyone who can reach it).
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Log filter (tracing's EnvFilter syntax; RUST_LOG overrides; default `info`).
     #[arg(long)]
     log: Option<String>,
     /// Prefix of every broker object (tests use a unique one).
@@ -123,6 +127,7 @@ struct Settings {
     dead_man: Option<Duration>,
     connections: usize,
     prefix: String,
+    policy: magi_node::Policy,
 }
 
 fn main() -> ExitCode {
@@ -159,10 +164,13 @@ fn init_logging(filter: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .ok()
         .or_else(|| filter.and_then(|f| EnvFilter::try_new(f).ok()))
-        .unwrap_or_else(|| EnvFilter::new("info,lapin=warn"));
+        .unwrap_or_else(|| EnvFilter::new(format!("info,{}", magi_bus::amqp::LAPIN_LOG_FILTER)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(magi_proto::color_allowed(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            false,
+        ))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -178,6 +186,7 @@ fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), String> {
     let mut names = Vec::new();
     let mut hosts = Vec::new();
     let mut modules = Vec::new();
+    let mut allow = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let at = || format!("{file}:{}", i + 1);
         let line = raw.trim();
@@ -221,12 +230,19 @@ fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), String> {
             "dead-man-secs" => set(&mut args.dead_man_secs, number("dead-man-secs")?),
             "connections" => set(&mut args.connections, number("connections")? as usize),
             "log" => set(&mut args.log, value.to_string()),
+            "allow" => allow.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
             "bus-prefix" => set(&mut args.bus_prefix, value.to_string()),
             other => {
                 return Err(format!(
                     "{}: unknown key {other:?} (keys are the long option names: name, broker, \
                      address, hosts, host, state-dir, log-dir, modules, heartbeat-ms, \
-                     dead-man-secs, names, nodes, name-prefix, connections, log)",
+                     dead-man-secs, names, nodes, name-prefix, connections, log, allow)",
                     at()
                 ))
             }
@@ -241,6 +257,9 @@ fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), String> {
     }
     if args.modules.is_empty() {
         args.modules = modules;
+    }
+    if args.allow.is_empty() {
+        args.allow = allow;
     }
     Ok(())
 }
@@ -325,6 +344,9 @@ fn settle(args: Args) -> Result<Settings, String> {
         prefix: args
             .bus_prefix
             .unwrap_or_else(|| BusOptions::default().prefix),
+        policy: magi_node::Policy {
+            allow: (!args.allow.is_empty()).then_some(args.allow),
+        },
     })
 }
 
@@ -491,6 +513,7 @@ async fn serve(s: Settings) -> u8 {
         config.library = library.clone();
         config.heartbeat = s.heartbeat;
         config.dead_man = s.dead_man;
+        config.policy = s.policy.clone();
         if s.names.len() <= 10 {
             tracing::info!(node = %name, address = %config.address, hosts = config.hosts.len(), "node agent attached to {redacted} (prefix {})", s.prefix);
         }
@@ -511,6 +534,9 @@ async fn serve(s: Settings) -> u8 {
             s.names[0],
             s.names[s.names.len() - 1]
         );
+    }
+    if s.policy.allow.is_none() {
+        tracing::warn!("no --allow: any user of this broker who can reach this node may run code on it (see docs/security.md)");
     }
     tracing::info!(
         state_dir = %s.state_dir.display(),

@@ -20,6 +20,7 @@ fn call(run: &str, method: &str, args: serde_json::Value) -> Call {
         args: args.as_object().cloned().unwrap_or_default(),
         trigger: None,
         nodes: None,
+        sender: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn load(run: &str, nodes: &[&str], args: serde_json::Value) -> (Vec<String>, Cal
         args: args.as_object().cloned().unwrap_or_default(),
         trigger: None,
         nodes: None,
+        sender: None,
     };
     (nodes.iter().map(|n| n.to_string()).collect(), call)
 }

@@ -29,7 +29,7 @@ impl Mode {
             return Mode::Json;
         }
         let tty = std::io::stdout().is_terminal();
-        let color = tty && !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let color = magi_proto::color_allowed(tty, no_color);
         Mode::Text { color, live: tty }
     }
 }
@@ -187,7 +187,7 @@ impl Console {
 
     /// Refreshes the live line (terminal only): what each stream waits for.
     pub fn live(&mut self, waits: &[WaitView]) {
-        let Mode::Text { live: true, .. } = self.mode else {
+        let Mode::Text { live: true, color } = self.mode else {
             return;
         };
         let mut text = waits
@@ -207,7 +207,12 @@ impl Console {
                 + "...";
         }
         let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r\x1b[K\x1b[2m{text}\x1b[0m");
+        // `\r` and erase-line keep it one line; dim only where colour is allowed.
+        if color {
+            let _ = write!(out, "\r\x1b[K\x1b[2m{text}\x1b[0m");
+        } else {
+            let _ = write!(out, "\r\x1b[K{text}");
+        }
         let _ = out.flush();
         self.live_shown = true;
     }

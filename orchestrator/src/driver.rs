@@ -10,7 +10,7 @@ use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
 use magi_engine::steps::Dest;
 use magi_engine::{Engine, Outcome, Output};
-use magi_proto::{method, Call, Object, DAEMON_DOCK};
+use magi_proto::{method, Call, DaemonCall, DAEMON_DOCK};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -180,7 +180,7 @@ impl<'a> Driver<'a> {
                     if let Some(every) = self.config.alive_every {
                         if last_alive.elapsed() >= every {
                             last_alive = Instant::now();
-                            self.daemon_call_to_all("runAlive").await;
+                            self.daemon_call_to_all(DaemonCall::RunAlive {}).await;
                         }
                     }
                     let waits = self.engine.waits(self.now_ms());
@@ -216,7 +216,7 @@ impl<'a> Driver<'a> {
         if !self.config.engine.teardown && self.config.alive_every.is_some() {
             // --keep-agents: tell the nodes the silence that follows is on purpose, so
             // their dead-man switch does not stop the kept agents.
-            self.daemon_call_to_all("detachRun").await;
+            self.daemon_call_to_all(DaemonCall::DetachRun {}).await;
         }
         self.console.finish();
         Ok(self.outcome.unwrap_or(Outcome::Success))
@@ -253,9 +253,27 @@ impl<'a> Driver<'a> {
                 }
                 if self.outcome.is_none() && self.running {
                     let now = self.now_ms();
-                    let outs = self.engine.on_trigger(now, &t.event, &t.nodes, &t.args);
+                    let outs = match t.call {
+                        Some(seq) => self.engine.on_reply(now, seq, &t.event, &t.nodes, &t.args),
+                        None => self.engine.on_trigger(now, &t.event, &t.nodes, &t.args),
+                    };
                     self.carry_out(outs).await;
                 }
+            }
+            Inbound::Forged(f) => {
+                let text = format!(
+                    "dropped a {} {}from broker user {} claiming to be {}: a node speaks only for itself",
+                    f.kind,
+                    if f.what.is_empty() { String::new() } else { format!("({}) ", f.what) },
+                    f.sender,
+                    f.claimed.join(", ")
+                );
+                self.console.note(&format!("warning: {text}"));
+                self.record.event(
+                    "dropped",
+                    f.kind,
+                    json!({"sender": f.sender, "claimed": f.claimed, "what": f.what}),
+                );
             }
             Inbound::Record(r) => {
                 if let Some(w) = self.writer {
@@ -285,8 +303,15 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A node is lost when it missed three heartbeats (at least 3 s).
+    /// A node is lost when it missed three heartbeats (at least 3 s) while this
+    /// orchestrator was connected: during an outage of our own link, silence counts for
+    /// no one, and after it every node gets a full period again.
     async fn check_heartbeats(&mut self) {
+        if !self.link.port.connected() {
+            let now = Instant::now();
+            self.seen.values_mut().for_each(|(last, _)| *last = now);
+            return;
+        }
         let lost: Vec<(String, Duration)> = self
             .seen
             .iter()
@@ -307,17 +332,19 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A node-agent method without arguments or answer, sent to every node of the run
-    /// (`runAlive`, the nodes' dead-man switch; `detachRun`).
-    async fn daemon_call_to_all(&mut self, method: &str) {
+    /// A node-agent method without answer, sent to every node of the run (`runAlive`,
+    /// the nodes' dead-man switch; `detachRun`).
+    async fn daemon_call_to_all(&mut self, daemon: DaemonCall) {
+        let (method, args) = daemon.to_wire();
         let call = Call {
             run: self.run.clone(),
             seq: 0,
             dock: DAEMON_DOCK.into(),
-            method: method.into(),
-            args: Object::new(),
+            method,
+            args,
             trigger: None,
             nodes: None,
+            sender: None,
         };
         let nodes: Vec<String> = self.nodes.iter().cloned().collect();
         let _ = self.link.port.publish_nodes(&nodes, call).await;
@@ -365,14 +392,13 @@ impl<'a> Driver<'a> {
 
     /// Adds the agent's archive to a `loadAgent` call.
     fn ship(&self, call: &mut Call) {
-        let name = call
-            .args
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Some(s) = self.config.shipments.get(name) {
-            call.args.insert("archive".into(), json!(s.archive_b64));
-            call.args.insert("sha256".into(), json!(s.sha256));
+        let Ok(DaemonCall::LoadAgent(mut load)) = DaemonCall::from_call(call) else {
+            return;
+        };
+        if let Some(s) = self.config.shipments.get(&load.name) {
+            load.archive = Some(s.archive_b64.clone());
+            load.sha256 = Some(s.sha256.clone());
+            (call.method, call.args) = DaemonCall::LoadAgent(load).to_wire();
         }
     }
 }

@@ -3,10 +3,18 @@
 fn main() {
     // Library warnings (a message the bus dropped, a record not stored) go to stderr;
     // RUST_LOG changes the level.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,{}", magi_bus::amqp::LAPIN_LOG_FILTER))
+    });
+    // Logging starts before the command line is parsed, so the flag is looked for here.
+    let no_color = std::env::args().any(|a| a == "--no-color" || a == "--nocolor");
+    let color = magi_proto::color_allowed(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        no_color,
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

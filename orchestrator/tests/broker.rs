@@ -3,7 +3,7 @@
 //!
 //! Every test works under a unique bus prefix (`MAGI_BUS_PREFIX`, `magi.test.<uuid>.`) with
 //! unique run names, and checks with `rabbitmqctl` that nothing under its prefix is left.
-//! Tests hold the broker lock of `magi-bus-amqp`'s test kit shared; the broker-restart test
+//! Tests hold the broker lock of `magi-testkit` shared; the broker-restart test
 //! holds it exclusively (and always starts the broker again).
 //!
 //! Binaries: `magi` is this package's; `magi-node` and the standard agents
@@ -23,7 +23,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use magi_bus_amqp::testkit::{ctl, BrokerGuard, TestBroker};
+use magi_testkit::{ctl, BrokerGuard, TestBroker};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -130,6 +130,8 @@ struct World {
     nodes: Vec<NodeProc>,
     /// Set by [`World::finish`], which cleaned up already.
     clean: bool,
+    /// `RUST_LOG` of the node agents started from now on (`None`: their default).
+    node_log: Option<&'static str>,
     _hold: BrokerGuard,
 }
 
@@ -145,6 +147,7 @@ impl World {
             dir: tempfile::tempdir().expect("temp dir"),
             nodes: Vec::new(),
             clean: false,
+            node_log: Some("info,lapin=off"),
             _hold: hold,
         }
     }
@@ -160,7 +163,12 @@ impl World {
     /// Starts `magi-node --name NAME` with extra arguments.
     fn start_node(&mut self, name: &str, extra: &[&str]) -> usize {
         let log = self.path(&format!("{name}.log"));
-        let child = Command::new(node_bin())
+        let mut node = Command::new(node_bin());
+        match self.node_log {
+            Some(filter) => node.env("RUST_LOG", filter),
+            None => node.env_remove("RUST_LOG"),
+        };
+        let child = node
             .args([
                 "--name",
                 name,
@@ -173,7 +181,6 @@ impl World {
             .arg(self.path(&format!("state-{name}")))
             .args(extra)
             .env("MAGI_BUS_PREFIX", &self.broker.prefix)
-            .env("RUST_LOG", "info,lapin=off")
             .env_remove("MAGI_NODE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -294,7 +301,7 @@ impl Drop for World {
         let (url, prefix) = (self.broker.url.clone(), self.broker.prefix.clone());
         let _ = std::thread::spawn(move || {
             let kit = TestBroker {
-                vhost: magi_bus_amqp::testkit::vhost_of(&url),
+                vhost: magi_testkit::vhost_of(&url),
                 url,
                 prefix,
             };
@@ -1173,7 +1180,7 @@ async fn garbage_and_oversized_messages_are_dropped_and_nothing_crashes() {
         .await;
 
     let p = w.broker.prefix.clone();
-    let big = vec![b'x'; magi_bus_amqp::DEFAULT_MAX_MESSAGE + (1 << 20)];
+    let big = vec![b'x'; magi_bus::amqp::DEFAULT_MAX_MESSAGE + (1 << 20)];
     let call_like =
         format!(r#"{{"run":"{run}","seq":99,"dock":"daemon","method":"endRun","args":{{}}}}"#);
     let trigger_like = format!(
@@ -1492,5 +1499,26 @@ async fn the_case_study_runs_over_rabbitmq_into_sqlite_and_postgresql() {
         "records went to PostgreSQL, not SQLite"
     );
     drop(pg);
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
+    // Under a fresh prefix no global exchange exists yet: the node agent's passive checks
+    // fail with 404 and it declares them. That is a clean start: nothing may say ERROR.
+    let mut w = World::new().await;
+    w.node_log = None;
+    let i = w.start_node(&format!("quiet{}", tag()), &[]);
+    let log = &w.nodes[i].log;
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        assert!(Instant::now() < until, "the node agent never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = w.nodes[i].log_text();
+    assert!(!text.contains("ERROR"), "a clean start said ERROR:\n{text}");
     w.finish().await;
 }

@@ -344,3 +344,99 @@ fn the_first_ctrl_c_shows_the_waits_and_a_second_tears_down_and_exits_130() {
         "{text}"
     );
 }
+
+#[test]
+fn a_late_reply_to_an_earlier_call_does_not_satisfy_the_wait_of_a_later_one() {
+    // `first` gives up on its call after 0.5 s and hands over to `second`, whose call fires
+    // the same trigger. The first call's reply (at 1.5 s) answers the wrong call: `second`
+    // must go on waiting for its own (2.5 s after it was sent).
+    let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node-agent/testagent");
+    let text = format!(
+        r#"
+groups: {{g: [n1]}}
+agents: {{a: {{group: g, path: {}, execargs: {{}}}}}}
+streamstarts: [first]
+eventstreams:
+  first:
+    - {{type: event, agent: a, method: sleep, trigger: slept, args: {{ms: 1500}}}}
+    - {{type: trigger, triggers: [{{event: slept, target: exit}}, {{timeout: 500, target: second}}]}}
+  second:
+    - {{type: event, agent: a, method: sleep, trigger: slept, args: {{ms: 2500}}}}
+    - {{type: trigger, triggers: [{{event: slept, target: exit}}]}}
+"#,
+        testagent.display()
+    );
+    let (out, _) = run_procedure("late_reply", &text, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let time = |stream: &str, tag: &str| {
+        records
+            .iter()
+            .find(|r| r["stream"] == stream && r["tag"] == tag)
+            .and_then(|r| r["time"].as_f64())
+            .unwrap_or_else(|| panic!("no {tag} line of {stream}: {records:?}"))
+    };
+    let waited = time("second", "trig") - time("second", "sent");
+    assert!(
+        waited >= 2.0,
+        "second's wait ended {waited:.2} s after its call: a stale reply counted"
+    );
+}
+
+/// Runs `magi run` on a pseudo-terminal (so colour would be on) and returns all it printed.
+fn run_on_a_terminal(name: &str, env_no_color: bool, flag: bool) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let aal = dir.path().join("p.aal");
+    // The agent cannot load: the node agent logs a warning on stderr, the console says why.
+    std::fs::write(
+        &aal,
+        "groups: {g: [n1]}\nagents: {a: {group: g, path: /nonexistent/agent, execargs: {}}}\nstreamstarts: [s]\neventstreams:\n  s:\n    - {type: event, agent: a, method: m, args: {}}\n",
+    )
+    .expect("write");
+    let command = format!(
+        "{} run {} --run {name} --record-dir {} {}",
+        env!("CARGO_BIN_EXE_magi"),
+        aal.display(),
+        dir.path().display(),
+        if flag { "--no-color" } else { "" }
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env("RUST_LOG", "info");
+    if env_no_color {
+        script.env("NO_COLOR", "1");
+    } else {
+        script.env_remove("NO_COLOR");
+    }
+    let out = script.output().expect("script (util-linux) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn no_color_and_the_no_color_flag_cover_every_line_log_lines_included() {
+    // An SGR sequence (`ESC [ ... m`) sets colours; erase-line (`ESC [ K`) is not colour.
+    let sgr = |text: &str| {
+        text.split('\x1b').skip(1).any(|rest| {
+            rest.strip_prefix('[').is_some_and(|r| {
+                r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';')
+                    .starts_with('m')
+            })
+        })
+    };
+    let coloured = run_on_a_terminal("colour_on", false, false);
+    assert!(sgr(&coloured), "a terminal gets colour: {coloured}");
+    let log = " WARN\x1b[0m cannot load agent"; // the node agent's log line, coloured
+    assert!(coloured.contains(log), "{coloured:?}");
+    for (env, flag) in [(true, false), (false, true)] {
+        let plain = run_on_a_terminal("colour_off", env, flag);
+        assert!(plain.contains("WARN cannot load agent"), "{plain:?}");
+        assert!(
+            !sgr(&plain),
+            "NO_COLOR={env} --no-color={flag} still printed colour: {plain:?}"
+        );
+    }
+}

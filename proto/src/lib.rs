@@ -10,11 +10,14 @@
 //!   (`serverStarted`, `AgentLoadDone`, `RuntimeException`, ...).
 //! - [`Record`]: a data record an agent produced (bytes per interval, one HTTP request ...).
 //! - [`NodeStatus`]: a node agent's announcement and heartbeat.
+//! - [`DaemonCall`]: the node agent's own methods (`joinGroup`, `loadAgent`, ...), typed.
 //! - [`agent`]: the line-delimited JSON protocol between a node agent and an agent process.
 
 pub mod agent;
+pub mod daemon;
 pub mod names;
 
+pub use daemon::DaemonCall;
 pub use names::*;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,11 @@ pub struct Call {
     /// pattern); the others ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<String>>,
+    /// Who sent it, as the transport proves it (over RabbitMQ the broker user, from the
+    /// `user_id` property the broker validates); `None` on the in-process bus. Never read
+    /// from the message body, so no one can claim another's name in it.
+    #[serde(skip)]
+    pub sender: Option<String>,
 }
 
 /// A trigger: something a node (or an external tool) reports to a run's orchestrator.
@@ -60,6 +68,11 @@ pub struct Trigger {
     /// The nodes it vouches for (normally the one sending it).
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// The call this trigger answers (its `seq`), when it is a method's reply; `None` for
+    /// a trigger an agent sends on its own. A reply counts only for the wait of the call it
+    /// answers, never for a later call that fires the same trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<u64>,
     /// Every other key.
     #[serde(flatten)]
     pub args: Object,
@@ -72,8 +85,15 @@ impl Trigger {
             run: run.to_string(),
             event: event.to_string(),
             nodes: vec![node.to_string()],
+            call: None,
             args,
         }
+    }
+
+    /// Builder: marks it as the reply to call `seq`.
+    pub fn answering(mut self, seq: u64) -> Self {
+        self.call = Some(seq);
+        self
     }
 
     /// Builder: adds one argument.
@@ -138,6 +158,12 @@ pub fn epoch_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Whether output to a stream may be coloured: only on a terminal, never with `--no-color`
+/// or when `NO_COLOR` is set to anything (<https://no-color.org>).
+pub fn color_allowed(terminal: bool, no_color_flag: bool) -> bool {
+    terminal && !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A broker or database URL with its password replaced by `***`, for messages and logs

@@ -32,4 +32,8 @@ pub mod method {
     pub const UNLOAD_AGENT: &str = "unloadAgent";
     /// `endRun{}`: forget everything of a run (used by teardown and the dead-man switch).
     pub const END_RUN: &str = "endRun";
+    /// `runAlive{}`: the run's orchestrator is alive (the nodes' dead-man switch).
+    pub const RUN_ALIVE: &str = "runAlive";
+    /// `detachRun{}`: the orchestrator left on purpose; its kept agents are spared.
+    pub const DETACH_RUN: &str = "detachRun";
 }

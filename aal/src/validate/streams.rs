@@ -216,6 +216,14 @@ impl Checker<'_> {
             }
             Some(a) => match a.to_json() {
                 serde_json::Value::Object(o) => Some(o),
+                // Real procedures write `args: []` for a method without arguments.
+                serde_json::Value::Array(items) if items.is_empty() => {
+                    self.push(
+                        warning_at(a, "`args: []` is read as no arguments")
+                            .help("write `args: {}`: arguments are a mapping of names to values"),
+                    );
+                    Some(serde_json::Map::new())
+                }
                 _ => {
                     self.push(
                         error_at(

@@ -266,7 +266,7 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         }
         Some(url) => {
             let bus =
-                match magi_bus_amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None))
+                match magi_bus::amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None))
                     .await
                 {
                     Ok(b) => b,

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
-use magi_bus_amqp::{AmqpBus, BusOptions};
 use magi_proto::NodeStatus;
 use serde_json::{json, Value};
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use magi_bus::{Bus, TapItem};
+use magi_proto::{Call, DaemonCall, NodeStatus};
 use serde_json::{json, Value};
 
 use super::status::BrokerArgs;
@@ -185,31 +186,25 @@ impl Filter {
         let run = item.run.clone().unwrap_or_default();
         match item.kind.as_str() {
             "call" if item.body["method"] == magi_proto::method::JOIN_GROUP => {
-                if let Some(g) = item.body["args"]["group"].as_str() {
+                let Ok(call) = serde_json::from_value::<Call>(item.body.clone()) else {
+                    return;
+                };
+                if let Ok(DaemonCall::JoinGroup(g)) = DaemonCall::from_call(&call) {
                     let mut who: Vec<String> = item.nodes.clone();
-                    if let Some(n) = item.body["nodes"].as_array() {
-                        who.extend(n.iter().filter_map(Value::as_str).map(String::from));
-                    }
-                    self.members
-                        .entry((run, g.to_string()))
-                        .or_default()
-                        .extend(who);
+                    who.extend(call.nodes.into_iter().flatten());
+                    self.members.entry((run, g.group)).or_default().extend(who);
                 }
             }
             "node" => {
-                let node = item.body["node"].as_str().unwrap_or_default().to_string();
-                for m in item.body["runs"].as_array().into_iter().flatten() {
-                    let r = m["run"].as_str().unwrap_or_default().to_string();
-                    for g in m["groups"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                    {
+                let Ok(status) = serde_json::from_value::<NodeStatus>(item.body.clone()) else {
+                    return;
+                };
+                for m in status.runs {
+                    for g in m.groups {
                         self.members
-                            .entry((r.clone(), g.to_string()))
+                            .entry((m.run.clone(), g))
                             .or_default()
-                            .insert(node.clone());
+                            .insert(status.node.clone());
                     }
                 }
             }

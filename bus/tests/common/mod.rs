@@ -22,6 +22,7 @@ pub fn call(run: &str, method: &str) -> Call {
         args: Object::new(),
         trigger: None,
         nodes: None,
+        sender: None,
     }
 }
 

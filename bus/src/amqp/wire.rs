@@ -17,11 +17,11 @@ pub(crate) fn encode<T: Serialize>(
     what: &str,
     value: &T,
     limit: usize,
-) -> Result<Vec<u8>, magi_bus::BusError> {
+) -> Result<Vec<u8>, crate::BusError> {
     let body = serde_json::to_vec(value)
-        .map_err(|e| magi_bus::BusError::Refused(format!("{what} cannot be encoded: {e}")))?;
+        .map_err(|e| crate::BusError::Refused(format!("{what} cannot be encoded: {e}")))?;
     if body.len() > limit {
-        return Err(magi_bus::BusError::Refused(format!(
+        return Err(crate::BusError::Refused(format!(
             "{what} is {} bytes, over the bus limit of {limit}",
             body.len()
         )));
@@ -29,11 +29,14 @@ pub(crate) fn encode<T: Serialize>(
     Ok(body)
 }
 
-/// Properties of a message: JSON, its kind in `type`, a fresh id for deduplication, and
-/// persistence for messages that must survive a broker restart.
-pub(crate) fn properties(kind: &str, persistent: bool) -> BasicProperties {
+/// Properties of a message: JSON, its kind in `type`, a fresh id for deduplication,
+/// persistence for messages that must survive a broker restart, and the sender's broker
+/// user in `user_id`, which RabbitMQ checks against the connection's user (a publish
+/// naming anyone else is refused), so that receivers know who sent it.
+pub(crate) fn properties(kind: &str, persistent: bool, user: &str) -> BasicProperties {
     BasicProperties::default()
         .with_content_type("application/json".into())
+        .with_user_id(user.into())
         .with_type(kind.into())
         .with_message_id(uuid::Uuid::now_v7().to_string().into())
         .with_delivery_mode(if persistent { 2 } else { 1 })
@@ -61,6 +64,18 @@ pub(crate) enum Dropped {
     /// The body names another run than the routing key, or comes from an unexpected place.
     #[error("{0}")]
     Misrouted(String),
+    /// No `user_id`: nobody vouches for who sent it (every MAGI-rs client sets it).
+    #[error("no user_id: the sender is not known")]
+    Anonymous,
+}
+
+/// The broker user that sent a delivery (validated by RabbitMQ), required.
+pub(crate) fn sender(d: &Delivery) -> Result<String, Dropped> {
+    d.properties
+        .user_id()
+        .as_ref()
+        .map(|u| u.as_str().to_string())
+        .ok_or(Dropped::Anonymous)
 }
 
 /// Decode a delivery's body as `T`, within `limit` bytes.

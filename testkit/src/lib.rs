@@ -11,7 +11,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 
-use crate::{AmqpBus, BusOptions};
+use magi_bus::amqp::{AmqpBus, BusOptions};
 
 /// The broker the tests use unless `MAGI_TEST_AMQP_URL` says otherwise.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -221,5 +221,62 @@ mod tests {
         );
         assert_eq!(super::vhost_of("amqp://h"), "/");
         assert_eq!(super::vhost_of("amqp://h/"), "/");
+    }
+}
+
+/// A vhost and broker users that exist for one test: created with full permissions on
+/// the vhost (so a test checks what the bus itself enforces), deleted when dropped, even
+/// when the test fails.
+pub struct Throwaway {
+    /// The vhost.
+    pub vhost: String,
+    /// The users, all with [`Throwaway::PASSWORD`].
+    pub users: Vec<String>,
+}
+
+impl Throwaway {
+    /// The password of every throwaway user.
+    pub const PASSWORD: &'static str = "pw-for-tests";
+
+    /// A fresh vhost `magi-test-<id>` with these users.
+    pub fn new(users: &[&str]) -> Result<Throwaway, KitError> {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let made = Throwaway {
+            vhost: format!("magi-test-{id}"),
+            users: users.iter().map(|u| u.to_string()).collect(),
+        };
+        ctl(&["-q", "add_vhost", &made.vhost])?;
+        for user in &made.users {
+            ctl(&["-q", "add_user", user, Self::PASSWORD])?;
+            ctl(&[
+                "-q",
+                "set_permissions",
+                "-p",
+                &made.vhost,
+                user,
+                ".*",
+                ".*",
+                ".*",
+            ])?;
+        }
+        Ok(made)
+    }
+
+    /// The broker URL of `user` on this vhost.
+    pub fn url(&self, user: &str) -> String {
+        format!(
+            "amqp://{user}:{}@127.0.0.1:5672/{}",
+            Self::PASSWORD,
+            self.vhost
+        )
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        for user in &self.users {
+            let _ = ctl(&["-q", "delete_user", user]);
+        }
+        let _ = ctl(&["-q", "delete_vhost", &self.vhost]);
     }
 }

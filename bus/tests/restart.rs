@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use magi_bus::{Bus, Inbound};
-use magi_bus_amqp::testkit::{ctl, BrokerGuard, TestBroker};
+use magi_testkit::{ctl, BrokerGuard, TestBroker};
 
 /// Starts the broker's app again when dropped, whatever happened.
 struct StartOnDrop;

@@ -17,14 +17,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::BusError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation};
-use magi_bus::BusError;
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
-use crate::error::{is_channel_error, is_not_found, to_bus};
-use crate::link::Link;
+use crate::amqp::error::{is_channel_error, is_not_found, to_bus};
+use crate::amqp::link::Link;
 
 /// How many times a publish is retried after the broker closed its channel.
 pub(crate) const SOFT_RETRIES: usize = 3;
@@ -251,7 +251,7 @@ pub(crate) fn spawn_copier(
                         }
                     },
                 };
-                let props = crate::wire::properties(&copy.kind, false);
+                let props = crate::amqp::wire::properties(&copy.kind, false, link.user());
                 match ch
                     .basic_publish(
                         exchange.as_str().into(),

@@ -10,15 +10,15 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::BusError;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
-use magi_bus::BusError;
 use tracing::debug;
 
-use crate::error::{is_channel_error, is_not_found, to_bus};
-use crate::link::Link;
-use crate::names::Names;
+use crate::amqp::error::{is_channel_error, is_not_found, to_bus};
+use crate::amqp::link::Link;
+use crate::amqp::names::Names;
 
 /// Kind of each global exchange: all topic, so that topic permissions apply to them.
 pub(crate) fn global_kind() -> ExchangeKind {
@@ -83,7 +83,7 @@ fn millis(d: Duration) -> i32 {
 
 /// Refuse names that AMQP cannot carry (over 255 bytes).
 pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
-    if name.len() > crate::names::MAX_NAME {
+    if name.len() > crate::amqp::names::MAX_NAME {
         return Err(BusError::Refused(format!(
             "{what} {name:?} is longer than AMQP's 255 bytes"
         )));

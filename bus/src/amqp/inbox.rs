@@ -22,8 +22,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::link::Link;
-use crate::wire::{Dedupe, Dropped};
+use crate::amqp::link::Link;
+use crate::amqp::wire::{Dedupe, Dropped};
 
 /// How many recent message ids each link remembers to drop repeats.
 pub(crate) const DEDUPE_WINDOW: usize = 8192;

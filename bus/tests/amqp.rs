@@ -8,8 +8,8 @@ use common::*;
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use magi_bus::{Bus, BusError, Inbound};
-use magi_bus_amqp::testkit::{BrokerGuard, TestBroker};
 use magi_proto::{NodeStatus, Object, Record};
+use magi_testkit::{BrokerGuard, TestBroker};
 
 /// Run `body` with a fresh kit under a shared hold on the broker, then clean up (also when
 /// the body panics) and check that the broker holds nothing of the test's.
@@ -440,7 +440,7 @@ broker_test!(
         let mut big = call("r1", "big");
         big.args.insert(
             "blob".into(),
-            "x".repeat(magi_bus_amqp::DEFAULT_MAX_MESSAGE + 10).into(),
+            "x".repeat(magi_bus::amqp::DEFAULT_MAX_MESSAGE + 10).into(),
         );
         let body = serde_json::to_vec(&big).unwrap();
         publish_raw(
@@ -525,7 +525,7 @@ async fn a_wrong_password_is_refused_at_once() {
     let kit = TestBroker::new();
     let url = kit.url.replacen("guest:guest@", "guest:wrong@", 1);
     let t = std::time::Instant::now();
-    let err = magi_bus_amqp::AmqpBus::connect(&url, kit.options())
+    let err = magi_bus::amqp::AmqpBus::connect(&url, kit.options())
         .await
         .err()
         .expect("connected with a wrong password");
@@ -544,12 +544,12 @@ async fn a_wrong_password_is_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_reported_within_the_connect_timeout() {
     let kit = TestBroker::new();
-    let opts = magi_bus_amqp::BusOptions {
+    let opts = magi_bus::amqp::BusOptions {
         connect_timeout: std::time::Duration::from_secs(3),
         ..kit.options()
     };
     let t = std::time::Instant::now();
-    let err = magi_bus_amqp::AmqpBus::connect("amqp://guest:guest@127.0.0.1:1/%2f", opts)
+    let err = magi_bus::amqp::AmqpBus::connect("amqp://guest:guest@127.0.0.1:1/%2f", opts)
         .await
         .err()
         .expect("connected to nothing");

@@ -10,9 +10,9 @@ use common::*;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use magi_bus::amqp::{AmqpBus, BusOptions, Names};
 use magi_bus::{Bus, BusError};
-use magi_bus_amqp::testkit::{ctl, BrokerGuard};
-use magi_bus_amqp::{AmqpBus, BusOptions, Names};
+use magi_testkit::{ctl, BrokerGuard};
 
 const PASSWORD: &str = "pw-for-tests";
 

@@ -1,6 +1,6 @@
-//! # magi-bus-amqp: the MAGI-rs bus over RabbitMQ
+//! # amqp: the MAGI-rs bus over RabbitMQ
 //!
-//! [`AmqpBus`] implements [`magi_bus::Bus`] with lapin, with the same behaviour as the
+//! [`AmqpBus`] implements [`crate::Bus`] with lapin, with the same behaviour as the
 //! in-process `MemoryBus`: a group call reaches exactly the members of that group of that
 //! run, a call nobody receives is [`BusError::NoRoute`], triggers reach only their run's
 //! orchestrator, and taps see everything without anyone's cooperation.
@@ -13,10 +13,8 @@
 //! - `topology`: declarations and short-lived channels;
 //! - `inbox`: the consumer task shared by node, run and tap links;
 //! - `node`, `run`, `tap`: the three kinds of link;
-//! - [`testkit`]: unique names per test and cleanup, for tests against a real broker.
 
 pub mod names;
-pub mod testkit;
 
 mod error;
 mod inbox;
@@ -33,14 +31,21 @@ use magi_proto::redact_url as redact;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{Bus, BusError, NodeLink, RunLink, TapItem, TapLink};
 use async_trait::async_trait;
-use magi_bus::{Bus, BusError, NodeLink, RunLink, TapItem, TapLink};
 use tracing::warn;
 
 pub use names::Names;
 pub use wire::DEFAULT_MAX_MESSAGE;
 
 use publisher::{Outcome, Outgoing, Publisher};
+
+/// The log filter for lapin that binaries add to their own: lapin's warnings, but not its
+/// ERROR line for every channel the broker closes. The bus reports each of those to its
+/// caller in its own words, and most are expected: the passive check of an exchange that
+/// does not exist yet (a node agent starting before any orchestrator declared the global
+/// exchanges) closes its channel with 404. `RUST_LOG=lapin=debug` shows them all.
+pub const LAPIN_LOG_FILTER: &str = "lapin=warn,lapin::channel=off";
 
 /// How a bus names things and how patient, bounded and forgiving it is.
 #[derive(Debug, Clone)]
@@ -77,6 +82,10 @@ pub struct BusOptions {
     pub reconnect_min_delay: Duration,
     /// Longest delay between reconnection attempts.
     pub reconnect_max_delay: Duration,
+    /// Broker users an orchestrator accepts triggers, records and statuses from whatever
+    /// node they name, besides its own user (which is how an open broker, where everyone
+    /// is `guest`, keeps working). Anyone else speaks only for the node of its own name.
+    pub trusted_senders: Vec<String>,
     /// Failed reconnection attempts in a row before the connection is given up.
     pub reconnect_attempts: usize,
 }
@@ -100,6 +109,7 @@ impl Default for BusOptions {
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(2),
             reconnect_attempts: 200,
+            trusted_senders: Vec::new(),
         }
     }
 }
@@ -156,7 +166,7 @@ impl Shared {
         kind: &str,
         body: &[u8],
     ) -> Result<Outcome, BusError> {
-        let mut properties = wire::properties(kind, true);
+        let mut properties = wire::properties(kind, true, self.link.user());
         if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
         }

@@ -4,19 +4,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::{BusError, TapItem, TapLink};
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Connection;
-use magi_bus::{BusError, TapItem, TapLink};
 use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
-use crate::error::to_bus;
-use crate::names::{first_word, word};
-use crate::topology::{check_len, queue_args};
-use crate::wire::{decode, Dropped};
-use crate::{inbox, Shared};
+use crate::amqp::error::to_bus;
+use crate::amqp::names::{first_word, word};
+use crate::amqp::topology::{check_len, queue_args};
+use crate::amqp::wire::{decode, Dropped};
+use crate::amqp::{inbox, Shared};
 
 /// Open a tap. Its queue is exclusive and auto-deleted (it goes with the tap's connection),
 /// bounded (`x-max-length`, oldest dropped first) and expiring (`x-expires`), so an

@@ -1,8 +1,8 @@
 //! From lapin's errors to the bus's three outcomes.
 
+use crate::BusError;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::ErrorKind;
-use magi_bus::BusError;
 
 /// The broker's error code and text, when the error came from the broker.
 pub(crate) fn amqp_error(e: &lapin::Error) -> Option<(&AMQPErrorKind, String)> {

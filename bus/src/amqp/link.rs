@@ -12,14 +12,14 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::BusError;
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, ConnectionState, ErrorKind, Event};
-use magi_bus::BusError;
 use magi_proto::redact_url as redact;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::BusOptions;
+use crate::amqp::BusOptions;
 
 /// Where the connection stands.
 #[derive(Clone)]
@@ -38,6 +38,9 @@ pub(crate) struct Link {
     name: String,
     opts: BusOptions,
     state: watch::Sender<State>,
+    /// The broker user of the URL: what RabbitMQ proves about everything this link
+    /// publishes (the `user_id` property must equal it).
+    user: String,
 }
 
 impl Link {
@@ -48,12 +51,14 @@ impl Link {
         opts: BusOptions,
     ) -> Result<Arc<Link>, BusError> {
         let conn = open(url, &name, &opts).await?;
+        let user = url_user(url);
         let (state, _) = watch::channel(State::Up(1, Arc::new(conn)));
         let link = Arc::new(Link {
             url: url.to_string(),
             name,
             opts,
             state,
+            user,
         });
         tokio::spawn(supervise(Arc::downgrade(&link)));
         Ok(link)
@@ -95,6 +100,20 @@ impl Link {
         })
     }
 
+    /// The broker user this link publishes as.
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// True while a connection is up (as far as the supervisor, or the connection itself,
+    /// knows): false during an outage.
+    pub(crate) fn is_up(&self) -> bool {
+        match &*self.state.borrow() {
+            State::Up(_, conn) => conn.status().connected(),
+            _ => false,
+        }
+    }
+
     /// True once the bus is closed or has given up reconnecting.
     pub(crate) fn is_closed(&self) -> bool {
         matches!(*self.state.borrow(), State::Closed(_))
@@ -109,6 +128,13 @@ impl Link {
             let _ = conn.close(200, "bye".into()).await;
         }
     }
+}
+
+/// The user name of a broker URL; `guest` when it names none (lapin's default).
+fn url_user(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|u| u.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".into())
 }
 
 /// Open one connection: a TCP probe first (a broker that is not even listening is reported
@@ -141,7 +167,7 @@ pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Con
     tokio::time::timeout(opts.connect_timeout, Connection::connect(url, props))
         .await
         .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
-        .map_err(|e| crate::error::to_bus(&format!("connecting to {}", redact(url)), &e))
+        .map_err(|e| crate::amqp::error::to_bus(&format!("connecting to {}", redact(url)), &e))
 }
 
 /// Watch the present connection; when it fails, open a new one with backoff and publish it.

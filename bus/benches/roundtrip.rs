@@ -1,5 +1,5 @@
 //! Call → trigger round trip over the AMQP bus, against the same pattern over bare lapin
-//! on the same broker in the same run. `cargo bench -p magi-bus-amqp --bench roundtrip`
+//! on the same broker in the same run. `cargo bench -p magi-bus --bench roundtrip`
 //! (ROUNDS=n to change the count). Prints p50/p90/p99 of each and their ratio.
 //!
 //! The pattern: the orchestrator publishes one call to a group with one member; the node
@@ -15,8 +15,8 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use magi_bus::{Bus, Inbound};
-use magi_bus_amqp::testkit::{BrokerGuard, TestBroker};
 use magi_proto::{Call, Object, Trigger};
+use magi_testkit::{BrokerGuard, TestBroker};
 
 fn percentiles(mut v: Vec<Duration>) -> [Duration; 3] {
     v.sort();
@@ -50,6 +50,7 @@ async fn over_bus(kit: &TestBroker, rounds: usize) -> Vec<Duration> {
             args: Object::new(),
             trigger: Some("done".into()),
             nodes: None,
+            sender: None,
         };
         let t = Instant::now();
         run.port.publish_group("g", call).await.expect("publish");
@@ -219,7 +220,7 @@ async fn main() {
     let [b50, b90, b99] = percentiles(bus);
     let [l50, l90, l99] = percentiles(bare);
     println!("call -> trigger round trip, {rounds} rounds each (publish confirmed, then the reply received)");
-    println!("  magi-bus-amqp : p50 {b50:>10.1?}  p90 {b90:>10.1?}  p99 {b99:>10.1?}");
+    println!("  magi-bus      : p50 {b50:>10.1?}  p90 {b90:>10.1?}  p99 {b99:>10.1?}");
     println!("  bare lapin    : p50 {l50:>10.1?}  p90 {l90:>10.1?}  p99 {l99:>10.1?}");
     println!(
         "  ratio         : p50 {:.2}x  p99 {:.2}x",

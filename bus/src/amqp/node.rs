@@ -5,22 +5,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::{BusError, NodeLink, NodePort, TapItem};
 use async_trait::async_trait;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ExchangeKind};
-use magi_bus::{BusError, NodeLink, NodePort, TapItem};
 use magi_proto::{Call, NodeStatus, Record, Trigger};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::error::{is_not_found, to_bus};
-use crate::names::{first_word, word};
-use crate::publisher::{Outcome, Outgoing};
-use crate::topology::{check_len, group_options, inbox_options, on_fresh_channel, queue_args};
-use crate::wire::{self, decode, Dropped};
-use crate::{inbox, Shared};
+use crate::amqp::error::{is_not_found, to_bus};
+use crate::amqp::names::{first_word, word};
+use crate::amqp::publisher::{Outcome, Outgoing};
+use crate::amqp::topology::{
+    check_len, group_options, inbox_options, on_fresh_channel, queue_args,
+};
+use crate::amqp::wire::{self, decode, Dropped};
+use crate::amqp::{inbox, Shared};
 
 /// Attach a node agent: declare its queue, bind it for node-addressed calls, consume it
 /// exclusively (a second agent with the same name is refused). After a reconnection all of
@@ -108,7 +110,9 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
         tx,
         side.stop.clone(),
         move |d| {
-            let call: Call = decode("call", d, limit)?;
+            let sender = wire::sender(d)?;
+            let mut call: Call = decode("call", d, limit)?;
+            call.sender = Some(sender);
             let exchange = d.exchange.as_str();
             if exchange != calls_ex && exchange != nodes_ex {
                 return Err(Dropped::Misrouted(format!(
@@ -305,6 +309,10 @@ impl NodePort for NodeSide {
         self.to_run(&record.run, "record", body, value).await
     }
 
+    fn connected(&self) -> bool {
+        self.shared.link.is_up()
+    }
+
     async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {
         self.check_attached()?;
         let names = &self.shared.names;
@@ -314,7 +322,7 @@ impl NodePort for NodeSide {
             exchange: &names.status_exchange(),
             key: &key,
             body: &body,
-            properties: wire::properties("node", false),
+            properties: wire::properties("node", false, self.shared.link.user()),
             mandatory: false,
         };
         self.shared.publisher.publish(&msg).await?;

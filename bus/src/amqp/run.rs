@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::{BusError, Delivered, Forgery, Inbound, RunLink, RunPort, TapItem};
 use async_trait::async_trait;
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -11,17 +12,17 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::Connection;
-use magi_bus::{BusError, Delivered, Inbound, RunLink, RunPort, TapItem};
-use magi_proto::{method, Call, NodeStatus, Record, Trigger, DAEMON_DOCK};
+use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
+use tracing::warn;
 
-use crate::error::to_bus;
-use crate::names::word;
-use crate::publisher::Outcome;
-use crate::topology::{check_len, inbox_options, on_fresh_channel, queue_args};
-use crate::wire::{self, decode, Dropped};
-use crate::{inbox, Shared};
+use crate::amqp::error::to_bus;
+use crate::amqp::names::word;
+use crate::amqp::publisher::Outcome;
+use crate::amqp::topology::{check_len, inbox_options, on_fresh_channel, queue_args};
+use crate::amqp::wire::{self, decode, Dropped};
+use crate::amqp::{inbox, Shared};
 
 /// Open a run: declare its queue, bind it to the run's triggers and records and to every
 /// node's status, consume it exclusively (a second orchestrator of the same run is refused).
@@ -78,6 +79,8 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let (triggers_ex, status_ex) = (names.triggers_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes;
     let me = run.to_string();
+    let mut trusted = shared.opts.trusted_senders.clone();
+    trusted.push(shared.link.user().to_string());
     inbox::spawn(
         format!("run {run}"),
         shared.link.clone(),
@@ -88,12 +91,11 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
         stop.clone(),
         move |d| {
             let exchange = d.exchange.as_str();
+            let sender = wire::sender(d)?;
             if exchange == status_ex {
-                return Ok(Inbound::Node(decode::<NodeStatus>(
-                    "node status",
-                    d,
-                    limit,
-                )?));
+                let status: NodeStatus = decode("node status", d, limit)?;
+                return Ok(vouch(&trusted, &sender, "node", &[status.node.clone()], "")
+                    .unwrap_or(Inbound::Node(status)));
             }
             if exchange != triggers_ex {
                 return Err(Dropped::Misrouted(format!(
@@ -104,14 +106,20 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
             let (key_run, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let (inbound, its_run) = match kind {
                 "trigger" => {
-                    let t: Trigger = decode("trigger", d, limit)?;
+                    let mut t: Trigger = decode("trigger", d, limit)?;
+                    // As in the original, a trigger that names no node is its sender's.
+                    if t.nodes.is_empty() {
+                        t.nodes.push(sender.clone());
+                    }
                     let r = t.run.clone();
-                    (Inbound::Trigger(t), r)
+                    let forged = vouch(&trusted, &sender, "trigger", &t.nodes, &t.event);
+                    (forged.unwrap_or(Inbound::Trigger(t)), r)
                 }
                 "record" => {
                     let r: Record = decode("record", d, limit)?;
                     let run = r.run.clone();
-                    (Inbound::Record(r), run)
+                    let forged = vouch(&trusted, &sender, "record", &[r.host.clone()], &r.agent);
+                    (forged.unwrap_or(Inbound::Record(r)), run)
                 }
                 other => {
                     return Err(Dropped::Misrouted(format!(
@@ -164,13 +172,14 @@ impl RunSide {
     /// Nodes declare the groups they join; remember the groups a `joinGroup` call names so
     /// that `close` finds them.
     fn note_join(&self, call: &Call) {
-        if call.dock == DAEMON_DOCK && call.method == method::JOIN_GROUP {
-            if let Some(group) = call.args.get("group").and_then(|g| g.as_str()) {
-                self.groups
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(group.to_string());
-            }
+        if call.dock != DAEMON_DOCK || call.method != method::JOIN_GROUP {
+            return;
+        }
+        if let Ok(DaemonCall::JoinGroup(g)) = DaemonCall::from_call(call) {
+            self.groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(g.group);
         }
     }
 
@@ -239,6 +248,10 @@ impl RunPort for RunSide {
         })
     }
 
+    fn connected(&self) -> bool {
+        self.shared.link.is_up()
+    }
+
     async fn close(&self) -> Result<(), BusError> {
         self.stop.notify_one();
         let shared = &self.shared;
@@ -282,4 +295,31 @@ impl RunPort for RunSide {
         }
         Ok(())
     }
+}
+
+/// `None` when `sender` may speak for every node of `claimed` (it is that node, or a
+/// trusted user); otherwise the forgery, logged, to be reported instead of the message.
+fn vouch(
+    trusted: &[String],
+    sender: &str,
+    kind: &'static str,
+    claimed: &[String],
+    what: &str,
+) -> Option<Inbound> {
+    if trusted.iter().any(|t| t == sender) || claimed.iter().all(|n| n == sender) {
+        return None;
+    }
+    warn!(
+        sender,
+        ?claimed,
+        kind,
+        what,
+        "dropped: broker user {sender} may speak only for node {sender}"
+    );
+    Some(Inbound::Forged(Forgery {
+        kind,
+        sender: sender.to_string(),
+        claimed: claimed.to_vec(),
+        what: what.to_string(),
+    }))
 }

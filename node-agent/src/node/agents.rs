@@ -1,0 +1,227 @@
+//! Calls to loaded agents, and what agents say back (returns, errors, their own triggers,
+//! records, logs, their end).
+
+use std::collections::HashMap;
+
+use magi_proto::agent::return_to_trigger_args;
+use magi_proto::{Call, Object, Record, Trigger};
+use serde_json::json;
+
+use super::{exception, obj, AgentEvent, Internal, Loaded, Node, Pending};
+
+impl Node {
+    /// A call to an agent, found by its dock (the AAL's `dock:`, by default its name).
+    pub(super) async fn on_agent_call(&mut self, call: Call) {
+        self.next_call += 1;
+        let id = self.next_call;
+        let run = call.run.clone();
+        let found = self.runs.get_mut(&run).and_then(|s| {
+            s.agents
+                .iter_mut()
+                .find(|(_, l)| l.dock == call.dock)
+                .map(|(name, l)| (name.clone(), l))
+        });
+        let Some((name, loaded)) = found else {
+            let error = format!(
+                "agent {} is not loaded on node {}",
+                call.dock, self.config.name
+            );
+            let mut t = exception(
+                &run,
+                &self.config.name,
+                &call.dock,
+                &call.method,
+                &error,
+                None,
+            );
+            t.call = Some(call.seq);
+            return self.send_trigger(t).await;
+        };
+        loaded.pending.insert(
+            id,
+            Pending {
+                method: call.method.clone(),
+                trigger: call.trigger.clone(),
+                seq: call.seq,
+            },
+        );
+        if let Err(e) = loaded.process.call(id, &call.method, call.args) {
+            loaded.pending.remove(&id);
+            let t = exception(
+                &run,
+                &self.config.name,
+                &name,
+                &call.method,
+                &e.to_string(),
+                None,
+            );
+            self.send_trigger(t.answering(call.seq)).await;
+        }
+    }
+
+    pub(super) async fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Loaded {
+                run,
+                name,
+                dock,
+                process,
+                mut events,
+            } => {
+                let state = self.state(&run);
+                state.loading.remove(&name);
+                state.agents.insert(
+                    name.clone(),
+                    Loaded {
+                        dock,
+                        process,
+                        pending: HashMap::new(),
+                    },
+                );
+                let tx = self.internal.clone();
+                let (r, n) = (run.clone(), name.clone());
+                tokio::spawn(async move {
+                    while let Some(event) = events.recv().await {
+                        if tx
+                            .send(Internal::Event {
+                                run: r.clone(),
+                                name: n.clone(),
+                                event,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                self.trigger(
+                    &run,
+                    magi_proto::AGENT_LOAD_DONE,
+                    obj(json!({"agent": name})),
+                )
+                .await;
+            }
+            Internal::LoadFailed { run, name, error } => {
+                self.load_failed(&run, &name, &error).await
+            }
+            Internal::Unloaded { run, name } => {
+                self.trigger(
+                    &run,
+                    magi_proto::AGENT_UNLOAD_DONE,
+                    obj(json!({"agent": name})),
+                )
+                .await;
+            }
+            Internal::Event { run, name, event } => self.on_agent_event(&run, &name, event).await,
+        }
+    }
+
+    async fn on_agent_event(&mut self, run: &str, name: &str, event: AgentEvent) {
+        let with_agent = |mut args: Object| {
+            args.insert("agent".into(), json!(name));
+            args
+        };
+        match event {
+            AgentEvent::Returned { id, value } => {
+                let Some(Pending {
+                    trigger: Some(t),
+                    seq,
+                    ..
+                }) = self.pending(run, name, id)
+                else {
+                    return;
+                };
+                let args = with_agent(return_to_trigger_args(value));
+                let reply = Trigger::from_node(run, &t, &self.config.name, args).answering(seq);
+                self.send_trigger(reply).await;
+            }
+            AgentEvent::Failed {
+                id: Some(id),
+                error,
+            } => {
+                let pending = self.pending(run, name, id);
+                let method = pending.as_ref().map_or("unknown", |p| p.method.as_str());
+                let mut t = exception(run, &self.config.name, name, method, &error, None);
+                t.call = pending.map(|p| p.seq);
+                self.send_trigger(t).await;
+            }
+            AgentEvent::Failed { id: None, error } => {
+                self.exception(run, name, "unknown", &error, None).await
+            }
+            AgentEvent::Trigger { event, args } => {
+                self.trigger(run, &event, with_agent(args)).await
+            }
+            AgentEvent::Record { data } => {
+                let record = Record {
+                    run: run.to_string(),
+                    agent: name.to_string(),
+                    host: self.config.name.clone(),
+                    created: magi_proto::epoch_now(),
+                    data,
+                };
+                if let Err(e) = self.port.send_record(record).await {
+                    tracing::warn!(node = %self.config.name, run, agent = name, "record not delivered: {e}");
+                }
+            }
+            AgentEvent::Log { level, message } => match level.as_str() {
+                "error" | "warn" | "warning" => {
+                    tracing::warn!(node = %self.config.name, agent = name, "{message}")
+                }
+                _ => tracing::info!(node = %self.config.name, agent = name, "{message}"),
+            },
+            AgentEvent::Garbage { line } => {
+                let error =
+                    format!("agent wrote a line that is not the agent protocol (ignored): {line}");
+                self.exception(run, name, "unknown", &error, Some("MagiWarning"))
+                    .await;
+            }
+            AgentEvent::Exited(exit) => {
+                if exit.stopped {
+                    return;
+                }
+                let Some(loaded) = self.runs.get_mut(run).and_then(|s| s.agents.remove(name))
+                else {
+                    return;
+                };
+                let methods: Vec<String> = exit
+                    .pending
+                    .iter()
+                    .filter_map(|id| loaded.pending.get(id).map(|p| p.method.clone()))
+                    .collect();
+                let method = methods.first().cloned().unwrap_or_else(|| "unknown".into());
+                let tail = exit
+                    .stderr_tail
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                let error = format!(
+                    "agent process {exit}{}{}",
+                    if methods.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" while running {}", methods.join(", "))
+                    },
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; last stderr: {tail}")
+                    }
+                );
+                self.exception(run, name, &method, &error, None).await;
+            }
+        }
+    }
+
+    fn pending(&mut self, run: &str, name: &str, id: u64) -> Option<Pending> {
+        self.runs
+            .get_mut(run)?
+            .agents
+            .get_mut(name)?
+            .pending
+            .remove(&id)
+    }
+}

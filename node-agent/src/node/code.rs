@@ -1,0 +1,101 @@
+//! Where a `loadAgent`'s code comes from, and unpacking shipped archives off the dispatcher.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use magi_proto::daemon::LoadAgent;
+
+use super::Node;
+use crate::archive::{AgentSource, ArchiveCache};
+
+impl Node {
+    /// Where a `loadAgent` call's code comes from: bytes shipped over the bus (the
+    /// orchestrator's way; already in the cache when the same bytes came before), the
+    /// original's `tardata`, or a `path` (resolved through the module library when it does
+    /// not exist here). Nothing heavy happens here: decoding and unpacking are left to the
+    /// load's own task, so the dispatcher (and its heartbeat) is never held up by them.
+    pub(super) fn source_of(&self, load: &LoadAgent) -> Result<Code, String> {
+        // `DaemonCall::parse` has checked that a `sha256` is 64 hex digits.
+        let sha = load.sha256.clone();
+        if let Some(sha) = &sha {
+            let dir = self.cache.root().join(sha);
+            if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+                return Ok(Code::Cached(dir));
+            }
+        }
+        if let Some(b64) = &load.archive {
+            return Ok(Code::Shipped {
+                b64: b64.clone(),
+                sha,
+            });
+        }
+        if let Some(t) = &load.tardata {
+            return Ok(Code::Source(AgentSource::TarData(t.clone())));
+        }
+        if let Some(p) = &load.path {
+            let resolved = self.config.library.resolve(p).map_err(|e| e.to_string())?;
+            if let Some(note) = resolved.note {
+                tracing::info!(node = %self.config.name, "{note}");
+            }
+            return Ok(Code::Source(AgentSource::Path(resolved.path)));
+        }
+        Err("loadAgent names no code: give `path`, `tardata` or a shipped `archive`".into())
+    }
+}
+
+/// A load's code, as found by `source_of`.
+pub(super) enum Code {
+    /// Already unpacked in the cache: a shipped archive whose bytes came before.
+    Cached(PathBuf),
+    /// Shipped with the call: the archive in base64, and the SHA-256 the orchestrator gave.
+    Shipped { b64: String, sha: Option<String> },
+    /// A path or the original's `tardata`.
+    Source(AgentSource),
+}
+
+/// Decodes and unpacks a shipped archive on a blocking thread. Node agents of one process
+/// that share a cache (`magi-node --nodes N`) and get the same archive at once unpack it
+/// once: the others wait for the first and then find it in the cache.
+pub(super) async fn unpack_shipped(
+    cache: &ArchiveCache,
+    b64: String,
+    sha: Option<String>,
+) -> Result<PathBuf, String> {
+    let lock = sha.as_ref().map(|s| unpack_lock(&cache.root().join(s)));
+    let _held = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
+    if let Some(dir) = sha.as_ref().map(|s| cache.root().join(s)) {
+        if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+            return Ok(dir);
+        }
+    }
+    let bytes =
+        tokio::task::spawn_blocking(move || base64::engine::general_purpose::STANDARD.decode(b64))
+            .await
+            .map_err(|e| format!("decoding the shipped archive failed: {e}"))?
+            .map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
+    cache
+        .unpack_async(AgentSource::Bytes(bytes))
+        .await
+        .map(|m| m.dir)
+        .map_err(|e| e.to_string())
+}
+
+/// One lock per cache entry being unpacked in this process.
+fn unpack_lock(entry: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks.retain(|_, l| l.strong_count() > 0);
+    if let Some(lock) = locks.get(entry).and_then(std::sync::Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(entry.to_path_buf(), Arc::downgrade(&lock));
+    lock
+}

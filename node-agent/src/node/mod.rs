@@ -1,0 +1,333 @@
+//! The node agent's dispatcher: one task per node that acts on calls from the bus.
+//!
+//! It keeps each run apart: a run's groups, its agents and their pending calls. Calls
+//! to the `daemon` dock are the node agent's own methods (join and leave groups, load
+//! and unload agents, end a run: [`daemon`]); calls to any other dock go to the run's
+//! agent with that dock ([`agents`]). Slow work (unpacking, starting and stopping agents) runs in tasks that report
+//! back to the dispatcher, so one node never blocks on one agent.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use magi_bus::{NodeLink, NodePort};
+use magi_proto::{Call, NodeStatus, Object, RunMembership, Trigger, DAEMON_DOCK};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::archive::ArchiveCache;
+use crate::library::ModuleLibrary;
+use crate::process::{write_python_helper, AgentEvent, AgentProcess};
+
+mod agents;
+mod code;
+mod daemon;
+
+/// How a node agent is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name (as procedures' `groups` name it).
+    pub name: String,
+    /// The node's own address, given to agents (what servers bind to, clients send from).
+    pub address: String,
+    /// Node name → address, given to agents to reach peers by name.
+    pub hosts: Object,
+    /// Where the agent cache, the Python helper and logs live.
+    pub state_dir: PathBuf,
+    /// Where agents' stderr goes (`<log_dir>/<run>/<node>.<agent>.stderr`); default under `state_dir`.
+    pub log_dir: Option<PathBuf>,
+    /// Where module names are looked up when a `path` does not exist.
+    pub library: ModuleLibrary,
+    /// How often the node announces itself.
+    pub heartbeat: Duration,
+    /// Stop a run's agents when its orchestrator has been silent this long (`None`: never).
+    pub dead_man: Option<Duration>,
+    /// How long an agent has to become ready.
+    pub ready_timeout: Duration,
+    /// How long a stopping agent gets before its process group is killed.
+    pub stop_grace: Duration,
+    /// Who may use this node.
+    pub policy: Policy,
+}
+
+/// Who may use a node: the broker users (orchestrators) allowed to call it. Their identity
+/// is the one the broker proves (the `user_id` it validates); calls from anyone else are
+/// refused with a `RuntimeException` and logged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    /// The users allowed; `None`: everyone who can reach the node's queue.
+    pub allow: Option<Vec<String>>,
+}
+
+impl Policy {
+    /// Whether a call from `sender` (`None`: the in-process bus, this very process) may run.
+    pub fn admits(&self, sender: Option<&str>) -> Result<(), String> {
+        match (&self.allow, sender) {
+            (None, _) | (_, None) => Ok(()),
+            (Some(allow), Some(user)) if allow.iter().any(|a| a == user) => Ok(()),
+            (Some(allow), Some(user)) => Err(format!(
+                "broker user {user} is not among those its policy allows ({})",
+                allow.join(", ")
+            )),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults for `name`.
+    pub fn new(name: &str, state_dir: PathBuf) -> Self {
+        NodeConfig {
+            name: name.to_string(),
+            address: "127.0.0.1".into(),
+            hosts: Object::new(),
+            state_dir,
+            log_dir: None,
+            library: ModuleLibrary::standard(&[]),
+            heartbeat: Duration::from_secs(2),
+            dead_man: None,
+            ready_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(3),
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// A loaded agent.
+struct Loaded {
+    /// Where its calls are addressed (the AAL's `dock`; the name unless it says otherwise).
+    dock: String,
+    process: Arc<AgentProcess>,
+    /// Agent call id → the call it carries out.
+    pending: HashMap<u64, Pending>,
+}
+
+/// A call an agent is carrying out.
+struct Pending {
+    method: String,
+    /// The trigger to send when it returns.
+    trigger: Option<String>,
+    /// The orchestrator's `seq` of the call, named in the reply.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct RunState {
+    groups: BTreeSet<String>,
+    agents: HashMap<String, Loaded>,
+    /// Agents being loaded (a second load waits for the first's answer).
+    loading: BTreeSet<String>,
+    last_seen: Option<Instant>,
+    /// The orchestrator left on purpose with `--keep-agents`: the dead-man switch spares it.
+    detached: bool,
+}
+
+/// What background tasks report to the dispatcher.
+enum Internal {
+    Loaded {
+        run: String,
+        name: String,
+        dock: String,
+        process: Arc<AgentProcess>,
+        events: UnboundedReceiver<AgentEvent>,
+    },
+    LoadFailed {
+        run: String,
+        name: String,
+        error: String,
+    },
+    Event {
+        run: String,
+        name: String,
+        event: AgentEvent,
+    },
+    Unloaded {
+        run: String,
+        name: String,
+    },
+}
+
+struct Node {
+    config: NodeConfig,
+    port: Arc<dyn NodePort>,
+    cache: ArchiveCache,
+    python_path: Option<PathBuf>,
+    runs: HashMap<String, RunState>,
+    internal: UnboundedSender<Internal>,
+    next_call: u64,
+}
+
+/// Runs a node agent on a bus link until `shutdown` resolves or the bus goes away. At
+/// the end every agent is stopped (its whole process group) and the node says goodbye.
+pub async fn run(
+    mut link: NodeLink,
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (internal_tx, mut internal_rx) = unbounded_channel();
+    let cache = ArchiveCache::in_state_dir(&config.state_dir);
+    let _ = cache.remove_stale_temp_dirs(Duration::from_secs(3600));
+    let python_path = match write_python_helper(&config.state_dir.join("python")) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(node = %config.name, "cannot write the Python agent helper: {e}");
+            None
+        }
+    };
+    let mut node = Node {
+        port: link.port.clone(),
+        config,
+        cache,
+        python_path,
+        runs: HashMap::new(),
+        internal: internal_tx,
+        next_call: 0,
+    };
+    node.announce(true).await;
+    let mut heartbeat = tokio::time::interval(node.config.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            call = link.calls.recv() => match call {
+                Some(call) => node.on_call(call).await,
+                None => break,
+            },
+            Some(msg) = internal_rx.recv() => node.on_internal(msg).await,
+            _ = heartbeat.tick() => {
+                node.check_dead_man().await;
+                node.announce(true).await;
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    let runs: Vec<String> = node.runs.keys().cloned().collect();
+    for run in runs {
+        node.end_run(&run).await;
+    }
+    node.announce(false).await;
+}
+
+impl Node {
+    async fn announce(&self, alive: bool) {
+        let runs = self
+            .runs
+            .iter()
+            .map(|(run, s)| RunMembership {
+                run: run.clone(),
+                groups: s.groups.iter().cloned().collect(),
+                agents: s.agents.keys().cloned().collect(),
+            })
+            .collect();
+        let status = NodeStatus {
+            node: self.config.name.clone(),
+            pid: std::process::id(),
+            time: magi_proto::epoch_now(),
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            runs,
+            alive,
+        };
+        if let Err(e) = self.port.announce(status).await {
+            tracing::debug!(node = %self.config.name, "announce failed: {e}");
+        }
+    }
+
+    async fn trigger(&self, run: &str, event: &str, args: Object) {
+        self.send_trigger(Trigger::from_node(run, event, &self.config.name, args))
+            .await
+    }
+
+    async fn send_trigger(&self, t: Trigger) {
+        let (run, event) = (t.run.clone(), t.event.clone());
+        if let Err(e) = self.port.send_trigger(t).await {
+            tracing::warn!(node = %self.config.name, run, event, "trigger not delivered: {e}");
+        }
+    }
+
+    /// Reports a failure as the original did: a `RuntimeException` trigger.
+    async fn exception(
+        &self,
+        run: &str,
+        agent: &str,
+        method: &str,
+        error: &str,
+        kind: Option<&str>,
+    ) {
+        self.send_trigger(exception(
+            run,
+            &self.config.name,
+            agent,
+            method,
+            error,
+            kind,
+        ))
+        .await
+    }
+
+    async fn on_call(&mut self, call: Call) {
+        if let Some(nodes) = &call.nodes {
+            if !nodes.contains(&self.config.name) {
+                return;
+            }
+        }
+        if let Err(refusal) = self.config.policy.admits(call.sender.as_deref()) {
+            let error = format!("node {} refuses the call: {refusal}", self.config.name);
+            tracing::warn!(run = %call.run, method = %call.method, "{error}");
+            let t = exception(
+                &call.run,
+                &self.config.name,
+                &call.dock,
+                &call.method,
+                &error,
+                None,
+            );
+            return self.send_trigger(t.answering(call.seq)).await;
+        }
+        let state = self.runs.entry(call.run.clone()).or_default();
+        state.last_seen = Some(Instant::now());
+        if call.dock == DAEMON_DOCK {
+            self.on_daemon_call(call).await;
+        } else {
+            self.on_agent_call(call).await;
+        }
+    }
+
+    fn state(&mut self, run: &str) -> &mut RunState {
+        self.runs.entry(run.to_string()).or_default()
+    }
+}
+
+/// A `RuntimeException` trigger: the original's report of a failure.
+fn exception(
+    run: &str,
+    node: &str,
+    agent: &str,
+    method: &str,
+    error: &str,
+    kind: Option<&str>,
+) -> Trigger {
+    let mut args = obj(json!({"agent": agent, "func_name": method, "error": error}));
+    if let Some(kind) = kind {
+        args.insert("type".into(), json!(kind));
+    }
+    Trigger::from_node(run, magi_proto::RUNTIME_EXCEPTION, node, args)
+}
+
+fn obj(v: Value) -> Object {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// A name safe as one path component.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
