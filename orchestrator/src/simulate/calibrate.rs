@@ -51,6 +51,8 @@ pub fn latencies(events: &[RecordedEvent]) -> BTreeMap<String, u64> {
             r.dir == "recv"
                 && r.body["event"] == event.as_str()
                 && key.as_ref().is_none_or(|(k, v)| r.body[*k] == v.as_str())
+                // A reply that names its call must name this one.
+                && r.body["call"].as_u64().is_none_or(|seq| call["seq"].as_u64() == Some(seq))
         };
         // The replies up to the next call of the same kind (which would clear them).
         let next = events[i + 1..]

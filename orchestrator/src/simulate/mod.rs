@@ -146,6 +146,8 @@ pub struct Simulation {
 
 /// A reply due at a virtual time.
 struct Reply {
+    /// The call a method's reply answers (its `seq`); `None` for setup and teardown reports.
+    call: Option<u64>,
     event: String,
     nodes: Vec<String>,
     args: Object,
@@ -247,7 +249,12 @@ impl Sim<'_> {
                     }
                     self.queue.pop();
                     if let Some(r) = self.replies.remove(&id) {
-                        let outs = self.engine.on_trigger(now, &r.event, &r.nodes, &r.args);
+                        let outs = match r.call {
+                            Some(seq) => {
+                                self.engine.on_reply(now, seq, &r.event, &r.nodes, &r.args)
+                            }
+                            None => self.engine.on_trigger(now, &r.event, &r.nodes, &r.args),
+                        };
                         self.carry_out(now, outs);
                     }
                 }
@@ -355,6 +362,8 @@ impl Sim<'_> {
                 self.replies.insert(
                     self.next_id,
                     Reply {
+                        // As `magi-node`: a method's replies name the call they answer.
+                        call: (!daemon).then_some(call.seq),
                         event,
                         nodes: vec![node],
                         args,
