@@ -55,6 +55,10 @@ pub struct SweepArgs {
     /// Only print the simulated time of every cell and of the whole study.
     #[arg(long)]
     pub estimate: bool,
+    /// Start every cell's run name with this (over a broker whose permissions want runs
+    /// named `<user>.`: `--run-prefix alice.`).
+    #[arg(long, default_value = "")]
+    pub run_prefix: String,
     /// An argument for every `magi run` (repeatable), e.g. `--run-arg=--broker=amqp://...`.
     #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub run_args: Vec<String>,
@@ -81,8 +85,9 @@ fn plan_of(args: &SweepArgs) -> Result<Plan, (i32, String)> {
         } else {
             Order::Given
         };
-        let fresh =
-            Plan::new(files, &args.defines, &args.grid, args.replicates, order).map_err(invalid)?;
+        let fresh = Plan::new(files, &args.defines, &args.grid, args.replicates, order)
+            .and_then(|p| p.with_run_prefix(&args.run_prefix))
+            .map_err(invalid)?;
         match &existing {
             Some(old) if !old.same_cells(&fresh) => {
                 return Err(invalid(format!(

@@ -159,6 +159,20 @@ impl Plan {
         })
     }
 
+    /// Starts every cell's run name with `prefix` (over a broker whose permissions want
+    /// `<user>.` runs: `--run-prefix alice.`).
+    pub fn with_run_prefix(mut self, prefix: &str) -> Result<Plan, String> {
+        if name_part(prefix) != prefix {
+            return Err(format!(
+                "`--run-prefix {prefix}`: letters, digits, `.`, `-` and `_` only"
+            ));
+        }
+        for c in &mut self.cells {
+            c.name = format!("{prefix}{}", c.name);
+        }
+        Ok(self)
+    }
+
     /// Reads `<study>/study.json`, if there is one.
     pub fn load(study: &Path) -> Result<Option<Plan>, String> {
         let path = study.join("study.json");
@@ -472,6 +486,14 @@ mod tests {
             Plan::new(vec![], &["d=1".into()], &grid, 1, Order::Random { seed: 3 }).unwrap();
         assert!(!one.same_cells(&two));
         assert!(one.same_cells(&shuffled));
+    }
+
+    #[test]
+    fn a_run_prefix_starts_every_cell_name_and_must_be_a_name() {
+        let plan = Plan::new(vec![], &[], &["a=1".to_string()], 1, Order::Given).unwrap();
+        let named = plan.clone().with_run_prefix("alice.").unwrap();
+        assert_eq!(names(&named), ["alice.c001-a=1-r1"]);
+        assert!(plan.with_run_prefix("../x").is_err());
     }
 
     #[test]
