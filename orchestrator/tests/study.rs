@@ -183,6 +183,20 @@ fn a_sweep_interrupted_after_two_cells_resumes_to_six_records_and_bytes_per_s_fa
         shown,
         "replay differs from the console"
     );
+    // At 20 times the run's pace, a run of about 3 s takes about 0.15 s to replay.
+    let started = Instant::now();
+    let out = magi()
+        .args(["replay", "--speed", "20", "--no-color", "--record-dir"])
+        .arg(study.join("runs"))
+        .arg(cell)
+        .output()
+        .expect("replay");
+    let took = started.elapsed();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), replayed);
+    assert!(
+        took >= Duration::from_millis(120),
+        "replayed at its pace / 20 in {took:?}"
+    );
 
     let archive = dir.path().join("study.tar.gz");
     let out = magi()
