@@ -109,8 +109,20 @@ fn plan_of(args: &SweepArgs) -> Result<Plan, (i32, String)> {
     if !args.run_args.is_empty() {
         plan.run_args = args.run_args.clone();
     }
+    let mut figures = Vec::new();
     for f in &plan.figures {
-        study::figures::Figure::parse(f).map_err(invalid)?;
+        figures.push(study::figures::Figure::parse(f).map_err(invalid)?.name);
+    }
+    for p in &plan.plots {
+        let known = p
+            .split_once(':')
+            .is_some_and(|(f, param)| figures.iter().any(|n| n == f) && !param.is_empty());
+        if !known {
+            return Err(invalid(format!(
+                "`--plot {p}`: write FIGURE:PARAMETER with a figure of --figure ({})",
+                figures.join(", ")
+            )));
+        }
     }
     // Every distinct set of values must make a valid procedure before anything runs.
     let mut seen = std::collections::BTreeSet::new();
