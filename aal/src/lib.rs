@@ -22,6 +22,7 @@
 
 pub mod diagnostic;
 pub mod dot;
+pub mod params;
 pub mod plan;
 pub mod procedure;
 pub mod sources;
@@ -30,6 +31,7 @@ mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use params::Parameter;
 pub use procedure::*;
 pub use sources::{read_source, read_sources, source, ReadError};
 
@@ -45,6 +47,8 @@ pub struct Checked {
     pub procedure: Option<Procedure>,
     /// Errors and warnings, sorted by file, line and column.
     pub diagnostics: Vec<Diagnostic>,
+    /// The declared parameters and the values used (empty without `parameters:`).
+    pub parameters: Vec<Parameter>,
 }
 
 impl Checked {
@@ -63,6 +67,14 @@ impl Checked {
         self.diagnostics.len() - self.errors()
     }
 
+    /// The parameters' values by name, as the run record stores them.
+    pub fn parameter_values(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.parameters
+            .iter()
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect()
+    }
+
     /// Every diagnostic rendered like rustc's, separated by blank lines.
     pub fn render(&self, color: bool) -> String {
         diagnostic::render_all(&self.diagnostics, &self.files, color)
@@ -71,21 +83,38 @@ impl Checked {
 
 /// Checks a procedure made of the given files (in command-line order).
 pub fn check(files: Vec<SourceFile>) -> Checked {
+    check_with(files, &[])
+}
+
+/// Checks a procedure with parameter values set as `NAME=VALUE` (`magi run -D`).
+pub fn check_with(files: Vec<SourceFile>, defines: &[String]) -> Checked {
     let joined = sources::Joined::new(&files);
-    let parsed = yaml::parse(&joined, &files);
+    let mut parsed = yaml::parse(&joined, &files);
     let mut diagnostics = parsed.diagnostics;
+    let mut parameters = Vec::new();
     let procedure = if diagnostics.iter().any(Diagnostic::is_error) {
         None
     } else {
-        let (procedure, more) = validate::validate(parsed.root.as_ref(), parsed.start, &files);
-        diagnostics.extend(more);
-        procedure
+        parameters = params::apply(
+            parsed.root.as_mut(),
+            parsed.start,
+            defines,
+            &mut diagnostics,
+        );
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            None
+        } else {
+            let (procedure, more) = validate::validate(parsed.root.as_ref(), parsed.start, &files);
+            diagnostics.extend(more);
+            procedure
+        }
     };
     diagnostics.sort_by_key(|d| (d.span.file, d.span.line, d.span.col));
     Checked {
         files,
         procedure,
         diagnostics,
+        parameters,
     }
 }
 
@@ -96,7 +125,15 @@ pub fn check_str(path: &str, text: &str) -> Checked {
 
 /// Reads the files and checks them; `Err` lists the files that could not be read.
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Checked, Vec<ReadError>> {
-    read_sources(paths).map(check)
+    load_with(paths, &[])
+}
+
+/// Reads the files and checks them with parameter values set as `NAME=VALUE`.
+pub fn load_with<P: AsRef<Path>>(
+    paths: &[P],
+    defines: &[String],
+) -> Result<Checked, Vec<ReadError>> {
+    read_sources(paths).map(|files| check_with(files, defines))
 }
 
 /// Reads any YAML document (a configuration file, say) as JSON, with the same typing

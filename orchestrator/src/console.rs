@@ -62,16 +62,33 @@ pub fn stream_name(name: &str) -> String {
     }
 }
 
-/// Local wall-clock time as `HH:MM:SS`.
-pub fn clock(epoch: f64) -> String {
+fn local_time(epoch: f64) -> Option<libc::tm> {
     let secs = epoch as libc::time_t;
     // SAFETY: localtime_r only writes into the struct we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if ok {
-        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
-    } else {
-        "??:??:??".into()
+    ok.then_some(tm)
+}
+
+/// Local wall-clock time as `HH:MM:SS`.
+pub fn clock(epoch: f64) -> String {
+    match local_time(epoch) {
+        Some(tm) => format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
+        None => "??:??:??".into(),
+    }
+}
+
+/// Local date and time as `YYYY-MM-DD HH:MM:SS` (run listings).
+pub fn date_time(epoch: f64) -> String {
+    match local_time(epoch) {
+        Some(tm) => format!(
+            "{:04}-{:02}-{:02} {}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            clock(epoch)
+        ),
+        None => "????-??-?? ??:??:??".into(),
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <record-dir>/<run>/
-//!   run.json          run id, start/end, procedure files and SHA-256, archives, outcome
+//!   run.json          run id, start/end, procedure files and SHA-256, parameters,
+//!                     archives, outcome
 //!   procedure/        the AAL files as given
 //!   events.jsonl      {"time", "dir": "sent"|"recv", "kind": "call"|"trigger", ...}
 //!   console.jsonl     the console lines
@@ -134,6 +135,14 @@ impl RunRecord {
     /// The record's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Notes the parameter values the run uses.
+    pub fn parameters(&mut self, values: &serde_json::Map<String, Value>) {
+        if !values.is_empty() {
+            self.summary["parameters"] = Value::Object(values.clone());
+            let _ = self.write_summary();
+        }
     }
 
     /// Notes an agent's archive.

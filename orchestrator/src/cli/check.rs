@@ -24,6 +24,9 @@ pub struct CheckArgs {
         default_missing_value = "-"
     )]
     pub dot: Option<PathBuf>,
+    /// Set a parameter of the procedure, `NAME=VALUE` (repeatable), as `magi run -D`.
+    #[arg(short = 'D', value_name = "NAME=VALUE")]
+    pub defines: Vec<String>,
     /// Print the diagnostics and the plan as one JSON document on stdout.
     #[arg(long, conflicts_with = "dot")]
     pub json: bool,
@@ -38,7 +41,7 @@ const INVALID: i32 = 2;
 
 /// Runs `magi check`; returns the exit code.
 pub fn run(args: CheckArgs) -> i32 {
-    let checked = match magi_aal::load(&args.files) {
+    let checked = match magi_aal::load_with(&args.files, &args.defines) {
         Ok(checked) => checked,
         Err(errors) => return unreadable(&errors, args.json),
     };
@@ -64,14 +67,56 @@ pub fn run(args: CheckArgs) -> i32 {
                 eprintln!("error: cannot write the graph to `{}`: {e}", path.display());
                 return OUTPUT_FAILED;
             }
-            print_stdout(&magi_aal::plan::render(procedure));
+            print_stdout(&(parameters(&checked) + &magi_aal::plan::render(procedure)));
         }
-        None => print_stdout(&magi_aal::plan::render(procedure)),
+        None => print_stdout(&(parameters(&checked) + &magi_aal::plan::render(procedure))),
     }
     // The process ends right after: freeing a big procedure piece by piece would only add
     // to the time `magi check` takes.
     std::mem::forget(checked);
     VALID
+}
+
+/// The parameters and their values, one per line, before the plan.
+fn parameters(checked: &Checked) -> String {
+    let mut out = String::new();
+    if checked.parameters.is_empty() {
+        return out;
+    }
+    out.push_str("parameters:\n");
+    for p in &checked.parameters {
+        let from = if p.set { "set by -D" } else { "default" };
+        out.push_str(&format!(
+            "  {} = {} ({from})\n",
+            p.name,
+            crate::recorded::value_text(&p.value)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// Loads a procedure for a command that needs a valid one (`simulate`, `sweep`), with
+/// `-D` values: prints the diagnostics to stderr and returns `None` when it cannot be used.
+pub fn load_valid(files: &[PathBuf], defines: &[String]) -> Option<Checked> {
+    let checked = match magi_aal::load_with(files, defines) {
+        Ok(c) => c,
+        Err(errors) => {
+            errors.iter().for_each(|e| eprintln!("error: {e}"));
+            return None;
+        }
+    };
+    if !checked.diagnostics.is_empty() {
+        eprintln!("{}", checked.render(std::io::stderr().is_terminal()));
+    }
+    if checked.procedure.is_none() {
+        eprintln!(
+            "error: the procedure is not valid ({} error(s))",
+            checked.errors()
+        );
+        return None;
+    }
+    Some(checked)
 }
 
 /// The last line: what the verdict is.
@@ -99,6 +144,7 @@ fn json(checked: &Checked) -> String {
         "warnings": checked.warnings(),
         "files": checked.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
         "diagnostics": checked.diagnostics.iter().map(|d| d.to_json(&checked.files)).collect::<Vec<_>>(),
+        "parameters": checked.parameters,
         "plan": checked.procedure,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()

@@ -3,10 +3,16 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod data;
+pub mod diff;
+pub mod export;
 pub mod graph;
 pub mod parse;
+pub mod replay;
 pub mod run;
+pub mod runs;
+pub mod simulate;
 pub mod status;
+pub mod sweep;
 pub mod tap;
 pub mod testbed;
 pub mod web;
@@ -37,6 +43,18 @@ enum Command {
     Tap(tap::TapArgs),
     /// Build, remove or show a testbed of network namespaces from a .tcl or YAML topology.
     Testbed(testbed::TestbedArgs),
+    /// List run records (name, start, duration, outcome, procedure hash, parameters).
+    Runs(runs::RunsArgs),
+    /// Print a recorded run's console again, at its pace or faster.
+    Replay(replay::ReplayArgs),
+    /// Say what differs between two runs.
+    Diff(diff::DiffArgs),
+    /// Dry-run a procedure on virtual time: predicted duration, timeline, dead waits.
+    Simulate(simulate::SimulateArgs),
+    /// Run a procedure over a grid of parameter values × replicates, as a resumable study.
+    Sweep(sweep::SweepArgs),
+    /// Pack a run or a study into one .tar.gz with an RO-Crate description.
+    Export(export::ExportArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -58,6 +76,12 @@ pub fn main() -> i32 {
         Command::Status(args) => status::run(args),
         Command::Tap(args) => tap::run(args),
         Command::Testbed(args) => testbed::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

@@ -51,6 +51,12 @@ pub struct RunArgs {
     /// AAL files, read in order (as the original's repeated `-f`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Set a parameter of the procedure, `NAME=VALUE` (repeatable).
+    #[arg(short = 'D', value_name = "NAME=VALUE")]
+    pub defines: Vec<String>,
+    /// The parameter values used, for the record (set from the procedure).
+    #[arg(skip)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
     /// The original's `-f FILE` spelling; may be repeated.
     #[arg(short = 'f', long = "events", hide = true)]
     pub events: Vec<PathBuf>,
@@ -108,7 +114,7 @@ pub struct RunArgs {
 pub fn run(mut args: RunArgs) -> i32 {
     args.files.append(&mut args.events);
     let mut console = Console::new(Mode::detect(args.json, args.no_color));
-    let checked = match magi_aal::load(&args.files) {
+    let checked = match magi_aal::load_with(&args.files, &args.defines) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -121,6 +127,7 @@ pub fn run(mut args: RunArgs) -> i32 {
     if !checked.diagnostics.is_empty() {
         eprintln!("{}", checked.render(color));
     }
+    args.parameters = checked.parameter_values();
     let Some(procedure) = checked.procedure.clone() else {
         eprintln!("error: the procedure is not valid ({} error(s)); `magi check` shows the plan once it is", checked.errors());
         return EXIT_INVALID;
@@ -211,6 +218,7 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INFRA;
         }
     };
+    record.parameters(&args.parameters);
     let shipments = prepare_archives(&procedure, &library, &mut record, console);
     let store = args.store.clone().unwrap_or_else(|| {
         record
