@@ -182,7 +182,11 @@ async fn a_call_reaches_the_node_with_its_authenticated_sender() {
     let inbox = orch.open_run(&run).await.unwrap();
     let mut c = call(&run, "start");
     c.sender = Some("mallory".into()); // never sent: the receiver learns it from the broker
-    inbox.port.publish_nodes(&[n1.clone()], c).await.unwrap();
+    inbox
+        .port
+        .publish_nodes(std::slice::from_ref(&n1), c)
+        .await
+        .unwrap();
     let got = next(&mut link.calls).await;
     assert_eq!(got.sender.as_deref(), Some(alice.as_str()));
     let _ = inbox.port.close().await;

@@ -67,7 +67,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     let bob_run = format!("{bob}.r");
     let mut bobs = bob_bus.open_run(&bob_run).await.unwrap();
     bobs.port
-        .publish_nodes(&[n1.clone()], load_call(&bob_run))
+        .publish_nodes(std::slice::from_ref(&n1), load_call(&bob_run))
         .await
         .unwrap();
     let refusal = next_trigger(&mut bobs).await;
@@ -80,7 +80,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     let mut alices = alice_bus.open_run(&alice_run).await.unwrap();
     alices
         .port
-        .publish_nodes(&[n1.clone()], load_call(&alice_run))
+        .publish_nodes(std::slice::from_ref(&n1), load_call(&alice_run))
         .await
         .unwrap();
     assert_eq!(next_trigger(&mut alices).await.event, "AgentLoadDone");

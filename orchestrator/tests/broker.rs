@@ -1560,7 +1560,10 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .expect("run magi");
     let out = String::from_utf8_lossy(&bobs.stdout);
     assert_eq!(bobs.status.code(), Some(1), "{out}");
-    assert!(out.contains("refuses the call") && out.contains(&bob), "{out}");
+    assert!(
+        out.contains("refuses the call") && out.contains(&bob),
+        "{out}"
+    );
 
     // Alice's run, while servernode's user forges clientStopped for clientnode: the bus
     // drops it and says so; the run ends when its own client stops (6 s), with exit 0.
@@ -1581,11 +1584,18 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .await
         .expect("attach")
         .port;
-    let forged = magi_proto::Trigger::from_node(&run, "clientStopped", "clientnode", Default::default());
-    port.send_trigger(forged).await.expect("the broker routes it");
+    let forged =
+        magi_proto::Trigger::from_node(&run, "clientStopped", "clientnode", Default::default());
+    port.send_trigger(forged)
+        .await
+        .expect("the broker routes it");
     let done = r.finish(Duration::from_secs(60)).await;
     assert_eq!(done.code, Some(0), "{}", done.show());
-    assert!(done.took >= Duration::from_secs(6), "the run ended early: {}", done.show());
+    assert!(
+        done.took >= Duration::from_secs(6),
+        "the run ended early: {}",
+        done.show()
+    );
     assert!(
         done.stderr.contains("dropped a trigger (clientStopped) from broker user servernode claiming to be clientnode"),
         "{}",

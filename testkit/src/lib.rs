@@ -210,20 +210,6 @@ impl BrokerGuard {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn vhosts_come_out_of_urls() {
-        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2f"), "/");
-        assert_eq!(
-            super::vhost_of("amqp://g:g@h:5672/%2fmagi?heartbeat=10"),
-            "/magi"
-        );
-        assert_eq!(super::vhost_of("amqp://h"), "/");
-        assert_eq!(super::vhost_of("amqp://h/"), "/");
-    }
-}
-
 /// A vhost and broker users that exist for one test: created with full permissions on
 /// the vhost (so a test checks what the bus itself enforces), deleted when dropped, even
 /// when the test fails.
@@ -278,5 +264,19 @@ impl Drop for Throwaway {
             let _ = ctl(&["-q", "delete_user", user]);
         }
         let _ = ctl(&["-q", "delete_vhost", &self.vhost]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vhosts_come_out_of_urls() {
+        assert_eq!(super::vhost_of("amqp://g:g@h:5672/%2f"), "/");
+        assert_eq!(
+            super::vhost_of("amqp://g:g@h:5672/%2fmagi?heartbeat=10"),
+            "/magi"
+        );
+        assert_eq!(super::vhost_of("amqp://h"), "/");
+        assert_eq!(super::vhost_of("amqp://h/"), "/");
     }
 }

@@ -94,8 +94,14 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
             let sender = wire::sender(d)?;
             if exchange == status_ex {
                 let status: NodeStatus = decode("node status", d, limit)?;
-                return Ok(vouch(&trusted, &sender, "node", &[status.node.clone()], "")
-                    .unwrap_or(Inbound::Node(status)));
+                return Ok(vouch(
+                    &trusted,
+                    &sender,
+                    "node",
+                    std::slice::from_ref(&status.node),
+                    "",
+                )
+                .unwrap_or(Inbound::Node(status)));
             }
             if exchange != triggers_ex {
                 return Err(Dropped::Misrouted(format!(
@@ -118,7 +124,13 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
                 "record" => {
                     let r: Record = decode("record", d, limit)?;
                     let run = r.run.clone();
-                    let forged = vouch(&trusted, &sender, "record", &[r.host.clone()], &r.agent);
+                    let forged = vouch(
+                        &trusted,
+                        &sender,
+                        "record",
+                        std::slice::from_ref(&r.host),
+                        &r.agent,
+                    );
                     (forged.unwrap_or(Inbound::Record(r)), run)
                 }
                 other => {
