@@ -6,6 +6,7 @@
 //! turns what agents say into triggers and records on the bus.
 //!
 //! - [`node`]: the dispatcher, `node::run(link, config, shutdown)`.
+//! - [`config`]: `magi-node`'s command line, configuration file and host map.
 //! - [`archive`]: unpacking agent archives safely into a cache keyed by SHA-256.
 //! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
 //! - [`manifest`]: the `magi-agent.json` every agent module carries.
@@ -13,6 +14,7 @@
 //! - [`pack`]: packing a module directory into an archive to ship over the bus.
 
 pub mod archive;
+pub mod config;
 pub mod library;
 pub mod manifest;
 pub mod node;

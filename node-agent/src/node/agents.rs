@@ -67,6 +67,7 @@ impl Node {
                 dock,
                 process,
                 mut events,
+                pin,
             } => {
                 let state = self.state(&run);
                 state.loading.remove(&name);
@@ -75,6 +76,7 @@ impl Node {
                     Loaded {
                         dock,
                         process,
+                        _pin: pin,
                         pending: HashMap::new(),
                     },
                 );

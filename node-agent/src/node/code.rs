@@ -8,7 +8,7 @@ use base64::Engine as _;
 use magi_proto::daemon::LoadAgent;
 
 use super::Node;
-use crate::archive::{AgentSource, ArchiveCache};
+use crate::archive::{AgentSource, ArchiveCache, Pin};
 
 impl Node {
     /// Where a `loadAgent` call's code comes from: bytes shipped over the bus (the
@@ -18,17 +18,10 @@ impl Node {
     /// load's own task, so the dispatcher (and its heartbeat) is never held up by them.
     pub(super) fn source_of(&self, load: &LoadAgent) -> Result<Code, String> {
         // `DaemonCall::parse` has checked that a `sha256` is 64 hex digits.
-        let sha = load.sha256.clone();
-        if let Some(sha) = &sha {
-            let dir = self.cache.root().join(sha);
-            if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
-                return Ok(Code::Cached(dir));
-            }
-        }
-        if let Some(b64) = &load.archive {
+        if load.archive.is_some() || load.sha256.is_some() {
             return Ok(Code::Shipped {
-                b64: b64.clone(),
-                sha,
+                b64: load.archive.clone(),
+                sha: load.sha256.clone(),
             });
         }
         if let Some(t) = &load.tardata {
@@ -47,41 +40,64 @@ impl Node {
 
 /// A load's code, as found by `source_of`.
 pub(super) enum Code {
-    /// Already unpacked in the cache: a shipped archive whose bytes came before.
-    Cached(PathBuf),
-    /// Shipped with the call: the archive in base64, and the SHA-256 the orchestrator gave.
-    Shipped { b64: String, sha: Option<String> },
+    /// Shipped by the orchestrator: the archive in base64 (none when it trusts the node to
+    /// have the bytes cached already) and the SHA-256 it gave.
+    Shipped {
+        b64: Option<String>,
+        sha: Option<String>,
+    },
     /// A path or the original's `tardata`.
     Source(AgentSource),
 }
 
-/// Decodes and unpacks a shipped archive on a blocking thread. Node agents of one process
-/// that share a cache (`magi-node --nodes N`) and get the same archive at once unpack it
-/// once: the others wait for the first and then find it in the cache.
-pub(super) async fn unpack_shipped(
+impl Code {
+    /// The unpacked module's directory, pinned in the cache for as long as the [`Pin`]
+    /// lives (the agent's lifetime): the cache quota never evicts a running agent's code.
+    pub(super) async fn unpack(self, cache: &ArchiveCache) -> Result<(PathBuf, Pin), String> {
+        match self {
+            Code::Shipped { b64, sha } => unpack_shipped(cache, b64, sha).await,
+            Code::Source(source) => cache
+                .unpack_pinned_async(source)
+                .await
+                .map(|(m, pin)| (m.dir, pin))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Finds a shipped archive in the cache (the same bytes came before), or decodes and
+/// unpacks it on a blocking thread. Node agents of one process that share a cache
+/// (`magi-node --nodes N`) and get the same archive at once unpack it once: the others
+/// wait for the first and then find it in the cache.
+async fn unpack_shipped(
     cache: &ArchiveCache,
-    b64: String,
+    b64: Option<String>,
     sha: Option<String>,
-) -> Result<PathBuf, String> {
+) -> Result<(PathBuf, Pin), String> {
     let lock = sha.as_ref().map(|s| unpack_lock(&cache.root().join(s)));
     let _held = match &lock {
         Some(l) => Some(l.lock().await),
         None => None,
     };
-    if let Some(dir) = sha.as_ref().map(|s| cache.root().join(s)) {
-        if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
-            return Ok(dir);
+    if let Some(sha) = sha.clone() {
+        let (c, dir) = (cache.clone(), cache.root().join(&sha));
+        let cached = tokio::task::spawn_blocking(move || c.pin(&sha)).await;
+        if let Ok(Ok(pin)) = cached {
+            if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
+                return Ok((dir, pin));
+            }
         }
     }
+    let b64 = b64.ok_or("the archive is not in this node's cache and none was shipped")?;
     let bytes =
         tokio::task::spawn_blocking(move || base64::engine::general_purpose::STANDARD.decode(b64))
             .await
             .map_err(|e| format!("decoding the shipped archive failed: {e}"))?
             .map_err(|e| format!("the shipped archive is not valid base64: {e}"))?;
     cache
-        .unpack_async(AgentSource::Bytes(bytes))
+        .unpack_pinned_async(AgentSource::Bytes(bytes))
         .await
-        .map(|m| m.dir)
+        .map(|(m, pin)| (m.dir, pin))
         .map_err(|e| e.to_string())
 }
 

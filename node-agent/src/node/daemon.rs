@@ -9,7 +9,6 @@ use magi_proto::daemon::{AgentName, GroupArgs, LoadAgent};
 use magi_proto::{method, Call, DaemonCall, DAEMON_DOCK};
 use serde_json::json;
 
-use super::code::{unpack_shipped, Code};
 use super::{obj, sanitize, Internal, Node};
 use crate::manifest::Manifest;
 use crate::process::{AgentProcess, SpawnOptions};
@@ -121,30 +120,22 @@ impl Node {
         tokio::spawn(async move {
             let _ = std::fs::create_dir_all(&log_dir);
             let result = async {
-                let dir = match source {
-                    Code::Cached(dir) => dir,
-                    Code::Shipped { b64, sha } => unpack_shipped(&cache, b64, sha).await?,
-                    Code::Source(source) => {
-                        cache
-                            .unpack_async(source)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .dir
-                    }
-                };
+                let (dir, pin) = source.unpack(&cache).await?;
                 let manifest = Manifest::read(&dir).map_err(|e| e.to_string())?;
                 AgentProcess::spawn(&dir, &manifest, start, options)
                     .await
+                    .map(|(process, events)| (process, events, pin))
                     .map_err(|e| e.to_string())
             }
             .await;
             let msg = match result {
-                Ok((process, events)) => Internal::Loaded {
+                Ok((process, events, pin)) => Internal::Loaded {
                     run,
                     name,
                     dock,
                     process: Arc::new(process),
                     events,
+                    pin,
                 },
                 Err(error) => Internal::LoadFailed { run, name, error },
             };

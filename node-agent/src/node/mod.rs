@@ -16,7 +16,7 @@ use magi_proto::{Call, NodeStatus, Object, RunMembership, Trigger, DAEMON_DOCK};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::archive::ArchiveCache;
+use crate::archive::{ArchiveCache, Pin};
 use crate::library::ModuleLibrary;
 use crate::process::{write_python_helper, AgentEvent, AgentProcess};
 
@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub command_prefix: Vec<String>,
     /// Who may use this node.
     pub policy: Policy,
+    /// Largest size of the unpacked agent cache, in bytes; modules no agent runs are
+    /// evicted to stay under it.
+    pub cache_quota: u64,
 }
 
 /// Who may use a node: the broker users (orchestrators) allowed to call it. Their identity
@@ -92,6 +95,7 @@ impl NodeConfig {
             stop_grace: Duration::from_secs(3),
             command_prefix: Vec::new(),
             policy: Policy::default(),
+            cache_quota: crate::archive::DEFAULT_QUOTA,
         }
     }
 }
@@ -101,6 +105,8 @@ struct Loaded {
     /// Where its calls are addressed (the AAL's `dock`; the name unless it says otherwise).
     dock: String,
     process: Arc<AgentProcess>,
+    /// Keeps its code in the cache while it runs (dropped after the process has stopped).
+    _pin: Pin,
     /// Agent call id → the call it carries out.
     pending: HashMap<u64, Pending>,
 }
@@ -133,6 +139,7 @@ enum Internal {
         dock: String,
         process: Arc<AgentProcess>,
         events: UnboundedReceiver<AgentEvent>,
+        pin: Pin,
     },
     LoadFailed {
         run: String,
@@ -168,7 +175,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (internal_tx, mut internal_rx) = unbounded_channel();
-    let cache = ArchiveCache::in_state_dir(&config.state_dir);
+    let cache = ArchiveCache::in_state_dir(&config.state_dir).with_quota(config.cache_quota);
     let _ = cache.remove_stale_temp_dirs(Duration::from_secs(3600));
     let python_path = match write_python_helper(&config.state_dir.join("python")) {
         Ok(p) => Some(p),

@@ -62,14 +62,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
-        Command::Run(args) => match args.run.as_deref().map(parse::run_name) {
-            // `--run` names a directory under `--record-dir`: refused like any bad value.
-            Some(Err(e)) => {
-                eprintln!("error: invalid value for '--run <RUN>': {e}");
-                run::EXIT_INVALID
-            }
-            _ => run::run(args),
-        },
+        Command::Run(args) => run::run(args),
         Command::Data(args) => data::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Web(args) => web::run(args),

@@ -71,7 +71,7 @@ pub struct RunArgs {
     pub project: Option<String>,
     /// The run's name (default: the procedure's file name and the time). Over a broker with
     /// per-user permissions, runs must start with `<user>.`.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse::run_name)]
     pub run: Option<String>,
     /// One JSON record per line instead of the console lines.
     #[arg(long)]
@@ -89,8 +89,8 @@ pub struct RunArgs {
     #[arg(short = 'g', long = "group-timeout", default_value_t = 20_000)]
     pub group_timeout: u64,
     /// How long to wait for node agents to announce themselves, in seconds (broker runs).
-    #[arg(long, default_value_t = 30)]
-    pub preflight: u64,
+    #[arg(long, default_value = "30", value_parser = super::parse::seconds)]
+    pub preflight: Duration,
     /// Where run records go.
     #[arg(long, default_value = "magi-runs", env = "MAGI_RECORD_DIR")]
     pub record_dir: PathBuf,
@@ -219,7 +219,15 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         }
     };
     record.parameters(&args.parameters);
-    let shipments = prepare_archives(&procedure, &library, &mut record, console);
+    let shipments = match prepare_archives(&procedure, &library, &mut record, console) {
+        Ok(s) => s,
+        Err(e) => {
+            console.note(&format!("error: {e}"));
+            let outcome = serde_json::json!({"outcome": "failed", "kind": "invalid", "message": e});
+            let _ = record.finish(&outcome, EXIT_INVALID);
+            return EXIT_INVALID;
+        }
+    };
     let store = args.store.clone().unwrap_or_else(|| {
         record
             .dir()
@@ -242,7 +250,7 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             teardown: !args.keep_agents,
         },
         preflight: if broker.is_some() {
-            Duration::from_secs(args.preflight)
+            args.preflight
         } else {
             Duration::from_secs(10)
         },
@@ -416,13 +424,14 @@ fn broker_user(url: &str) -> Option<String> {
 }
 
 /// Resolves and packs every loadable agent's code, so nodes need no shared filesystem.
-/// A path the orchestrator cannot read is left for the nodes to resolve themselves.
+/// A path the orchestrator cannot read is left for the nodes to resolve themselves; one
+/// that can never be a module (a device, a FIFO, a socket, over the size cap) is an error.
 fn prepare_archives(
     procedure: &Procedure,
     library: &ModuleLibrary,
     record: &mut RunRecord,
     console: &mut Console,
-) -> HashMap<String, Shipment> {
+) -> Result<HashMap<String, Shipment>, String> {
     let mut shipments = HashMap::new();
     for agent in procedure.loadable_agents() {
         let Some(AgentSource::Path(path)) = &agent.source else {
@@ -458,6 +467,7 @@ fn prepare_archives(
                     },
                 );
             }
+            Err(e) if e.is_refusal() => return Err(format!("agent {}: {e}", agent.name)),
             Err(e) => console.note(&format!(
                 "agent {}: cannot read {}: {e}; the nodes will look for it themselves",
                 agent.name,
@@ -465,7 +475,7 @@ fn prepare_archives(
             )),
         }
     }
-    shipments
+    Ok(shipments)
 }
 
 #[cfg(test)]
