@@ -551,7 +551,28 @@ impl Engine {
     fn begin_teardown(&mut self) {
         self.running.clear();
         if self.options.teardown {
-            let steps = steps::teardown_steps(&self.procedure, self.options.group_timeout_ms);
+            let (cache, lost) = (&self.cache, &self.lost);
+            let reached = |key: &str, name: &str, nodes: &[String]| {
+                let setup_event = match key {
+                    "group" => magi_proto::GROUP_BUILD_DONE,
+                    _ => magi_proto::AGENT_LOAD_DONE,
+                };
+                let done = cache.matching_nodes(&EventTrigger {
+                    event: setup_event.to_string(),
+                    nodes: nodes.to_vec(),
+                    count: 1,
+                    args: Object::from_iter([(key.to_string(), Value::from(name))]),
+                    target: None,
+                    span: Default::default(),
+                });
+                nodes
+                    .iter()
+                    .filter(|n| done.contains(*n) && !lost.contains(*n))
+                    .cloned()
+                    .collect()
+            };
+            let steps =
+                steps::teardown_steps(&self.procedure, self.options.group_timeout_ms, &reached);
             self.running.push(Running {
                 name: TEARDOWN_STREAM.into(),
                 steps: Arc::new(steps),

@@ -169,14 +169,26 @@ fn unload_agent(agent: &Agent) -> DaemonCall {
     })
 }
 
+/// The nodes a phase's wait for `key: name` (`group: g`, `agent: a`) waits for, out of
+/// the nodes it concerns. Setup waits for all of them; teardown only for those that setup
+/// reached (a node that never joined a group or loaded an agent has nothing to undo, and
+/// one that refused the run's calls would never answer).
+pub type Expect<'a> = &'a dyn Fn(&str, &str, &[String]) -> Vec<String>;
+
+/// Every node: what setup waits for.
+fn every(_key: &str, _name: &str, nodes: &[String]) -> Vec<String> {
+    nodes.to_vec()
+}
+
 /// Every group's call (`joinGroup`/`leaveGroup`, to its members), then a wait for each
-/// group's `done` trigger from every member.
+/// group's `done` trigger from the members `expect` names (no wait when it names none).
 fn group_phase(
     procedure: &Procedure,
     make: fn(GroupArgs) -> DaemonCall,
     done: &str,
     timeout_ms: u64,
     on_timeout: Option<Target>,
+    expect: Expect,
 ) -> Vec<Step> {
     let calls = procedure.groups.iter().map(|g| {
         let call = make(GroupArgs {
@@ -192,15 +204,18 @@ fn group_phase(
             only,
         )
     });
-    let waits = procedure.groups.iter().map(|g| {
-        done_wait(
-            done,
-            "group",
-            &g.name,
-            &g.nodes,
-            timeout_ms,
-            on_timeout.clone(),
-        )
+    let waits = procedure.groups.iter().filter_map(|g| {
+        let nodes = expect("group", &g.name, &g.nodes);
+        (!nodes.is_empty()).then(|| {
+            done_wait(
+                done,
+                "group",
+                &g.name,
+                &nodes,
+                timeout_ms,
+                on_timeout.clone(),
+            )
+        })
     });
     calls.chain(waits).collect()
 }
@@ -212,6 +227,7 @@ fn agent_phase(
     make: fn(&Agent) -> DaemonCall,
     done: &str,
     on_timeout: Option<Target>,
+    expect: Expect,
 ) -> Vec<Step> {
     let calls = procedure.loadable_agents().map(|a| {
         daemon_call(
@@ -222,16 +238,18 @@ fn agent_phase(
             None,
         )
     });
-    let waits = procedure.loadable_agents().map(|a| {
-        let nodes = procedure.nodes_of(&a.group);
-        done_wait(
-            done,
-            "agent",
-            &a.name,
-            &nodes,
-            a.load_timeout_ms,
-            on_timeout.clone(),
-        )
+    let waits = procedure.loadable_agents().filter_map(|a| {
+        let nodes = expect("agent", &a.name, &procedure.nodes_of(&a.group));
+        (!nodes.is_empty()).then(|| {
+            done_wait(
+                done,
+                "agent",
+                &a.name,
+                &nodes,
+                a.load_timeout_ms,
+                on_timeout.clone(),
+            )
+        })
     });
     calls.chain(waits).collect()
 }
@@ -244,26 +262,36 @@ pub fn setup_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
         magi_proto::GROUP_BUILD_DONE,
         group_timeout_ms,
         Some(Target::Exit),
+        &every,
     );
     steps.extend(agent_phase(
         procedure,
         load_agent,
         magi_proto::AGENT_LOAD_DONE,
         Some(Target::Exit),
+        &every,
     ));
     steps
 }
 
-/// The teardown stream: unload all agents, then leave all groups. A timeout only moves
-/// on (a lost node must not keep the others' agents running).
-pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64) -> Vec<Step> {
-    let mut steps = agent_phase(procedure, unload_agent, magi_proto::AGENT_UNLOAD_DONE, None);
+/// The teardown stream: unload all agents, then leave all groups, waiting for the nodes
+/// `reached` names (those setup reached). A timeout only moves on (a lost node must not
+/// keep the others' agents running).
+pub fn teardown_steps(procedure: &Procedure, group_timeout_ms: u64, reached: Expect) -> Vec<Step> {
+    let mut steps = agent_phase(
+        procedure,
+        unload_agent,
+        magi_proto::AGENT_UNLOAD_DONE,
+        None,
+        reached,
+    );
     steps.extend(group_phase(
         procedure,
         DaemonCall::LeaveGroup,
         magi_proto::GROUP_TEARDOWN_DONE,
         group_timeout_ms,
         None,
+        reached,
     ));
     steps
 }

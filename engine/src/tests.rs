@@ -927,3 +927,37 @@ fn a_trigger_with_arguments_gets_no_implicit_ret_val() {
     h.trigger("sensed", "c1", json!({"agent": "client", "result": -1}));
     assert!(!h.user_methods().contains(&"after"));
 }
+
+#[test]
+fn teardown_waits_only_for_the_nodes_setup_reached() {
+    // s2 refuses the run (a node whose policy does not name the user): it never joins,
+    // loads nothing and would answer no teardown call either.
+    let mut h = Harness::with_silent(
+        procedure(&one_server(), &agents(), vec![], &[]),
+        Options::default(),
+        &["s2"],
+    );
+    h.trigger(
+        magi_proto::RUNTIME_EXCEPTION,
+        "s2",
+        json!({"agent": "daemon", "func_name": "joinGroup", "error": "refused"}),
+    );
+    // No agent was loaded anywhere and s2 joined nothing: teardown has nothing to wait
+    // for from s2, and ends at once instead of after the load and group timeouts.
+    assert!(
+        matches!(
+            &h.outcome,
+            Some(Outcome::Failed {
+                kind: FailureKind::Agent,
+                ..
+            })
+        ),
+        "{:?} (lines: {:?})",
+        h.outcome,
+        h.lines.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    assert!(
+        h.methods().contains(&"leaveGroup"),
+        "teardown still leaves the groups"
+    );
+}
