@@ -21,11 +21,16 @@ pub mod amqp;
 pub mod memory;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use magi_proto::{Call, NodeStatus, Record, Trigger};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+/// When this process started: transports that cannot be cut off (the in-process one) have
+/// been up since then.
+static STARTED: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 /// What can go wrong on the bus.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -105,9 +110,10 @@ pub trait NodePort: Send + Sync {
     async fn send_record(&self, record: Record) -> Result<(), BusError>;
     /// Announce this node (start, heartbeat, shutdown).
     async fn announce(&self, status: NodeStatus) -> Result<(), BusError>;
-    /// Whether the node is connected now: silence heard during an outage is nobody's fault.
-    fn connected(&self) -> bool {
-        true
+    /// Since when the node has been connected without interruption (`None`: not now).
+    /// Silence heard during an outage is nobody's fault: it counts only from then on.
+    fn up_since(&self) -> Option<Instant> {
+        Some(*STARTED)
     }
 }
 
@@ -128,10 +134,10 @@ pub trait RunPort: Send + Sync {
     async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError>;
     /// Forget the run's bus resources (its groups, its inbox).
     async fn close(&self) -> Result<(), BusError>;
-    /// Whether the orchestrator is connected now: silence heard during an outage is
-    /// nobody's fault.
-    fn connected(&self) -> bool {
-        true
+    /// Since when the orchestrator has been connected without interruption (`None`: not
+    /// now). Silence heard during an outage is nobody's fault: it counts only from then on.
+    fn up_since(&self) -> Option<Instant> {
+        Some(*STARTED)
     }
 }
 
@@ -158,4 +164,24 @@ pub trait Bus: Send + Sync {
     async fn open_run(&self, run: &str) -> Result<RunLink, BusError>;
     /// Watch one run (`Some`) or everything (`None`).
     async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError>;
+    /// Close the transport: every link of this bus ends.
+    async fn close(&self);
+}
+
+/// The URL of the in-process bus, for [`connect`].
+pub const EMBEDDED: &str = "embedded:";
+
+/// Opens a bus: [`EMBEDDED`] is a fresh in-process bus (node agents then attach to it in
+/// this process); `amqp://` and `amqps://` URLs are RabbitMQ, with `options`.
+pub async fn connect(url: &str, options: amqp::BusOptions) -> Result<Arc<dyn Bus>, BusError> {
+    if url == EMBEDDED {
+        return Ok(Arc::new(memory::MemoryBus::new()));
+    }
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(BusError::Refused(format!(
+            "{}: a bus URL is amqp://..., amqps://... or {EMBEDDED}",
+            magi_proto::redact_url(url)
+        )));
+    }
+    Ok(Arc::new(amqp::AmqpBus::connect(url, options).await?))
 }

@@ -91,6 +91,9 @@ impl Bus for MemoryBus {
         self.lock().taps.push((run.map(str::to_string), tx));
         Ok(TapLink { items: rx })
     }
+
+    /// Nothing to close: the bus lives as long as its clones.
+    async fn close(&self) {}
 }
 
 struct MemoryNodePort {

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use magi_bus::amqp::{AmqpBus, BusOptions};
-use magi_bus::Bus;
+use magi_bus::amqp::BusOptions;
 use magi_node::config::{
     merge_config_file, settle, Args, Settings, EXIT_BROKER, EXIT_CONFIG, EXIT_LOST, EXIT_OK,
 };
@@ -105,7 +104,7 @@ async fn serve(s: Settings) -> u8 {
             }),
             ..BusOptions::with_prefix(&s.prefix)
         };
-        match AmqpBus::connect(&s.broker, opts).await {
+        match magi_bus::connect(&s.broker, opts).await {
             Ok(b) => buses.push(b),
             Err(e) => {
                 tracing::error!("cannot connect to the broker at {redacted}: {e}");

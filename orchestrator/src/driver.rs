@@ -307,11 +307,12 @@ impl<'a> Driver<'a> {
     /// orchestrator was connected: during an outage of our own link, silence counts for
     /// no one, and after it every node gets a full period again.
     async fn check_heartbeats(&mut self) {
-        if !self.link.port.connected() {
-            let now = Instant::now();
-            self.seen.values_mut().for_each(|(last, _)| *last = now);
+        let Some(up) = self.link.port.up_since() else {
             return;
-        }
+        };
+        self.seen
+            .values_mut()
+            .for_each(|(last, _)| *last = (*last).max(up));
         let lost: Vec<(String, Duration)> = self
             .seen
             .iter()

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use magi_bus::memory::MemoryBus;
 use magi_bus::Bus;
 use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
@@ -63,7 +62,7 @@ pub struct EmbeddedNodes {
 impl EmbeddedNodes {
     /// Attaches one node agent per node to the bus and starts them, on loopback.
     pub async fn start(
-        bus: &MemoryBus,
+        bus: &dyn Bus,
         nodes: &[String],
         state_dir: PathBuf,
         log_dir: PathBuf,
@@ -75,7 +74,7 @@ impl EmbeddedNodes {
 
     /// Attaches one node agent per place to the bus and starts them; agents get `hosts`.
     pub async fn start_placed(
-        bus: &MemoryBus,
+        bus: &dyn Bus,
         places: &[NodePlace],
         hosts: Object,
         state_dir: PathBuf,

@@ -1546,12 +1546,19 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
     let mut w = World::new().await;
     let id = tag();
     let (alice, bob) = (format!("alice{id}"), format!("bob{id}"));
-    let vhost = magi_testkit::Throwaway::new(&[&alice, &bob, "clientnode", "servernode"])
-        .expect("vhost and users");
-    for node in ["clientnode", "servernode"] {
+    // Broker users are global: node names unique to this test.
+    let (client, server) = (format!("clientnode{id}"), format!("servernode{id}"));
+    let vhost =
+        magi_testkit::Throwaway::new(&[&alice, &bob, &client, &server]).expect("vhost and users");
+    for node in [&client, &server] {
         w.start_node_at(&vhost.url(node), node, &["--allow", &alice]);
     }
-    let aal = w.write("cs.aal", &case_study_shape(6_000));
+    let aal = w.write(
+        "cs.aal",
+        &case_study_shape(6_000)
+            .replace("clientnode", &client)
+            .replace("servernode", &server),
+    );
 
     // Bob's run on alice's nodes: his loadAgent is refused, nothing of his runs.
     let bobs = w
@@ -1575,7 +1582,7 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
     );
     r.wait_for("startClient", Duration::from_secs(60)).await;
     let forger = magi_bus::amqp::AmqpBus::connect(
-        &vhost.url("servernode"),
+        &vhost.url(&server),
         magi_bus::amqp::BusOptions::with_prefix(&w.broker.prefix),
     )
     .await
@@ -1584,8 +1591,7 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .await
         .expect("attach")
         .port;
-    let forged =
-        magi_proto::Trigger::from_node(&run, "clientStopped", "clientnode", Default::default());
+    let forged = magi_proto::Trigger::from_node(&run, "clientStopped", &client, Default::default());
     port.send_trigger(forged)
         .await
         .expect("the broker routes it");
@@ -1597,7 +1603,9 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         done.show()
     );
     assert!(
-        done.stderr.contains("dropped a trigger (clientStopped) from broker user servernode claiming to be clientnode"),
+        done.stderr.contains(&format!(
+            "dropped a trigger (clientStopped) from broker user {server} claiming to be {client}"
+        )),
         "{}",
         done.show()
     );
@@ -1607,7 +1615,7 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .filter(|e| e["dir"] == "recv" && e["body"]["event"] == "clientStopped")
         .collect();
     assert_eq!(stopped.len(), 1, "only the real clientStopped: {stopped:?}");
-    forger.close().await;
+    magi_bus::Bus::close(&forger).await;
     w.finish().await; // the nodes stop while their vhost still exists
     drop(vhost);
 }

@@ -41,6 +41,8 @@ pub(crate) struct Link {
     /// The broker user of the URL: what RabbitMQ proves about everything this link
     /// publishes (the `user_id` property must equal it).
     user: String,
+    /// When the present connection came up.
+    up_since: std::sync::Mutex<Instant>,
 }
 
 impl Link {
@@ -59,6 +61,7 @@ impl Link {
             opts,
             state,
             user,
+            up_since: std::sync::Mutex::new(Instant::now()),
         });
         tokio::spawn(supervise(Arc::downgrade(&link)));
         Ok(link)
@@ -105,12 +108,14 @@ impl Link {
         &self.user
     }
 
-    /// True while a connection is up (as far as the supervisor, or the connection itself,
-    /// knows): false during an outage.
-    pub(crate) fn is_up(&self) -> bool {
+    /// Since when the present connection has been up; `None` during an outage (as far as
+    /// the supervisor, or the connection itself, knows).
+    pub(crate) fn up_since(&self) -> Option<Instant> {
         match &*self.state.borrow() {
-            State::Up(_, conn) => conn.status().connected(),
-            _ => false,
+            State::Up(_, conn) if conn.status().connected() => {
+                Some(*self.up_since.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            _ => None,
         }
     }
 
@@ -245,6 +250,7 @@ async fn supervise(link: Weak<Link>) {
                     let conn = Arc::new(conn);
                     let installed = l.state.send_if_modified(|s| match s {
                         State::Down => {
+                            *l.up_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                             *s = State::Up(n + 1, conn.clone());
                             true
                         }

@@ -221,11 +221,6 @@ impl AmqpBus {
     pub fn options(&self) -> &BusOptions {
         &self.shared.opts
     }
-
-    /// Close the connection; every link of this bus ends.
-    pub async fn close(&self) {
-        self.shared.link.close().await;
-    }
 }
 
 /// The URL with `frame_max=131072` unless it names one. Without it lapin sizes its two
@@ -253,6 +248,10 @@ impl Bus for AmqpBus {
 
     async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError> {
         tap::open(self.shared.clone(), run).await
+    }
+
+    async fn close(&self) {
+        self.shared.link.close().await;
     }
 }
 

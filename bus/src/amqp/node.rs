@@ -309,8 +309,8 @@ impl NodePort for NodeSide {
         self.to_run(&record.run, "record", body, value).await
     }
 
-    fn connected(&self) -> bool {
-        self.shared.link.is_up()
+    fn up_since(&self) -> Option<std::time::Instant> {
+        self.shared.link.up_since()
     }
 
     async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {

@@ -260,8 +260,8 @@ impl RunPort for RunSide {
         })
     }
 
-    fn connected(&self) -> bool {
-        self.shared.link.is_up()
+    fn up_since(&self) -> Option<std::time::Instant> {
+        self.shared.link.up_since()
     }
 
     async fn close(&self) -> Result<(), BusError> {

@@ -2,7 +2,7 @@
 //! and the dead-man switch.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use magi_proto::agent::ToAgent;
 use magi_proto::daemon::{AgentName, GroupArgs, LoadAgent};
@@ -185,15 +185,16 @@ impl Node {
     }
 
     pub(super) async fn check_dead_man(&mut self) {
-        // Silence heard while this node is cut off from the broker is nobody's fault:
-        // every run's clock starts again, so after an outage each orchestrator has a full
-        // dead-man interval to be heard from again.
-        if !self.port.connected() {
-            let now = Instant::now();
-            self.runs
-                .values_mut()
-                .for_each(|s| s.last_seen = s.last_seen.map(|_| now));
+        // Silence heard while this node is cut off from the broker is nobody's fault: it
+        // counts only from the moment the node's present connection came up, so after an
+        // outage each orchestrator has a full dead-man interval to be heard from again.
+        // (During an outage this loop is held up by its own announcements; `up_since`
+        // still tells afterwards when the outage ended.)
+        let Some(up) = self.port.up_since() else {
             return;
+        };
+        for s in self.runs.values_mut() {
+            s.last_seen = s.last_seen.map(|seen| seen.max(up));
         }
         // A run with nothing left here (its `runAlive` calls or a finished teardown leave an
         // empty entry) is forgotten once quiet, so a long-lived daemon neither grows nor

@@ -8,7 +8,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use clap::Args;
 use magi_aal::{AgentSource, Procedure};
-use magi_bus::Bus;
 use magi_engine::{FailureKind, Outcome};
 use magi_node::library::ModuleLibrary;
 use magi_proto::redact_url as redact;
@@ -258,80 +257,56 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         shipments,
     };
 
-    let result = match &broker {
-        None => {
-            let bus = magi_bus::memory::MemoryBus::new();
-            let link = match bus.open_run(&run).await {
-                Ok(l) => l,
-                Err(e) => return infra(console, &mut record, &e.to_string()),
-            };
-            let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-            let log_dir = record.dir().join("logs");
-            let nodes = match placed {
-                Some((places, hosts)) => {
-                    EmbeddedNodes::start_placed(&bus, &places, hosts, state_dir, log_dir, library)
-                        .await
-                }
-                None => {
-                    EmbeddedNodes::start(&bus, &procedure.all_nodes(), state_dir, log_dir, library)
-                        .await
-                }
-            };
-            let nodes = match nodes {
-                Ok(n) => n,
-                Err(e) => return infra(console, &mut record, &e.to_string()),
-            };
-            let port = link.port.clone();
-            let result = Driver::new(
-                procedure.clone(),
-                &run,
-                link,
-                config,
-                console,
-                &mut record,
-                writer.as_ref(),
-            )
-            .run()
-            .await;
-            let _ = port.close().await;
-            nodes.stop().await;
-            result
-        }
-        Some(url) => {
-            let bus =
-                match magi_bus::amqp::AmqpBus::connect(url, crate::cli::status::bus_options(None))
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return infra(
-                            console,
-                            &mut record,
-                            &format!("cannot reach the broker at {}: {e}", redact(url)),
-                        )
-                    }
-                };
-            let link = match bus.open_run(&run).await {
-                Ok(l) => l,
-                Err(e) => return infra(console, &mut record, &e.to_string()),
-            };
-            let port = link.port.clone();
-            let result = Driver::new(
-                procedure.clone(),
-                &run,
-                link,
-                config,
-                console,
-                &mut record,
-                writer.as_ref(),
-            )
-            .run()
-            .await;
-            let _ = port.close().await;
-            bus.close().await;
-            result
+    let url = broker.as_deref().unwrap_or(magi_bus::EMBEDDED);
+    let bus = match magi_bus::connect(url, crate::cli::status::bus_options(None)).await {
+        Ok(b) => b,
+        Err(e) => {
+            let why = format!("cannot reach the broker at {}: {e}", redact(url));
+            return infra(console, &mut record, &why);
         }
     };
+    let link = match bus.open_run(&run).await {
+        Ok(l) => l,
+        Err(e) => return infra(console, &mut record, &e.to_string()),
+    };
+    // The embedded default: the nodes' agents run here, on the same in-process bus.
+    let nodes = if broker.is_none() {
+        let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+        let log_dir = record.dir().join("logs");
+        let started = match placed {
+            Some((places, hosts)) => {
+                EmbeddedNodes::start_placed(&*bus, &places, hosts, state_dir, log_dir, library)
+                    .await
+            }
+            None => {
+                EmbeddedNodes::start(&*bus, &procedure.all_nodes(), state_dir, log_dir, library)
+                    .await
+            }
+        };
+        match started {
+            Ok(n) => Some(n),
+            Err(e) => return infra(console, &mut record, &e.to_string()),
+        }
+    } else {
+        None
+    };
+    let port = link.port.clone();
+    let result = Driver::new(
+        procedure.clone(),
+        &run,
+        link,
+        config,
+        console,
+        &mut record,
+        writer.as_ref(),
+    )
+    .run()
+    .await;
+    let _ = port.close().await;
+    if let Some(nodes) = nodes {
+        nodes.stop().await;
+    }
+    bus.close().await;
     if let Some(w) = writer {
         let _ = tokio::task::spawn_blocking(move || w.close()).await;
     }
