@@ -727,7 +727,8 @@ async fn two_node_agents_run_the_case_study_shape_as_the_embedded_bus_does_and_t
         )),
         "{lines:?}"
     );
-    assert!(lines[1].contains(&format!(" trigger {run}  <- servernode  serverStarted {{\"retVal\":true,\"agent\":\"server_agent\"}}")), "{lines:?}");
+    let seq = lines[0].rsplit('#').next().unwrap_or_default();
+    assert!(lines[1].contains(&format!(" trigger {run}  <- servernode  serverStarted {{\"retVal\":true,\"agent\":\"server_agent\"}} (answers #{seq})")), "{lines:?}");
     // The node-announcement tap stopped by itself after two heartbeats of servernode.
     assert_eq!(tap_nodes.code, Some(0), "{}", tap_nodes.show());
     let beats: Vec<Value> = tap_nodes

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 pub mod check;
 pub mod data;
 pub mod diff;
+pub mod exit;
 pub mod export;
 pub mod graph;
 pub mod parse;

@@ -17,16 +17,7 @@ use crate::driver::{Driver, DriverConfig, Infra, Shipment};
 use crate::embedded::EmbeddedNodes;
 use crate::record::RunRecord;
 
-/// Exit code: the procedure ran and succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: the procedure failed (an agent returned false, raised, crashed or did not load).
-pub const EXIT_FAILED: i32 = 1;
-/// Exit code: the procedure is not valid (see `magi check`), or the command line is wrong.
-pub const EXIT_INVALID: i32 = 2;
-/// Exit code: infrastructure (broker unreachable, nodes missing or lost, a call reached no node, setup timed out).
-pub const EXIT_INFRA: i32 = 3;
-/// Exit code: interrupted (Ctrl-C twice, or SIGTERM); teardown was done.
-pub const EXIT_INTERRUPTED: i32 = 130;
+pub use super::exit::{EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 
 const AFTER_HELP: &str = "\
 Exit codes:

@@ -16,14 +16,7 @@ use serde_json::{json, Value};
 
 use magi_proto::redact_url as redact;
 
-/// Exit code: nodes found (and every `--expect`ed node among them).
-const EXIT_OK: i32 = 0;
-/// Exit code: no node agent answered, or an expected one is missing.
-const EXIT_MISSING: i32 = 1;
-/// Exit code: command-line error.
-const EXIT_INVALID: i32 = 2;
-/// Exit code: the broker cannot be reached.
-const EXIT_INFRA: i32 = 3;
+use super::exit::{EXIT_FAILED as EXIT_MISSING, EXIT_INFRA, EXIT_INVALID, EXIT_OK};
 
 /// Where the broker is, shared by `magi status` and `magi tap`.
 #[derive(Args, Debug, Clone)]

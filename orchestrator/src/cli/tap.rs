@@ -16,12 +16,7 @@ use serde_json::{json, Value};
 
 use super::status::BrokerArgs;
 
-/// Exit code: stopped by Ctrl-C, `--count` or `--for`.
-const EXIT_OK: i32 = 0;
-/// Exit code: command-line error.
-const EXIT_INVALID: i32 = 2;
-/// Exit code: the broker cannot be reached or the connection was lost.
-const EXIT_INFRA: i32 = 3;
+use super::exit::{EXIT_INFRA, EXIT_INVALID, EXIT_OK};
 
 /// Kinds of message a tap sees.
 const KINDS: &[&str] = &["call", "trigger", "record", "node"];
@@ -340,11 +335,16 @@ fn format_item(item: &TapItem, now: f64) -> String {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter(|(k, _)| !matches!(k.as_str(), "run" | "event" | "nodes"))
+                .filter(|(k, _)| !matches!(k.as_str(), "run" | "event" | "nodes" | "call"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            // A reply names the call it answers, as the call's line ends with `#seq`.
+            let answers = b["call"]
+                .as_u64()
+                .map(|seq| format!(" (answers #{seq})"))
+                .unwrap_or_default();
             format!(
-                "{time} trigger {run}  <- {}  {} {}",
+                "{time} trigger {run}  <- {}  {} {}{answers}",
                 item.nodes.join(","),
                 s(&b["event"]),
                 shorten(&Value::Object(args))
