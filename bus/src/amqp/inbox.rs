@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
@@ -35,6 +38,65 @@ pub(crate) type Setup = Arc<
         + Send
         + Sync,
 >;
+
+/// The queue a link consumes and how it is bound: what node, run and tap links differ in.
+pub(crate) struct Inbox {
+    /// The queue's name; empty for a server-named one (`amq.gen-…`, taps).
+    pub(crate) queue: String,
+    /// How it is declared.
+    pub(crate) options: QueueDeclareOptions,
+    /// Its arguments (expiry, length limit).
+    pub(crate) args: FieldTable,
+    /// Unacknowledged deliveries the link may hold.
+    pub(crate) prefetch: u16,
+    /// (exchange, routing key) pairs it is bound to.
+    pub(crate) bindings: Vec<(String, String)>,
+    /// The consumer tag (shown by `rabbitmqctl list_consumers`).
+    pub(crate) consumer_tag: String,
+    /// Whether the consumer is exclusive (a second node agent or orchestrator under the
+    /// same name is refused).
+    pub(crate) exclusive: bool,
+}
+
+impl Inbox {
+    /// On a fresh channel of `conn`: QoS, the queue, its bindings and the consumer. Returns
+    /// them with the queue's name (the server's, for a server-named queue).
+    pub(crate) async fn open(
+        &self,
+        conn: &Connection,
+    ) -> Result<(Channel, Consumer, String), lapin::Error> {
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let queue = ch
+            .queue_declare(self.queue.as_str().into(), self.options, self.args.clone())
+            .await?
+            .name()
+            .to_string();
+        for (exchange, key) in &self.bindings {
+            ch.queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        let consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                self.consumer_tag.as_str().into(),
+                BasicConsumeOptions {
+                    exclusive: self.exclusive,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((ch, consumer, queue))
+    }
+}
 
 /// Run `setup` on the present connection (waiting until `deadline` for one).
 pub(crate) async fn establish(

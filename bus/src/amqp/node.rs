@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::{BusError, NodeLink, NodePort, TapItem};
 use async_trait::async_trait;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeleteOptions};
+use lapin::options::{QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ExchangeKind};
 use magi_proto::{Call, NodeStatus, Record, Trigger};
@@ -32,47 +32,26 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
     let queue = names.node_queue(node);
     check_len("node queue", &queue)?;
     let memberships: Memberships = Arc::new(Mutex::new(BTreeSet::new()));
+    let spec = Arc::new(inbox::Inbox {
+        queue: queue.clone(),
+        options: inbox_options(),
+        args: queue_args(shared.opts.node_queue_expires, None, None),
+        prefetch: shared.opts.node_prefetch,
+        bindings: vec![(names.nodes_exchange(), names.node_binding(node))],
+        consumer_tag: format!("magi-node.{}", word(node)),
+        exclusive: true,
+    });
     let setup: inbox::Setup = {
-        let (shared, queue, node, memberships) = (
-            shared.clone(),
-            queue.clone(),
-            node.to_string(),
-            memberships.clone(),
-        );
+        let (shared, node, memberships) = (shared.clone(), node.to_string(), memberships.clone());
         Arc::new(move |conn: Arc<Connection>| {
-            let (shared, queue, node, memberships) = (
+            let (shared, spec, node, memberships) = (
                 shared.clone(),
-                queue.clone(),
+                spec.clone(),
                 node.clone(),
                 memberships.clone(),
             );
             Box::pin(async move {
-                let names = &shared.names;
-                let ch = conn.create_channel().await?;
-                ch.basic_qos(shared.opts.node_prefetch, BasicQosOptions::default())
-                    .await?;
-                let args = queue_args(shared.opts.node_queue_expires, None, None);
-                ch.queue_declare(queue.clone().into(), inbox_options(), args)
-                    .await?;
-                ch.queue_bind(
-                    queue.clone().into(),
-                    names.nodes_exchange().into(),
-                    names.node_binding(&node).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-                let consumer = ch
-                    .basic_consume(
-                        queue.clone().into(),
-                        format!("magi-node.{}", word(&node)).into(),
-                        BasicConsumeOptions {
-                            exclusive: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
+                let (ch, consumer, queue) = spec.open(&conn).await?;
                 // Memberships normally survive (everything is durable); this repairs the
                 // case where the queue expired during a long outage.
                 let groups: Vec<(String, String)> = lock(&memberships).iter().cloned().collect();

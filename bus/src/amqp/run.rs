@@ -6,11 +6,7 @@ use std::time::Instant;
 
 use crate::{BusError, Delivered, Forgery, Inbound, RunLink, RunPort, TapItem};
 use async_trait::async_trait;
-use lapin::options::{
-    BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::Connection;
 use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
@@ -30,45 +26,26 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
-    let setup: inbox::Setup = {
-        let (names, queue, run) = (names.clone(), queue.clone(), run.to_string());
-        let (prefetch, expires) = (shared.opts.run_prefetch, shared.opts.run_queue_expires);
-        Arc::new(move |conn: Arc<Connection>| {
-            let (names, queue, run) = (names.clone(), queue.clone(), run.clone());
-            Box::pin(async move {
-                let ch = conn.create_channel().await?;
-                ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-                let args = queue_args(expires, None, None);
-                ch.queue_declare(queue.clone().into(), inbox_options(), args)
-                    .await?;
-                for (exchange, key) in [
-                    (names.triggers_exchange(), names.run_binding(&run)),
-                    (names.status_exchange(), "#".to_string()),
-                ] {
-                    ch.queue_bind(
-                        queue.clone().into(),
-                        exchange.into(),
-                        key.into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                }
-                let consumer = ch
-                    .basic_consume(
-                        queue.clone().into(),
-                        format!("magi-run.{}", word(&run)).into(),
-                        BasicConsumeOptions {
-                            exclusive: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                Ok((ch, consumer))
-            })
+    let spec = Arc::new(inbox::Inbox {
+        queue: queue.clone(),
+        options: inbox_options(),
+        args: queue_args(shared.opts.run_queue_expires, None, None),
+        prefetch: shared.opts.run_prefetch,
+        bindings: vec![
+            (names.triggers_exchange(), names.run_binding(run)),
+            (names.status_exchange(), "#".to_string()),
+        ],
+        consumer_tag: format!("magi-run.{}", word(run)),
+        exclusive: true,
+    });
+    let setup: inbox::Setup = Arc::new(move |conn: Arc<Connection>| {
+        let spec = spec.clone();
+        Box::pin(async move {
+            spec.open(&conn)
+                .await
+                .map(|(ch, consumer, _)| (ch, consumer))
         })
-    };
+    });
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::{BusError, TapItem, TapLink};
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::QueueDeclareOptions;
 use lapin::Connection;
 use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
@@ -43,50 +42,31 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     }
     // After a reconnection the queue is declared again (an exclusive queue goes with its
     // connection): what was published meanwhile is not seen, as taps are best effort.
-    let setup: inbox::Setup = {
-        let (prefetch, expires, max_length) = (
-            shared.opts.tap_prefetch,
+    let spec = Arc::new(inbox::Inbox {
+        queue: String::new(),
+        options: QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        },
+        args: queue_args(
             shared.opts.tap_queue_expires,
-            shared.opts.tap_max_length,
-        );
-        Arc::new(move |conn: Arc<Connection>| {
-            let bindings = bindings.clone();
-            Box::pin(async move {
-                let ch = conn.create_channel().await?;
-                ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-                let args = queue_args(expires, Some(max_length), None);
-                let opts = QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                };
-                let queue = ch
-                    .queue_declare("".into(), opts, args)
-                    .await?
-                    .name()
-                    .to_string();
-                for (exchange, key) in &bindings {
-                    ch.queue_bind(
-                        queue.clone().into(),
-                        exchange.clone().into(),
-                        key.clone().into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                }
-                let consumer = ch
-                    .basic_consume(
-                        queue.clone().into(),
-                        "magi-tap".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                Ok((ch, consumer))
-            })
+            Some(shared.opts.tap_max_length),
+            None,
+        ),
+        prefetch: shared.opts.tap_prefetch,
+        bindings,
+        consumer_tag: "magi-tap".into(),
+        exclusive: false,
+    });
+    let setup: inbox::Setup = Arc::new(move |conn: Arc<Connection>| {
+        let spec = spec.clone();
+        Box::pin(async move {
+            spec.open(&conn)
+                .await
+                .map(|(ch, consumer, _)| (ch, consumer))
         })
-    };
+    });
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
