@@ -59,6 +59,19 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    /// The link's [`Setup`]: this inbox, opened again on every new connection.
+    pub(crate) fn setup(self) -> Setup {
+        let spec = Arc::new(self);
+        Arc::new(move |conn: Arc<Connection>| {
+            let spec = spec.clone();
+            Box::pin(async move {
+                spec.open(&conn)
+                    .await
+                    .map(|(ch, consumer, _)| (ch, consumer))
+            })
+        })
+    }
+
     /// On a fresh channel of `conn`: QoS, the queue, its bindings and the consumer. Returns
     /// them with the queue's name (the server's, for a server-named queue).
     pub(crate) async fn open(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::{BusError, NodeLink, NodePort, TapItem};
 use async_trait::async_trait;
-use lapin::options::{QueueBindOptions, QueueDeleteOptions};
+use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ExchangeKind};
 use magi_proto::{Call, NodeStatus, Record, Trigger};
@@ -19,7 +19,7 @@ use crate::amqp::error::{is_not_found, to_bus};
 use crate::amqp::names::{first_word, word};
 use crate::amqp::publisher::{Outcome, Outgoing};
 use crate::amqp::topology::{
-    check_len, group_options, inbox_options, on_fresh_channel, queue_args,
+    check_len, delete_queue, group_options, inbox_options, on_fresh_channel, queue_args,
 };
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
@@ -310,20 +310,14 @@ impl NodePort for NodeSide {
             self.detached.store(true, Ordering::SeqCst);
             self.lock().clear();
             self.stop.notify_one();
-            on_fresh_channel(
+            let why = format!("detaching node {}", self.node);
+            delete_queue(
                 &self.shared.link,
                 self.shared.opts.patience,
-                "deleting a node queue",
-                |ch| {
-                    let queue = self.queue.clone();
-                    async move {
-                        ch.queue_delete(queue.into(), QueueDeleteOptions::default())
-                            .await
-                    }
-                },
+                &self.queue,
+                &why,
             )
-            .await
-            .map_err(|e| to_bus(&format!("detaching node {}", self.node), &e))?;
+            .await?;
         }
         Ok(())
     }

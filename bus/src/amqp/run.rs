@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use crate::{BusError, Delivered, Forgery, Inbound, RunLink, RunPort, TapItem};
 use async_trait::async_trait;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::Connection;
+use lapin::options::ExchangeDeleteOptions;
 use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
@@ -16,7 +15,7 @@ use tracing::warn;
 use crate::amqp::error::to_bus;
 use crate::amqp::names::word;
 use crate::amqp::publisher::Outcome;
-use crate::amqp::topology::{check_len, inbox_options, on_fresh_channel, queue_args};
+use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_fresh_channel, queue_args};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
@@ -26,7 +25,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
-    let spec = Arc::new(inbox::Inbox {
+    let setup = inbox::Inbox {
         queue: queue.clone(),
         options: inbox_options(),
         args: queue_args(shared.opts.run_queue_expires, None, None),
@@ -37,15 +36,8 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
         ],
         consumer_tag: format!("magi-run.{}", word(run)),
         exclusive: true,
-    });
-    let setup: inbox::Setup = Arc::new(move |conn: Arc<Connection>| {
-        let spec = spec.clone();
-        Box::pin(async move {
-            spec.open(&conn)
-                .await
-                .map(|(ch, consumer, _)| (ch, consumer))
-        })
-    });
+    }
+    .setup();
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
@@ -244,20 +236,8 @@ impl RunPort for RunSide {
     async fn close(&self) -> Result<(), BusError> {
         self.stop.notify_one();
         let shared = &self.shared;
-        on_fresh_channel(
-            &shared.link,
-            shared.opts.patience,
-            "deleting a run queue",
-            |ch| {
-                let queue = self.queue.clone();
-                async move {
-                    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
-                        .await
-                }
-            },
-        )
-        .await
-        .map_err(|e| to_bus(&format!("closing run {}", self.run), &e))?;
+        let why = format!("closing run {}", self.run);
+        delete_queue(&shared.link, shared.opts.patience, &self.queue, &why).await?;
         let groups: Vec<String> = self
             .groups
             .lock()

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use crate::{BusError, TapItem, TapLink};
 use lapin::options::QueueDeclareOptions;
-use lapin::Connection;
 use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
@@ -42,7 +41,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     }
     // After a reconnection the queue is declared again (an exclusive queue goes with its
     // connection): what was published meanwhile is not seen, as taps are best effort.
-    let spec = Arc::new(inbox::Inbox {
+    let setup = inbox::Inbox {
         queue: String::new(),
         options: QueueDeclareOptions {
             exclusive: true,
@@ -58,15 +57,8 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
         bindings,
         consumer_tag: "magi-tap".into(),
         exclusive: false,
-    });
-    let setup: inbox::Setup = Arc::new(move |conn: Arc<Connection>| {
-        let spec = spec.clone();
-        Box::pin(async move {
-            spec.open(&conn)
-                .await
-                .map(|(ch, consumer, _)| (ch, consumer))
-        })
-    });
+    }
+    .setup();
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await

@@ -91,6 +91,26 @@ pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
     Ok(())
 }
 
+/// Deletes a link's queue (and so its bindings) on a fresh channel; `why` names the
+/// operation in the error (`closing run r1`).
+pub(crate) async fn delete_queue(
+    link: &Link,
+    patience: Duration,
+    queue: &str,
+    why: &str,
+) -> Result<(), crate::BusError> {
+    on_fresh_channel(link, patience, "deleting a queue", |ch| {
+        let queue = queue.to_string();
+        async move {
+            ch.queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+                .await
+        }
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| crate::amqp::error::to_bus(why, &e))
+}
+
 /// Run `op` on a fresh channel of the present connection, closed afterwards. While the
 /// broker is unreachable the op is retried (on the next connection) until `patience` runs
 /// out; a channel error (refused, not found) is returned at once, since the broker has
