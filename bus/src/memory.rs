@@ -1,5 +1,7 @@
 //! The in-process transport: node agents, orchestrators and taps in one process.
 //!
+//! Its behaviour is the bus contract (`tests/contract/`), which the RabbitMQ transport keeps too.
+//!
 //! A router behind a mutex holds each attached node's inbox and group memberships, each
 //! open run's inbox, and the taps. Channels are unbounded so that no sender ever blocks
 //! on a slow receiver and nothing is dropped; the volumes are those of a control plane.
@@ -62,13 +64,21 @@ impl MemoryBus {
 impl Bus for MemoryBus {
     async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError> {
         let (tx, rx) = unbounded_channel();
-        self.lock().nodes.insert(
+        let mut router = self.lock();
+        // As over RabbitMQ: one node agent per name while it is attached.
+        if router.nodes.get(node).is_some_and(|e| !e.inbox.is_closed()) {
+            return Err(BusError::Refused(format!(
+                "node {node} is attached already"
+            )));
+        }
+        router.nodes.insert(
             node.to_string(),
             NodeEntry {
                 inbox: tx,
                 groups: BTreeSet::new(),
             },
         );
+        drop(router);
         let port = Arc::new(MemoryNodePort {
             bus: self.clone(),
             node: node.to_string(),
@@ -78,7 +88,13 @@ impl Bus for MemoryBus {
 
     async fn open_run(&self, run: &str) -> Result<RunLink, BusError> {
         let (tx, rx) = unbounded_channel();
-        self.lock().runs.insert(run.to_string(), tx);
+        let mut router = self.lock();
+        // As over RabbitMQ: one orchestrator per run while it is open.
+        if router.runs.get(run).is_some_and(|inbox| !inbox.is_closed()) {
+            return Err(BusError::Refused(format!("run {run} is open already")));
+        }
+        router.runs.insert(run.to_string(), tx);
+        drop(router);
         let port = Arc::new(MemoryRunPort {
             bus: self.clone(),
             run: run.to_string(),
@@ -240,66 +256,5 @@ impl RunPort for MemoryRunPort {
             entry.groups.retain(|(run, _)| run != &self.run);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use magi_proto::Object;
-
-    fn call(run: &str, method: &str) -> Call {
-        Call {
-            run: run.into(),
-            seq: 1,
-            dock: "a".into(),
-            method: method.into(),
-            args: Object::new(),
-            trigger: None,
-            nodes: None,
-            sender: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_group_call_reaches_exactly_the_members_of_that_run() {
-        let bus = MemoryBus::new();
-        let mut n1 = bus.attach_node("n1").await.unwrap();
-        let mut n2 = bus.attach_node("n2").await.unwrap();
-        let run = bus.open_run("r1").await.unwrap();
-        n1.port.join("r1", "g").await.unwrap();
-        n2.port.join("r2", "g").await.unwrap(); // same group name, other run
-        let d = run.port.publish_group("g", call("r1", "m")).await.unwrap();
-        assert_eq!(d.receivers, Some(1));
-        assert_eq!(n1.calls.recv().await.unwrap().method, "m");
-        assert!(n2.calls.try_recv().is_err());
-    }
-
-    #[tokio::test]
-    async fn a_call_to_an_empty_group_is_reported_not_lost() {
-        let bus = MemoryBus::new();
-        let run = bus.open_run("r1").await.unwrap();
-        let err = run
-            .port
-            .publish_group("nobody", call("r1", "m"))
-            .await
-            .unwrap_err();
-        assert_eq!(err, BusError::NoRoute("group nobody".into()));
-    }
-
-    #[tokio::test]
-    async fn triggers_reach_only_their_runs_orchestrator_and_every_tap() {
-        let bus = MemoryBus::new();
-        let n = bus.attach_node("n1").await.unwrap();
-        let mut r1 = bus.open_run("r1").await.unwrap();
-        let mut r2 = bus.open_run("r2").await.unwrap();
-        let mut tap = bus.tap(Some("r1")).await.unwrap();
-        n.port
-            .send_trigger(Trigger::from_node("r1", "x", "n1", Object::new()))
-            .await
-            .unwrap();
-        assert!(matches!(r1.inbound.recv().await, Some(Inbound::Trigger(t)) if t.event == "x"));
-        assert!(r2.inbound.try_recv().is_err());
-        assert_eq!(tap.items.recv().await.unwrap().kind, "trigger");
     }
 }

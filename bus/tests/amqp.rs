@@ -3,12 +3,15 @@
 //! that nothing of it is left on the broker afterwards.
 
 mod common;
+mod contract;
+
+use std::sync::Arc;
 
 use common::*;
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use magi_bus::{Bus, BusError, Inbound};
-use magi_proto::{NodeStatus, Object, Record};
+use magi_proto::{Object, Record};
 use magi_testkit::{BrokerGuard, TestBroker};
 
 /// Run `body` with a fresh kit under a shared hold on the broker, then clean up (also when
@@ -32,73 +35,37 @@ macro_rules! broker_test {
     };
 }
 
-broker_test!(
-    a_group_call_reaches_exactly_the_members_of_that_run,
-    |kit| {
-        let bus = kit.bus().await.unwrap();
-        let mut n1 = bus.attach_node("n1").await.unwrap();
-        let mut n2 = bus.attach_node("n2").await.unwrap();
-        let run = bus.open_run("r1").await.unwrap();
-        n1.port.join("r1", "g").await.unwrap();
-        n2.port.join("r2", "g").await.unwrap(); // same group name, other run
-        let d = run.port.publish_group("g", call("r1", "m")).await.unwrap();
-        assert_eq!(d.receivers, None, "AMQP only knows 'at least one'");
-        assert_eq!(next(&mut n1.calls).await.method, "m");
-        quiet(&mut n2.calls).await;
-    }
-);
+/// The contract every transport keeps (`tests/contract/`), on RabbitMQ.
+macro_rules! contract_test {
+    ($name:ident) => {
+        broker_test!($name, |kit| {
+            let bus: Arc<dyn Bus> = Arc::new(kit.bus().await.unwrap());
+            contract::$name(bus).await
+        });
+    };
+    ($name:ident, traits) => {
+        broker_test!($name, |kit| {
+            let bus: Arc<dyn Bus> = Arc::new(kit.bus().await.unwrap());
+            let traits = contract::Traits {
+                counts_group_receivers: false,
+            };
+            contract::$name(bus, traits).await
+        });
+    };
+    ($name:ident, other) => {
+        broker_test!($name, |kit| {
+            let bus: Arc<dyn Bus> = Arc::new(kit.bus().await.unwrap());
+            let other: Arc<dyn Bus> = Arc::new(kit.bus().await.unwrap());
+            contract::$name(bus, other).await
+        });
+    };
+}
 
-broker_test!(a_call_to_an_empty_group_is_reported_not_lost, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let run = bus.open_run("r1").await.unwrap();
-    let err = run
-        .port
-        .publish_group("nobody", call("r1", "m"))
-        .await
-        .unwrap_err();
-    assert_eq!(err, BusError::NoRoute("group nobody".into()));
-    // ... also while a tap watches the run, and after the last member left.
-    let _tap = bus.tap(Some("r1")).await.unwrap();
-    let n = bus.attach_node("n1").await.unwrap();
-    n.port.join("r1", "g").await.unwrap();
-    run.port.publish_group("g", call("r1", "m")).await.unwrap();
-    n.port.leave("r1", "g").await.unwrap();
-    let err = run
-        .port
-        .publish_group("g", call("r1", "m"))
-        .await
-        .unwrap_err();
-    assert_eq!(err, BusError::NoRoute("group g".into()));
-    // A node can join again after its group's exchange was auto-deleted.
-    n.port.join("r1", "g").await.unwrap();
-    run.port.publish_group("g", call("r1", "m")).await.unwrap();
-});
-
-broker_test!(
-    triggers_reach_only_their_runs_orchestrator_and_every_tap,
-    |kit| {
-        let bus = kit.bus().await.unwrap();
-        let n = bus.attach_node("n1").await.unwrap();
-        let mut r1 = bus.open_run("r1").await.unwrap();
-        let mut r2 = bus.open_run("r2").await.unwrap();
-        let mut tap = bus.tap(Some("r1")).await.unwrap();
-        n.port.send_trigger(trigger("r1", "x", "n1")).await.unwrap();
-        assert_eq!(next_trigger(&mut r1.inbound).await.event, "x");
-        let item = next(&mut tap.items).await;
-        assert_eq!(
-            (item.kind.as_str(), item.run.as_deref(), item.nodes.clone()),
-            ("trigger", Some("r1"), vec!["n1".to_string()])
-        );
-        quiet(&mut r2.inbound).await;
-        // A run nobody orchestrates is reported.
-        let err = n
-            .port
-            .send_trigger(trigger("r3", "x", "n1"))
-            .await
-            .unwrap_err();
-        assert_eq!(err, BusError::NoRoute("run r3 has no orchestrator".into()));
-    }
-);
+contract_test!(a_group_call_reaches_exactly_the_members_of_that_run, traits);
+contract_test!(a_call_to_an_empty_group_is_reported_not_lost);
+contract_test!(triggers_reach_only_their_runs_orchestrator_and_every_tap);
+contract_test!(a_node_name_or_run_cannot_be_attached_twice, other);
+contract_test!(heartbeats_reach_every_run_and_the_last_one_detaches_the_node);
 
 broker_test!(
     two_runs_with_identical_group_and_trigger_names_stay_apart,
@@ -233,17 +200,6 @@ broker_test!(a_tap_sees_calls_and_triggers_of_its_run_only, |kit| {
     );
 });
 
-fn status(node: &str, alive: bool) -> NodeStatus {
-    NodeStatus {
-        node: node.into(),
-        pid: 1,
-        time: 0.0,
-        heartbeat_ms: 1000,
-        runs: vec![],
-        alive,
-    }
-}
-
 broker_test!(calls_to_named_nodes_count_who_received_them, |kit| {
     let bus = kit.bus().await.unwrap();
     let mut n1 = bus.attach_node("n1").await.unwrap();
@@ -274,52 +230,6 @@ broker_test!(calls_to_named_nodes_count_who_received_them, |kit| {
         .publish_nodes(&["n1".into()], call("r2", "m"))
         .await
         .unwrap_err();
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
-});
-
-broker_test!(
-    heartbeats_reach_every_run_and_the_last_one_detaches_the_node,
-    |kit| {
-        let bus = kit.bus().await.unwrap();
-        let n = bus.attach_node("n1").await.unwrap();
-        let mut r1 = bus.open_run("r1").await.unwrap();
-        let mut r2 = bus.open_run("r2").await.unwrap();
-        n.port.join("r1", "g").await.unwrap();
-        n.port.announce(status("n1", true)).await.unwrap();
-        for r in [&mut r1, &mut r2] {
-            assert!(
-                matches!(next(&mut r.inbound).await, Inbound::Node(s) if s.node == "n1" && s.alive)
-            );
-        }
-        n.port.announce(status("n1", false)).await.unwrap();
-        assert!(matches!(next(&mut r1.inbound).await, Inbound::Node(s) if !s.alive));
-        let err = r1
-            .port
-            .publish_group("g", call("r1", "m"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
-        let err = n.port.join("r1", "g").await.unwrap_err();
-        assert!(matches!(err, BusError::Disconnected(_)), "{err:?}");
-    }
-);
-
-broker_test!(a_node_name_or_run_cannot_be_attached_twice, |kit| {
-    let bus = kit.bus().await.unwrap();
-    let other = kit.bus().await.unwrap();
-    let _n = bus.attach_node("n1").await.unwrap();
-    let err = other
-        .attach_node("n1")
-        .await
-        .err()
-        .expect("second attach refused");
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
-    let _r = bus.open_run("r1").await.unwrap();
-    let err = other
-        .open_run("r1")
-        .await
-        .err()
-        .expect("second open refused");
     assert!(matches!(err, BusError::Refused(_)), "{err:?}");
 });
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use magi_bus::Inbound;
-use magi_proto::{Call, Object, Trigger};
+use magi_proto::{Call, NodeStatus, Object, Trigger};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How long a message may take to arrive on a loaded 2-core machine.
@@ -55,5 +55,17 @@ pub async fn next_trigger(rx: &mut UnboundedReceiver<Inbound>) -> Trigger {
             Inbound::Node(_) => continue,
             other => panic!("expected a trigger, got {other:?}"),
         }
+    }
+}
+
+/// A node's status.
+pub fn status(node: &str, alive: bool) -> NodeStatus {
+    NodeStatus {
+        node: node.into(),
+        pid: 1,
+        time: 0.0,
+        heartbeat_ms: 1000,
+        runs: vec![],
+        alive,
     }
 }
