@@ -9,25 +9,29 @@
 //! - [`steps`]: the setup (`initialization`), user and teardown (`exit`) streams as steps.
 //! - [`cache`]: the per-node trigger cache and when a wait is satisfied.
 //! - [`display`]: the console lines' fields.
+//! - `report`: the live view of the waits, and failures put into words.
+//! - `streams`: moving one stream a step (events, waits, jumps).
 //!
 //! A run goes through phases: setup, then the user's streams (all of `streamstarts`
 //! concurrently), then teardown (unless the user keeps agents), then finished.
 
 pub mod cache;
 pub mod display;
+mod report;
 pub mod steps;
+mod streams;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use cache::TriggerCache;
-use display::{args_repr, duration_repr, object_repr, Line, Tag};
-use magi_aal::{EventTrigger, Procedure, Target, Trigger};
+use display::{Line, Tag};
+use magi_aal::{EventTrigger, Procedure, Trigger};
 use magi_proto::{Call, Object};
 use serde::Serialize;
 use serde_json::Value;
-use steps::{Dest, SendStep, Step, SETUP_STREAM, TEARDOWN_STREAM};
+use steps::{Dest, Step, SETUP_STREAM, TEARDOWN_STREAM};
 
 /// How a run behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -352,72 +356,6 @@ impl Engine {
         }
     }
 
-    /// What every stream is waiting for now, with the nodes still missing.
-    pub fn waits(&self, now: u64) -> Vec<WaitView> {
-        let mut views = Vec::new();
-        for r in &self.running {
-            let (Some(since), Some(Step::Wait(triggers))) = (r.wait_since, r.steps.get(r.idx))
-            else {
-                continue;
-            };
-            let triggers = triggers
-                .iter()
-                .map(|t| self.describe_wait(t, since, now))
-                .collect();
-            views.push(WaitView {
-                stream: r.name.clone(),
-                triggers,
-            });
-        }
-        views
-    }
-
-    fn describe_wait(&self, t: &Trigger, since: u64, now: u64) -> String {
-        match t {
-            Trigger::Timeout(tt) => {
-                let left = (since + tt.timeout_ms).saturating_sub(now);
-                format!("timeout trigger will complete in {}", duration_repr(left))
-            }
-            Trigger::Event(et) => {
-                let et = self.effective(et);
-                let have = self.cache.matching_nodes(&et);
-                if et.nodes.is_empty() {
-                    format!(
-                        "event trigger {} : {} waiting for {} more report(s) from any node",
-                        et.event,
-                        object_repr(&et.args),
-                        et.count.saturating_sub(have.len())
-                    )
-                } else {
-                    let missing: Vec<&String> =
-                        et.nodes.iter().filter(|n| !have.contains(*n)).collect();
-                    let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-                    format!(
-                        "event trigger {} : {} waiting to be received from nodes [{}] ({} of {} needed so far)",
-                        et.event,
-                        object_repr(&et.args),
-                        missing.join(", "),
-                        have.len().min(et.count),
-                        et.count
-                    )
-                }
-            }
-            Trigger::All(c) | Trigger::Any(c) => {
-                let kind = if matches!(t, Trigger::All(_)) {
-                    "AND"
-                } else {
-                    "OR"
-                };
-                let parts: Vec<String> = c
-                    .triggers
-                    .iter()
-                    .map(|x| self.describe_wait(x, since, now))
-                    .collect();
-                format!("{kind}( {} )", parts.join(" ; "))
-            }
-        }
-    }
-
     // ----- internals -------------------------------------------------------------------
 
     fn line(&self, now: u64, stream: &str, tag: Tag, text: String) -> Output {
@@ -427,56 +365,6 @@ impl Engine {
             tag,
             text,
         })
-    }
-
-    /// Whether an incoming trigger is a failure that stops the run, and how to say it.
-    fn failure_of(&self, event: &str, nodes: &[String], args: &Object) -> Option<String> {
-        let str_arg = |k: &str| {
-            args.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string()
-        };
-        if event == magi_proto::RUNTIME_EXCEPTION {
-            let kind = args.get("type").and_then(Value::as_str);
-            if matches!(kind, Some("MagiWarning") | Some("MagiError")) {
-                return None;
-            }
-            return Some(format!(
-                "Run-time exception in agent {} on node(s) {} in method {}, line {}, in file {}. Error: {}",
-                str_arg("agent"),
-                nodes.join(", "),
-                str_arg("func_name"),
-                args.get("line_num").map(value_text).unwrap_or_else(|| "unknown".into()),
-                str_arg("filename"),
-                str_arg("error"),
-            ));
-        }
-        // Only a boolean false is a failure: the original's `0 == False` made a method
-        // returning 0 end the experiment (magi-spec §10.5).
-        if args.get("retVal") == Some(&Value::Bool(false)) {
-            let agent = args
-                .get("agent")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| self.emitters.get(event).map(|(a, _)| a.clone()));
-            let agent = agent.unwrap_or_else(|| "unknown".into());
-            let group = self
-                .procedure
-                .agent(&agent)
-                .map(|a| a.group.clone())
-                .unwrap_or_else(|| "unknown".into());
-            let method = self
-                .emitters
-                .get(event)
-                .map(|(_, m)| m.clone())
-                .unwrap_or_else(|| "unknown".into());
-            return Some(format!(
-                "trigger {event} returned with False on agent {agent} in group {group} and on node(s): {} (method {method}).",
-                nodes.join(", ")
-            ));
-        }
-        None
     }
 
     fn fail(&mut self, now: u64, kind: FailureKind, message: String, out: &mut Vec<Output>) {
@@ -592,220 +480,6 @@ impl Engine {
                 self.outcome.clone().unwrap_or(Outcome::Success),
             ));
         }
-    }
-
-    fn start_stream(&mut self, name: &str) {
-        let Some(steps) = self.user_streams.get(name).cloned() else {
-            return; // validation rejects unknown streams
-        };
-        let fresh = Running {
-            name: name.to_string(),
-            steps,
-            idx: 0,
-            wait_since: None,
-        };
-        match self.running.iter_mut().find(|r| r.name == name) {
-            Some(existing) => *existing = fresh,
-            None => self.running.push(fresh),
-        }
-    }
-
-    /// Moves stream `i` one step if it can.
-    fn step(&mut self, i: usize, now: u64, out: &mut Vec<Output>) -> Progress {
-        let r = self.running[i].clone();
-        let Some(step) = r.steps.get(r.idx) else {
-            self.running.remove(i);
-            out.push(self.line(now, &r.name, Tag::Done, "complete.".into()));
-            return Progress::Removed;
-        };
-        match step {
-            Step::Send(s) => {
-                self.send(now, &r.name, s, out);
-                self.running[i].idx += 1;
-                Progress::Advanced
-            }
-            Step::Wait(triggers) => {
-                let since = *self.running[i].wait_since.get_or_insert(now);
-                let Some(winner) = triggers.iter().find(|t| self.complete(t, since, now)) else {
-                    return Progress::Blocked;
-                };
-                let winner = winner.clone();
-                self.on_wait_complete(i, now, &r.name, triggers, &winner, out)
-            }
-        }
-    }
-
-    fn on_wait_complete(
-        &mut self,
-        i: usize,
-        now: u64,
-        stream: &str,
-        triggers: &[Trigger],
-        winner: &Trigger,
-        out: &mut Vec<Output>,
-    ) -> Progress {
-        let text = match winner {
-            Trigger::Event(e) if is_implicit(&e.args) => format!("trigger completed: {}", e.event),
-            Trigger::Event(e) => {
-                format!("trigger completed: {}: {}", e.event, object_repr(&e.args))
-            }
-            Trigger::Timeout(t) => format!(
-                "trigger completed: timeout: {}",
-                duration_repr(t.timeout_ms)
-            ),
-            Trigger::All(_) => "trigger completed: AND".to_string(),
-            Trigger::Any(_) => "trigger completed: OR".to_string(),
-        };
-        out.push(self.line(now, stream, Tag::Trig, text));
-        // A setup wait that timed out ends the run; a teardown one only moves on.
-        if let Trigger::Timeout(_) = winner {
-            let missing = self.missing_nodes(triggers);
-            match self.phase {
-                Phase::Setup if !missing.is_empty() => {
-                    // Nodes that never answered setup are not waited for in teardown.
-                    self.lost.extend(missing.iter().cloned());
-                    let message = format!(
-                        "setup timed out: {} from nodes [{}] never arrived",
-                        missing_what(triggers),
-                        missing.join(", ")
-                    );
-                    self.fail(now, FailureKind::Setup, message, out);
-                    return Progress::Removed;
-                }
-                Phase::Teardown if !missing.is_empty() => {
-                    let message = format!(
-                        "teardown: no {} from nodes [{}]; going on",
-                        missing_what(triggers),
-                        missing.join(", ")
-                    );
-                    out.push(self.line(now, stream, Tag::Warn, message));
-                }
-                _ => {}
-            }
-        }
-        match winner.target() {
-            None => {
-                self.running[i].idx += 1;
-                self.running[i].wait_since = None;
-                Progress::Advanced
-            }
-            Some(Target::Exit) => {
-                self.running.remove(i);
-                out.push(self.line(
-                    now,
-                    stream,
-                    Tag::Jump,
-                    "Execution path of stream has jumped to target: exit.".into(),
-                ));
-                self.outcome.get_or_insert(Outcome::Success);
-                self.stop_requested = true;
-                Progress::Removed
-            }
-            Some(Target::Stream(name)) => {
-                self.running.remove(i);
-                out.push(self.line(
-                    now,
-                    stream,
-                    Tag::Jump,
-                    format!("Execution path of stream has jumped to target: {name}."),
-                ));
-                self.start_stream(name);
-                Progress::Removed
-            }
-        }
-    }
-
-    fn send(&mut self, now: u64, stream: &str, s: &SendStep, out: &mut Vec<Output>) {
-        self.seq += 1;
-        if let Some(t) = &s.trigger {
-            if self.phase == Phase::User {
-                self.cache.clear(t);
-            }
-            let agent = self
-                .procedure
-                .agents
-                .iter()
-                .find(|a| a.dock == s.dock && a.group == s.dest_label)
-                .map(|a| a.name.clone())
-                .unwrap_or_else(|| s.dock.clone());
-            self.emitters.insert(t.clone(), (agent, s.method.clone()));
-            self.answering.insert(t.clone(), self.seq);
-        }
-        let fires = s
-            .trigger
-            .as_ref()
-            .map(|t| format!("  (fires trigger: {t})"))
-            .unwrap_or_default();
-        let text = match &s.named {
-            Some(name) => format!("{} {} --> {}{}", s.method, name, s.dest_label, fires),
-            None => format!(
-                "{}({}) --> {}{}",
-                s.method,
-                args_repr(&s.args),
-                s.dest_label,
-                fires
-            ),
-        };
-        out.push(self.line(now, stream, Tag::Sent, text));
-        let call = Call {
-            run: self.run.clone(),
-            seq: self.seq,
-            dock: s.dock.clone(),
-            method: s.method.clone(),
-            args: s.args.clone(),
-            trigger: s.trigger.clone(),
-            nodes: s.only_nodes.clone(),
-            sender: None,
-        };
-        out.push(Output::Send {
-            stream: stream.to_string(),
-            dest: s.dest.clone(),
-            call,
-        });
-    }
-
-    /// The wait as it applies now: in teardown, lost nodes are no longer waited for.
-    fn effective<'t>(&self, et: &'t EventTrigger) -> Cow<'t, EventTrigger> {
-        if self.phase != Phase::Teardown || self.lost.is_empty() || et.nodes.is_empty() {
-            // Borrowed: this runs for every trigger received, and a wait may name thousands of nodes.
-            return Cow::Borrowed(et);
-        }
-        let nodes: Vec<String> = et
-            .nodes
-            .iter()
-            .filter(|n| !self.lost.contains(*n))
-            .cloned()
-            .collect();
-        let count = et.count.min(nodes.len());
-        Cow::Owned(EventTrigger {
-            nodes,
-            count,
-            ..et.clone()
-        })
-    }
-
-    fn complete(&self, t: &Trigger, since: u64, now: u64) -> bool {
-        match t {
-            Trigger::Event(et) => self.cache.satisfies(&self.effective(et)),
-            Trigger::Timeout(tt) => now >= since.saturating_add(tt.timeout_ms),
-            Trigger::All(c) => {
-                !c.triggers.is_empty() && c.triggers.iter().all(|x| self.complete(x, since, now))
-            }
-            Trigger::Any(c) => c.triggers.iter().any(|x| self.complete(x, since, now)),
-        }
-    }
-
-    /// The nodes the event triggers of a (setup or teardown) wait still miss.
-    fn missing_nodes(&self, triggers: &[Trigger]) -> Vec<String> {
-        let mut missing = Vec::new();
-        for t in triggers {
-            if let Trigger::Event(et) = t {
-                let et = self.effective(et);
-                let have = self.cache.matching_nodes(&et);
-                missing.extend(et.nodes.iter().filter(|n| !have.contains(*n)).cloned());
-            }
-        }
-        missing
     }
 }
 

@@ -2,7 +2,7 @@
 //! setup and teardown calls; tests send user triggers by hand.
 
 use super::*;
-use magi_aal::{AgentSource, Composite, Entry, Event, Group, Stream, TimeoutTrigger, Wait};
+use magi_aal::{AgentSource, Composite, Entry, Event, Group, Stream, Target, TimeoutTrigger, Wait};
 use serde_json::json;
 
 fn obj(v: Value) -> Object {
