@@ -11,8 +11,6 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// The most bytes a module may pack to (an archive file's size, or a directory's files
 /// together): 64 MiB. A module is shipped inside one bus message, so far less than this
 /// can go over RabbitMQ (16 MiB by default, base64-encoded); the cap only makes sure that
@@ -83,7 +81,7 @@ pub fn pack(path: &Path) -> Result<Packed, PackError> {
         let mut budget = Budget::new(path);
         read_file(path, &mut budget)?
     };
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = crate::archive::sha256_hex(&bytes);
     Ok(Packed { bytes, sha256 })
 }
 
@@ -244,10 +242,6 @@ fn collect(
         }
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use magi_aal::SourceFile;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// An open run record.
 pub struct RunRecord {
@@ -28,13 +27,7 @@ pub struct RunRecord {
     summary: Value,
 }
 
-/// SHA-256 of bytes as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use magi_node::archive::sha256_hex;
 
 /// The longest run name, in bytes: a directory name is at most 255 bytes, and the run's
 /// name also goes into AMQP names (at most 255 bytes, prefix included).

@@ -49,6 +49,11 @@ pub use quota::{parse_quota, Pin, DEFAULT_QUOTA, LOCKS_DIR};
 
 use unpack::{hex, unpack_tar, DirWalk, HashingReader};
 
+/// SHA-256 of bytes as lowercase hex: how archives, cache entries and procedures are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// The cache's directory name under a node's state directory.
 pub const CACHE_SUBDIR: &str = "agent-cache";
 
@@ -408,7 +413,7 @@ impl ArchiveCache {
     }
 
     fn unpack_bytes(&self, bytes: &[u8]) -> Result<(UnpackedModule, Pin), ArchiveError> {
-        let sha = hex(&Sha256::digest(bytes));
+        let sha = sha256_hex(bytes);
         if let Some(found) = self.cached(&sha) {
             return Ok(found);
         }

@@ -370,7 +370,7 @@ impl<R: Read> Read for CappedReader<R> {
 }
 
 /// Lowercase hex of a digest.
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
