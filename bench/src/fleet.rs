@@ -103,14 +103,11 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
                 })
             }
             _ => {
-                let (buses, tasks) = node_agents(&args, stop_rx).await?;
+                let (buses, fleet) = node_agents(&args).await?;
                 Box::new(move || {
                     tokio::spawn(async move {
-                        let mut tasks = tasks;
-                        let _ = tokio::time::timeout(Duration::from_secs(120), async {
-                            while tasks.join_next().await.is_some() {}
-                        })
-                        .await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(120), fleet.shutdown()).await;
                         for b in buses {
                             b.close().await;
                         }
@@ -131,10 +128,7 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
 }
 
 /// Connects the buses and attaches every node agent, a few at a time per connection.
-async fn node_agents(
-    args: &FleetArgs,
-    stop: watch::Receiver<bool>,
-) -> Result<(Vec<AmqpBus>, tokio::task::JoinSet<()>)> {
+async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet)> {
     let names = node_names(&args.name_prefix, args.nodes);
     let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
     let mut connecting = tokio::task::JoinSet::new();
@@ -175,7 +169,7 @@ async fn node_agents(
     while let Some(r) = attaching.join_next().await {
         links.push(r??);
     }
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut fleet = magi_node::Fleet::new();
     for (name, link) in links {
         let state = match args.separate_caches {
             true => args.state_dir.join(&name),
@@ -185,15 +179,9 @@ async fn node_agents(
         // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
         config.dead_man = Some(Duration::from_secs(10));
         config.heartbeat = Duration::from_millis(args.heartbeat_ms);
-        let mut rx = stop.clone();
-        tasks.spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            magi_node::run(link, config, shutdown).await;
-        });
+        fleet.spawn(link, config);
     }
-    Ok((buses, tasks))
+    Ok((buses, fleet))
 }
 
 /// The bare-lapin side: per consumer a channel, a durable queue bound to the exchange,

@@ -6,6 +6,7 @@
 //! turns what agents say into triggers and records on the bus.
 //!
 //! - [`node`]: the dispatcher, `node::run(link, config, shutdown)`.
+//! - [`fleet`]: node agents of one process, started and stopped together.
 //! - [`config`]: `magi-node`'s command line, configuration file and host map.
 //! - [`archive`]: unpacking agent archives safely into a cache keyed by SHA-256.
 //! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
@@ -15,10 +16,12 @@
 
 pub mod archive;
 pub mod config;
+pub mod fleet;
 pub mod library;
 pub mod manifest;
 pub mod node;
 pub mod pack;
 pub mod process;
 
+pub use fleet::Fleet;
 pub use node::{run, NodeConfig, Policy};

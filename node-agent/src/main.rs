@@ -19,7 +19,6 @@ use magi_node::config::{
 };
 use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
-use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
@@ -124,8 +123,7 @@ async fn serve(s: Settings) -> u8 {
             }
         }
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut fleet = magi_node::Fleet::new();
     let library = ModuleLibrary::standard(&s.modules);
     for (i, name) in s.names.iter().enumerate() {
         let bus = &buses[i % buses.len()];
@@ -133,8 +131,7 @@ async fn serve(s: Settings) -> u8 {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(node = %name, "cannot attach to the broker: {e}");
-                let _ = stop_tx.send(true);
-                while tasks.join_next().await.is_some() {}
+                fleet.shutdown().await;
                 for b in &buses {
                     b.close().await;
                 }
@@ -153,13 +150,7 @@ async fn serve(s: Settings) -> u8 {
         if s.names.len() <= 10 {
             tracing::info!(node = %name, address = %config.address, hosts = config.hosts.len(), "node agent attached to {redacted} (prefix {})", s.prefix);
         }
-        let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            magi_node::run(link, config, shutdown).await;
-        });
+        fleet.spawn(link, config);
     }
     if s.names.len() > 10 {
         tracing::info!(
@@ -206,9 +197,9 @@ async fn serve(s: Settings) -> u8 {
             sig = &mut signals, if !asked => {
                 tracing::info!("{sig}: stopping every agent and leaving the broker");
                 asked = true;
-                let _ = stop_tx.send(true);
+                fleet.stop();
             }
-            done = tasks.join_next() => match done {
+            done = fleet.join_next() => match done {
                 None => break,
                 Some(r) => {
                     ended += 1;

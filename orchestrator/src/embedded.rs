@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use magi_bus::Bus;
 use magi_node::library::ModuleLibrary;
-use magi_node::NodeConfig;
+use magi_node::{Fleet, NodeConfig};
 use magi_proto::Object;
 use serde_json::json;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The loopback address of the `i`-th node (0-based): 127.0.1.1, 127.0.1.2, ...
 pub fn node_address(i: usize) -> String {
@@ -55,8 +53,7 @@ pub fn loopback_places(nodes: &[String]) -> Vec<NodePlace> {
 
 /// In-process node agents, stopped together.
 pub struct EmbeddedNodes {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    fleet: Fleet,
 }
 
 impl EmbeddedNodes {
@@ -81,8 +78,7 @@ impl EmbeddedNodes {
         log_dir: PathBuf,
         library: ModuleLibrary,
     ) -> Result<Self, magi_bus::BusError> {
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut fleet = Fleet::new();
         for place in places {
             let name = &place.name;
             let link = bus.attach_node(name).await?;
@@ -93,23 +89,14 @@ impl EmbeddedNodes {
             config.log_dir = Some(log_dir.clone());
             config.library = library.clone();
             config.heartbeat = Duration::from_secs(2);
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                };
-                magi_node::run(link, config, shutdown).await;
-            }));
+            fleet.spawn(link, config);
         }
-        Ok(EmbeddedNodes { stop, tasks })
+        Ok(EmbeddedNodes { fleet })
     }
 
     /// Stops every node agent (and so every agent still running) and waits for them.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.fleet.shutdown().await;
     }
 }
 
