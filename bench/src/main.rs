@@ -331,7 +331,7 @@ async fn bench(cli: Cli) -> Result<bool> {
     // known, then grows them and zero-fills the growth: 2 × 4 MiB resident. A frame_max in
     // the URL sizes them at once, untouched. Same daemon, same broker, URL with frame_max:
     if magi_node.is_file() {
-        let url = with_frame_max(&cli.url);
+        let url = magi_bus::amqp::with_frame_max(&cli.url);
         let subject = memory::Subject::daemon(&magi_node, &url, &kit.prefix, &state);
         match memory::measure(&subject, &url, &kit.prefix, &module.dir).await {
             Ok(rss) => {
@@ -446,17 +446,6 @@ fn watch_signals(prefix: String, url: String) {
         let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
         std::process::exit(130);
     });
-}
-
-/// The URL with `frame_max=131072` (RabbitMQ's default) in its query, unless it has one.
-fn with_frame_max(url: &str) -> String {
-    if url.contains("frame_max=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&frame_max=131072")
-    } else {
-        format!("{url}?frame_max=131072")
-    }
 }
 
 fn redact(url: &str) -> String {
