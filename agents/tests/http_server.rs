@@ -227,7 +227,7 @@ async fn the_default_port_is_80() {
         Ok(v) => assert_eq!(v, json!(true)),
         Err(e) if e.contains("ermission denied") => {
             let why = format!("not allowed to bind port 80 here ({e})");
-            support::skip("the_default_port_is_80", &why);
+            magi_testkit::skip("the_default_port_is_80", &why);
             return;
         }
         Err(e) => panic!("{e}"),

@@ -20,14 +20,14 @@ fn nft_usable(test: &str) -> bool {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
             let why = String::from_utf8_lossy(&o.stderr);
-            support::skip(
+            magi_testkit::skip(
                 test,
                 &format!("nft cannot list tables here ({}); run as root", why.trim()),
             );
             false
         }
         Err(e) => {
-            support::skip(
+            magi_testkit::skip(
                 test,
                 &format!("nft is not installed ({e}); apt-get install nftables"),
             );

@@ -4,7 +4,6 @@
 //! They need the server at `MAGI_TEST_POSTGRES` (default
 //! `postgres://root@127.0.0.1:5432/test`); without it they are skipped with a message,
 //! unless `CI` or `MAGI_REQUIRE_SERVICES` is set (as `scripts/test` does), where they fail.
-mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -348,7 +347,7 @@ fn pg_table(test: &str) -> Option<PgTable> {
     let base = std::env::var("MAGI_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
     if let Err(e) = postgres::Client::connect(&base, postgres::NoTls) {
-        support::skip(
+        magi_testkit::skip(
             test,
             &format!("PostgreSQL at {base} is not reachable ({e}); set MAGI_TEST_POSTGRES"),
         );

@@ -6,7 +6,6 @@
 //! NUL-separated JSON on file descriptors 3 and 4), so the test reads the page's live
 //! state without a WebSocket client. It is skipped, with a message, when no Chromium is
 //! installed (`apt-get install chromium`; `MAGI_CHROMIUM` names another binary).
-mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -203,7 +202,7 @@ fn sample(host: &str, peer: &str, dir: &str, t: f64, bytes: u64) -> Record {
 #[test]
 fn live_page_shows_points_as_records_arrive() {
     let Some(chromium) = find_chromium() else {
-        support::skip(
+        magi_testkit::skip(
             "live_page_shows_points_as_records_arrive",
             "no Chromium found (install it with `apt-get install -y chromium`, or set MAGI_CHROMIUM)",
         );

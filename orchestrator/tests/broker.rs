@@ -1489,7 +1489,7 @@ async fn the_case_study_runs_over_rabbitmq_into_sqlite_and_postgresql() {
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         assert!(
-            std::env::var_os("CI").is_none() && std::env::var_os("MAGI_REQUIRE_SERVICES").is_none(),
+            !magi_testkit::services_required(),
             "PostgreSQL at {base} is not reachable: {probe:?}"
         );
         eprintln!("skipping the PostgreSQL variant: {base} is not reachable");

@@ -210,6 +210,27 @@ impl BrokerGuard {
     }
 }
 
+/// Whether every service the tests use must be there: `CI` or `MAGI_REQUIRE_SERVICES` is
+/// set (as `scripts/test` does). There a test that cannot reach one fails instead of
+/// skipping.
+pub fn services_required() -> bool {
+    ["CI", "MAGI_REQUIRE_SERVICES"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Skips a test that cannot run on this machine (saying so on stderr), or fails it where
+/// services are required ([`services_required`]).
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !services_required(),
+        "{test} cannot run here ({why}), and CI or MAGI_REQUIRE_SERVICES is set"
+    );
+    // Straight to stderr, past the test harness's capture, so the skip shows in every run.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 /// A vhost and broker users that exist for one test: created with full permissions on
 /// the vhost (so a test checks what the bus itself enforces), deleted when dropped, even
 /// when the test fails.
