@@ -162,12 +162,7 @@ fn setup(out: &mut String, p: &Procedure) {
 /// `file:line` when several files, else `line N`.
 fn where_(p: &Procedure, span: Span) -> String {
     if p.files.len() > 1 {
-        let path = p
-            .files
-            .get(span.file)
-            .map(|f| f.path.as_str())
-            .unwrap_or("?");
-        format!("{path}:{}", span.line)
+        format!("{}:{}", p.file_of(span), span.line)
     } else {
         format!("line {}", span.line)
     }

@@ -225,6 +225,14 @@ pub struct Composite {
 }
 
 impl Procedure {
+    /// The path of the file a span points into (`?` for a span of no file).
+    pub fn file_of(&self, span: Span) -> &str {
+        self.files
+            .get(span.file)
+            .map(|f| f.path.as_str())
+            .unwrap_or("?")
+    }
+
     /// A group by name.
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)

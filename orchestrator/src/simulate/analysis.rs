@@ -188,12 +188,7 @@ impl Analysis {
 }
 
 fn place(procedure: &Procedure, span: Span) -> String {
-    let file = procedure
-        .files
-        .get(span.file)
-        .map(|f| f.path.as_str())
-        .unwrap_or("?");
-    format!("{file}:{}", span.line)
+    format!("{}:{}", procedure.file_of(span), span.line)
 }
 
 fn can_time_out(t: &Trigger) -> bool {
