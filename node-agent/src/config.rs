@@ -26,7 +26,13 @@ MAGI_NODE_CONFIG, MAGI_NODE_ADDRESS, MAGI_NODE_STATE_DIR, MAGI_MODULES), then th
 file. The config file has one `key = value` per line (`#` starts a comment, values may be
 quoted); the keys are the long option names: name, names, nodes, name-prefix, broker,
 address, hosts, host (repeatable), state-dir, log-dir, modules (repeatable), heartbeat-ms,
-dead-man-secs, connections, log, allow, cache-quota. See scripts/magi-node.conf.example.
+dead-man-secs, connections, log, allow, grant, agent-user, cache-quota. See
+scripts/magi-node.conf.example.
+
+Run as root, magi-node starts agents as --agent-user (default nobody) with no capabilities
+but those an agent's manifest asks for and --grant allows (e.g. net_bind_service to bind
+port 80, net_admin for the packet counters, net_raw for raw sockets); other loads are
+refused. `--agent-user root` keeps agents as root (not recommended).
 
 The hosts file (--hosts) maps node names to addresses for agents: `name = ip` lines,
 /etc/hosts lines (`ip name [alias...]`) or a JSON object. Without a map agents resolve peer
@@ -98,6 +104,13 @@ pub struct Args {
     /// call agents (repeatable or comma-separated; default: anyone who can reach it).
     #[arg(long, value_delimiter = ',')]
     pub allow: Vec<String>,
+    /// Capabilities agents may have when their manifest asks (comma-separated Linux
+    /// capability names: net_admin, net_bind_service, net_raw ...; default none).
+    #[arg(long, value_delimiter = ',', value_parser = crate::privilege::parse_capability)]
+    pub grant: Vec<String>,
+    /// The user agents run as when magi-node runs as root (default `nobody`).
+    #[arg(long)]
+    pub agent_user: Option<String>,
     /// Log filter (tracing's EnvFilter syntax; RUST_LOG overrides; default `info`).
     #[arg(long)]
     pub log: Option<String>,
@@ -122,6 +135,8 @@ pub struct Settings {
     pub prefix: String,
     pub policy: crate::Policy,
     pub cache_quota: u64,
+    /// How agents are confined (`None`: they run as magi-node's own user).
+    pub sandbox: Option<crate::privilege::Sandbox>,
 }
 
 /// Reads a `key = value` file into the arguments the command line and the environment left unset.
@@ -136,6 +151,15 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
     let mut hosts = Vec::new();
     let mut modules = Vec::new();
     let mut allow = Vec::new();
+    let mut grant = Vec::new();
+    let list = |value: &str| -> Vec<String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
     for (i, raw) in text.lines().enumerate() {
         let at = || format!("{file}:{}", i + 1);
         let line = raw.trim();
@@ -159,13 +183,7 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
         }
         match key.as_str() {
             "name" => set(&mut args.name, value.to_string()),
-            "names" => names.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            ),
+            "names" => names.extend(list(value)),
             "nodes" => set(&mut args.nodes, number("nodes")? as usize),
             "name-prefix" => set(&mut args.name_prefix, value.to_string()),
             "broker" => set(&mut args.broker, value.to_string()),
@@ -183,19 +201,23 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
                 &mut args.cache_quota,
                 crate::archive::parse_quota(value).map_err(|e| format!("{}: {e}", at()))?,
             ),
-            "allow" => allow.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            ),
+            "allow" => allow.extend(list(value)),
+            "grant" => {
+                for cap in list(value) {
+                    grant.push(
+                        crate::privilege::parse_capability(&cap)
+                            .map_err(|e| format!("{}: grant: {e}", at()))?,
+                    );
+                }
+            }
+            "agent-user" => set(&mut args.agent_user, value.to_string()),
             "bus-prefix" => set(&mut args.bus_prefix, value.to_string()),
             other => {
                 return Err(format!(
                     "{}: unknown key {other:?} (keys are the long option names: name, broker, \
                      address, hosts, host, state-dir, log-dir, modules, heartbeat-ms, \
-                     dead-man-secs, names, nodes, name-prefix, connections, log, allow, cache-quota)",
+                     dead-man-secs, names, nodes, name-prefix, connections, log, allow, grant, \
+                     agent-user, cache-quota)",
                     at()
                 ))
             }
@@ -213,6 +235,9 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
     }
     if args.allow.is_empty() {
         args.allow = allow;
+    }
+    if args.grant.is_empty() {
+        args.grant = grant;
     }
     Ok(())
 }
@@ -283,6 +308,12 @@ pub fn settle(args: Args) -> Result<Settings, String> {
             state_dir.display()
         )
     })?;
+    let sandbox = crate::privilege::settle(
+        args.agent_user.as_deref(),
+        args.grant.into_iter().collect(),
+        &state_dir,
+        args.log_dir.as_deref(),
+    )?;
     Ok(Settings {
         names,
         broker,
@@ -301,6 +332,7 @@ pub fn settle(args: Args) -> Result<Settings, String> {
             allow: (!args.allow.is_empty()).then_some(args.allow),
         },
         cache_quota: args.cache_quota.unwrap_or(crate::archive::DEFAULT_QUOTA),
+        sandbox,
     })
 }
 

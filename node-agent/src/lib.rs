@@ -12,6 +12,7 @@
 //! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
 //! - [`manifest`]: the `magi-agent.json` every agent module carries.
 //! - [`process`]: an agent as a child process speaking the line-delimited JSON protocol.
+//! - [`privilege`]: agents as an unprivileged user with granted capabilities only.
 //! - [`pack`]: packing a module directory into an archive to ship over the bus.
 
 pub mod archive;
@@ -21,6 +22,7 @@ pub mod library;
 pub mod manifest;
 pub mod node;
 pub mod pack;
+pub mod privilege;
 pub mod process;
 
 pub use fleet::Fleet;

@@ -147,6 +147,7 @@ async fn serve(s: Settings) -> u8 {
         config.dead_man = s.dead_man;
         config.policy = s.policy.clone();
         config.cache_quota = s.cache_quota;
+        config.sandbox = s.sandbox.clone();
         if s.names.len() <= 10 {
             tracing::info!(node = %name, address = %config.address, hosts = config.hosts.len(), "node agent attached to {redacted} (prefix {})", s.prefix);
         }
@@ -161,6 +162,21 @@ async fn serve(s: Settings) -> u8 {
             s.names[0],
             s.names[s.names.len() - 1]
         );
+    }
+    match &s.sandbox {
+        Some(sb) => tracing::info!(
+            "agents run as {} (uid {}) with {}",
+            sb.user.name,
+            sb.user.uid,
+            match sb.grant.is_empty() {
+                true => "no capabilities (grant some with --grant)".to_string(),
+                false => format!("at most the capabilities {}", sb.grant.iter().cloned().collect::<Vec<_>>().join(", ")),
+            }
+        ),
+        None if magi_node::privilege::is_root() => tracing::warn!(
+            "--agent-user root: agents run as root, with the whole node in their hands (see docs/security.md)"
+        ),
+        None => {}
     }
     if s.policy.allow.is_none() {
         tracing::warn!("no --allow: any user of this broker who can reach this node may run code on it (see docs/security.md)");

@@ -38,6 +38,11 @@ pub struct Manifest {
     /// The methods the agent offers (descriptive, like the original IDL's).
     #[serde(default)]
     pub methods: Vec<MethodSpec>,
+    /// Linux capabilities the agent needs (`net_admin`, `net_bind_service`, `net_raw`...):
+    /// a `magi-node` running as root gives them only when its policy grants them
+    /// (`--grant`), and refuses the load otherwise; see [`crate::privilege`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// One method an agent offers.
@@ -209,6 +214,15 @@ impl Manifest {
         if self.command.iter().any(|a| a.contains('\0')) {
             return Err(invalid("`command` contains a NUL character".into()));
         }
+        for cap in &self.capabilities {
+            let normal = crate::privilege::parse_capability(cap)
+                .map_err(|e| invalid(format!("`capabilities`: {e}")))?;
+            if &normal != cap {
+                return Err(invalid(format!(
+                    "`capabilities`: write {cap:?} as {normal:?}"
+                )));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for method in &self.methods {
             if method.name.trim().is_empty() {
@@ -228,9 +242,14 @@ impl Manifest {
 
     /// Resolves the command's program for a module unpacked in `dir`; see [`resolve_program`].
     pub fn program(&self, dir: &Path) -> Result<PathBuf, ManifestError> {
+        self.program_on(dir, std::env::var_os("PATH"))
+    }
+
+    /// [`Manifest::program`] with another `PATH` (a confined agent's).
+    pub fn program_on(&self, dir: &Path, path: Option<OsString>) -> Result<PathBuf, ManifestError> {
         // validate() guarantees a first word; an unvalidated manifest gets a clear error.
         let word = self.command.first().map(String::as_str).unwrap_or("");
-        resolve_program(dir, word, exe_dir().as_deref(), std::env::var_os("PATH"))
+        resolve_program(dir, word, exe_dir().as_deref(), path)
     }
 
     /// The command's arguments after the program.

@@ -182,6 +182,10 @@ impl World {
                 url,
                 "--heartbeat-ms",
                 &HEARTBEAT_MS.to_string(),
+                // The case study's apache binds port 80 and pktcounters counts with
+                // nftables; as root, magi-node runs them as nobody with only these.
+                "--grant",
+                "net_admin,net_bind_service",
             ])
             .arg("--state-dir")
             .arg(self.path(&format!("state-{name}")))

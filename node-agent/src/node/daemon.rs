@@ -113,7 +113,10 @@ impl Node {
             ))),
             python_path: self.python_path.clone(),
             command_prefix: self.config.command_prefix.clone(),
+            confinement: None,
         };
+        let sandbox = self.config.sandbox.clone();
+        let node = self.config.name.clone();
         let cache = self.cache.clone();
         let tx = self.internal.clone();
         let run = run.to_string();
@@ -122,6 +125,13 @@ impl Node {
             let result = async {
                 let (dir, pin) = source.unpack(&cache).await?;
                 let manifest = Manifest::read(&dir).map_err(|e| e.to_string())?;
+                let options = SpawnOptions {
+                    confinement: match &sandbox {
+                        Some(s) => Some(s.confine(&node, &name, &manifest.capabilities)?),
+                        None => None,
+                    },
+                    ..options
+                };
                 AgentProcess::spawn(&dir, &manifest, start, options)
                     .await
                     .map(|(process, events)| (process, events, pin))

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// Largest size of the unpacked agent cache, in bytes; modules no agent runs are
     /// evicted to stay under it.
     pub cache_quota: u64,
+    /// Run agents as an unprivileged user with granted capabilities only (`magi-node` as
+    /// root); `None`: as this process's user.
+    pub sandbox: Option<crate::privilege::Sandbox>,
 }
 
 /// Who may use a node: the broker users (orchestrators) allowed to call it. Their identity
@@ -96,6 +99,7 @@ impl NodeConfig {
             command_prefix: Vec::new(),
             policy: Policy::default(),
             cache_quota: crate::archive::DEFAULT_QUOTA,
+            sandbox: None,
         }
     }
 }
@@ -177,7 +181,7 @@ pub async fn run(
     let (internal_tx, mut internal_rx) = unbounded_channel();
     let cache = ArchiveCache::in_state_dir(&config.state_dir).with_quota(config.cache_quota);
     let _ = cache.remove_stale_temp_dirs(Duration::from_secs(3600));
-    let python_path = match write_python_helper(&config.state_dir.join("python")) {
+    let python_path = match write_python_helper(&config.state_dir.join(crate::privilege::PYTHON_SUBDIR)) {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(node = %config.name, "cannot write the Python agent helper: {e}");

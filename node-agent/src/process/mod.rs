@@ -75,6 +75,9 @@ pub struct SpawnOptions {
     pub python_path: Option<PathBuf>,
     /// A command the agent is started through (`ip netns exec NS`); empty: started directly.
     pub command_prefix: Vec<String>,
+    /// Run as another user with given capabilities (after `command_prefix`), in a fresh
+    /// environment; `None`: as this process's user, inheriting its environment.
+    pub confinement: Option<crate::privilege::Confinement>,
 }
 
 impl Default for SpawnOptions {
@@ -85,6 +88,7 @@ impl Default for SpawnOptions {
             stderr_log: None,
             python_path: None,
             command_prefix: Vec::new(),
+            confinement: None,
         }
     }
 }
@@ -324,13 +328,21 @@ impl AgentProcess {
             return Err(SpawnError::NotStart);
         };
         let name = name.clone();
-        let program = manifest.program(dir)?;
+        let program = match &options.confinement {
+            Some(c) => manifest.program_on(dir, Some(c.path.clone()))?,
+            None => manifest.program(dir)?,
+        };
         let exec_err = |source| SpawnError::Exec {
             name: name.clone(),
             program: program.clone(),
             source,
         };
-        let mut command = match options.command_prefix.split_first() {
+        let wrappers: Vec<&String> = options
+            .command_prefix
+            .iter()
+            .chain(options.confinement.iter().flat_map(|c| &c.wrapper))
+            .collect();
+        let mut command = match wrappers.split_first() {
             Some((wrapper, wrapper_args)) => {
                 let mut c = tokio::process::Command::new(wrapper);
                 c.args(wrapper_args).arg(&program);
@@ -338,6 +350,9 @@ impl AgentProcess {
             }
             None => tokio::process::Command::new(&program),
         };
+        if let Some(c) = &options.confinement {
+            command.env_clear().envs(c.env.iter().map(|(k, v)| (k, v)));
+        }
         command
             .args(manifest.args())
             .current_dir(dir)
@@ -357,7 +372,10 @@ impl AgentProcess {
                 .rev()
                 .find(|(k, _)| k == "PYTHONPATH")
                 .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var_os("PYTHONPATH"));
+                .or_else(|| match options.confinement {
+                    Some(_) => None,
+                    None => std::env::var_os("PYTHONPATH"),
+                });
             let mut paths = vec![helper_dir.clone()];
             if let Some(inherited) = inherited {
                 paths.extend(std::env::split_paths(&inherited));
