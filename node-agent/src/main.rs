@@ -148,6 +148,7 @@ async fn serve(s: Settings) -> u8 {
         config.policy = s.policy.clone();
         config.cache_quota = s.cache_quota;
         config.sandbox = s.sandbox.clone();
+        config.restore = true;
         if s.names.len() <= 10 {
             tracing::info!(node = %name, address = %config.address, hosts = config.hosts.len(), "node agent attached to {redacted} (prefix {})", s.prefix);
         }

@@ -1100,6 +1100,63 @@ async fn a_killed_node_agent_is_reported_lost_by_name_and_the_run_exits_3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_agent_killed_and_restarted_mid_run_restores_its_agents_and_the_run_passes() {
+    let mut w = World::new().await;
+    w.start_node("n1", &[]);
+    let aal = w.write(
+        "restart.aal",
+        &format!(
+            r#"agents:
+  a: {{group: g, path: {ta}, execargs: {{}}}}
+groups:
+  g: [n1]
+streamstarts: [main]
+eventstreams:
+  main:
+    - {{type: event, agent: a, method: ret, trigger: first, args: {{value: true}}}}
+    - {{type: trigger, triggers: [{{event: first}}]}}
+    - {{type: trigger, triggers: [{{timeout: 4000}}]}}
+    - {{type: event, agent: a, method: ret, trigger: second, args: {{value: true}}}}
+    - {{type: trigger, triggers: [{{event: second, target: exit}}]}}
+"#,
+            ta = testagent()
+        ),
+    );
+    let run = format!("restart-{}", tag());
+    let mut r = Running::start(w.run_cmd(&aal, &run, &[]), w.dir.path(), "run");
+    r.wait_for("trigger completed: first", Duration::from_secs(30))
+        .await;
+    let old = w.nodes.remove(0);
+    let old_agents = children_of(old.pid());
+    assert_eq!(old_agents.len(), 1, "the test agent runs under n1");
+    old.signal(libc::SIGKILL);
+    let log = old.log.clone();
+    drop(old);
+    // The same node, started again at once, as systemd's Restart= would.
+    let new = w.start_node("n1", &[]);
+    let done = r.finish(Duration::from_secs(60)).await;
+    assert_eq!(
+        done.code,
+        Some(0),
+        "{}\nnode log after the restart:\n{}",
+        done.show(),
+        w.nodes[new].log_text()
+    );
+    assert!(done.stdout.contains("trigger completed: second"), "{}", done.show());
+    let restarted = w.nodes[new].log_text();
+    assert!(
+        restarted.contains("restoring a run this node served before it restarted"),
+        "{restarted}"
+    );
+    assert!(
+        all_gone(&old_agents, Duration::from_secs(10)).await.is_some(),
+        "the killed node's agent still runs: {old_agents:?} (first log: {})",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_orchestrator_leaves_no_agent_running_after_the_dead_man_interval() {
     let mut w = World::new().await;
     w.start_node("n1", &["--dead-man-secs", "3"]);

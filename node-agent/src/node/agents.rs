@@ -7,7 +7,7 @@ use magi_proto::agent::return_to_trigger_args;
 use magi_proto::{Call, Object, Record, Trigger};
 use serde_json::json;
 
-use super::{exception, obj, AgentEvent, Internal, Loaded, Node, Pending};
+use super::{exception, obj, AgentEvent, Internal, Loaded, LoadedAgent, Node, Pending};
 
 impl Node {
     /// A call to an agent, found by its dock (the AAL's `dock:`, by default its name).
@@ -62,19 +62,27 @@ impl Node {
     pub(super) async fn on_internal(&mut self, msg: Internal) {
         match msg {
             Internal::Loaded {
-                run,
-                name,
-                dock,
+                agent,
                 process,
                 mut events,
                 pin,
             } => {
+                let LoadedAgent {
+                    run,
+                    name,
+                    dock,
+                    execargs,
+                    module,
+                    restored,
+                } = agent;
                 let state = self.state(&run);
                 state.loading.remove(&name);
                 state.agents.insert(
                     name.clone(),
                     Loaded {
                         dock,
+                        execargs,
+                        module,
                         process,
                         _pin: pin,
                         pending: HashMap::new(),
@@ -96,6 +104,10 @@ impl Node {
                         }
                     }
                 });
+                if restored {
+                    tracing::info!(node = %self.config.name, run, agent = name, "agent restored after the node's restart");
+                    return;
+                }
                 self.trigger(
                     &run,
                     magi_proto::AGENT_LOAD_DONE,
@@ -103,7 +115,16 @@ impl Node {
                 )
                 .await;
             }
-            Internal::LoadFailed { run, name, error } => {
+            Internal::LoadFailed {
+                run,
+                name,
+                error,
+                restored,
+            } => {
+                let error = match restored {
+                    true => format!("it ran here before the node agent restarted, and cannot be started again: {error}"),
+                    false => error,
+                };
                 self.load_failed(&run, &name, &error).await
             }
             Internal::Unloaded { run, name } => {

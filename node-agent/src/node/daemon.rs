@@ -9,7 +9,7 @@ use magi_proto::daemon::{AgentName, GroupArgs, LoadAgent};
 use magi_proto::{method, Call, DaemonCall, DAEMON_DOCK};
 use serde_json::json;
 
-use super::{obj, sanitize, Internal, Node};
+use super::{obj, sanitize, AgentStart, Internal, LoadedAgent, Node};
 use crate::manifest::Manifest;
 use crate::process::{AgentProcess, SpawnOptions};
 
@@ -85,15 +85,36 @@ impl Node {
         if !state.loading.insert(name.clone()) {
             return; // the first load's answer will come
         }
-        let source = match self.source_of(&load) {
+        let code = match self.source_of(&load) {
             Ok(s) => s,
             Err(error) => return self.load_failed(run, &name, &error).await,
         };
+        self.start_agent(AgentStart {
+            run: run.to_string(),
+            name,
+            dock,
+            execargs: load.execargs,
+            code,
+            restored: false,
+        });
+    }
+
+    /// Unpacks an agent's code and starts its process off the dispatcher; the result comes
+    /// back as [`Internal::Loaded`] or [`Internal::LoadFailed`].
+    pub(super) fn start_agent(&mut self, agent: AgentStart) {
+        let AgentStart {
+            run,
+            name,
+            dock,
+            execargs,
+            code,
+            restored,
+        } = agent;
         let start = ToAgent::Start {
             name: name.clone(),
             node: self.config.name.clone(),
-            run: run.to_string(),
-            execargs: load.execargs,
+            run: run.clone(),
+            execargs: execargs.clone(),
             address: self.config.address.clone(),
             hosts: self.config.hosts.clone(),
         };
@@ -102,7 +123,7 @@ impl Node {
             .log_dir
             .clone()
             .unwrap_or_else(|| self.config.state_dir.join("logs"))
-            .join(sanitize(run));
+            .join(sanitize(&run));
         let options = SpawnOptions {
             env: Vec::new(),
             ready_timeout: self.config.ready_timeout,
@@ -119,11 +140,10 @@ impl Node {
         let node = self.config.name.clone();
         let cache = self.cache.clone();
         let tx = self.internal.clone();
-        let run = run.to_string();
         tokio::spawn(async move {
             let _ = std::fs::create_dir_all(&log_dir);
             let result = async {
-                let (dir, pin) = source.unpack(&cache).await?;
+                let (dir, pin) = code.unpack(&cache).await?;
                 let manifest = Manifest::read(&dir).map_err(|e| e.to_string())?;
                 let options = SpawnOptions {
                     confinement: match &sandbox {
@@ -132,22 +152,36 @@ impl Node {
                     },
                     ..options
                 };
+                let module = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 AgentProcess::spawn(&dir, &manifest, start, options)
                     .await
-                    .map(|(process, events)| (process, events, pin))
+                    .map(|(process, events)| (process, events, pin, module))
                     .map_err(|e| e.to_string())
             }
             .await;
             let msg = match result {
-                Ok((process, events, pin)) => Internal::Loaded {
-                    run,
-                    name,
-                    dock,
+                Ok((process, events, pin, module)) => Internal::Loaded {
+                    agent: LoadedAgent {
+                        run,
+                        name,
+                        dock,
+                        execargs,
+                        module,
+                        restored,
+                    },
                     process: Arc::new(process),
                     events,
                     pin,
                 },
-                Err(error) => Internal::LoadFailed { run, name, error },
+                Err(error) => Internal::LoadFailed {
+                    run,
+                    name,
+                    error,
+                    restored,
+                },
             };
             let _ = tx.send(msg);
         });

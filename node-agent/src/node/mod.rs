@@ -23,6 +23,7 @@ use crate::process::{write_python_helper, AgentEvent, AgentProcess};
 mod agents;
 mod code;
 mod daemon;
+mod restore;
 
 /// How a node agent is set up.
 #[derive(Debug, Clone)]
@@ -57,6 +58,9 @@ pub struct NodeConfig {
     /// Run agents as an unprivileged user with granted capabilities only (`magi-node` as
     /// root); `None`: as this process's user.
     pub sandbox: Option<crate::privilege::Sandbox>,
+    /// Save the node's runs under `state_dir` and set them up again when started after a
+    /// crash (`magi-node`; not the embedded default, whose nodes live and die with `magi`).
+    pub restore: bool,
 }
 
 /// Who may use a node: the broker users (orchestrators) allowed to call it. Their identity
@@ -100,6 +104,7 @@ impl NodeConfig {
             policy: Policy::default(),
             cache_quota: crate::archive::DEFAULT_QUOTA,
             sandbox: None,
+            restore: false,
         }
     }
 }
@@ -108,6 +113,9 @@ impl NodeConfig {
 struct Loaded {
     /// Where its calls are addressed (the AAL's `dock`; the name unless it says otherwise).
     dock: String,
+    /// Its configuration and its code's cache entry, saved to restore it after a restart.
+    execargs: Object,
+    module: String,
     process: Arc<AgentProcess>,
     /// Keeps its code in the cache while it runs (dropped after the process has stopped).
     _pin: Pin,
@@ -138,9 +146,7 @@ struct RunState {
 /// What background tasks report to the dispatcher.
 enum Internal {
     Loaded {
-        run: String,
-        name: String,
-        dock: String,
+        agent: LoadedAgent,
         process: Arc<AgentProcess>,
         events: UnboundedReceiver<AgentEvent>,
         pin: Pin,
@@ -149,6 +155,8 @@ enum Internal {
         run: String,
         name: String,
         error: String,
+        /// The load was this node's own, restoring an agent after a restart.
+        restored: bool,
     },
     Event {
         run: String,
@@ -161,6 +169,28 @@ enum Internal {
     },
 }
 
+/// An agent to start: asked by a `loadAgent`, or restored after the node restarted.
+struct AgentStart {
+    run: String,
+    name: String,
+    dock: String,
+    execargs: Object,
+    code: code::Code,
+    /// Restoring after a restart: nobody waits for an `AgentLoadDone`.
+    restored: bool,
+}
+
+/// What is kept of a started agent, enough to start it again after a restart.
+struct LoadedAgent {
+    run: String,
+    name: String,
+    dock: String,
+    execargs: Object,
+    /// Its code's cache entry (the SHA-256 of the module).
+    module: String,
+    restored: bool,
+}
+
 struct Node {
     config: NodeConfig,
     port: Arc<dyn NodePort>,
@@ -169,6 +199,8 @@ struct Node {
     runs: HashMap<String, RunState>,
     internal: UnboundedSender<Internal>,
     next_call: u64,
+    /// What was last written by [`Node::save`].
+    saved: Option<Vec<u8>>,
 }
 
 /// Runs a node agent on a bus link until `shutdown` resolves or the bus goes away. At
@@ -196,7 +228,9 @@ pub async fn run(
         runs: HashMap::new(),
         internal: internal_tx,
         next_call: 0,
+        saved: None,
     };
+    node.restore().await;
     node.announce(true).await;
     let mut heartbeat = tokio::time::interval(node.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,11 +248,13 @@ pub async fn run(
             }
             _ = &mut shutdown => break,
         }
+        node.save();
     }
     let runs: Vec<String> = node.runs.keys().cloned().collect();
     for run in runs {
         node.end_run(&run).await;
     }
+    node.save();
     node.announce(false).await;
 }
 
