@@ -174,7 +174,12 @@ impl Sandbox {
 
     /// How the agent `agent` of node `node`, whose manifest asks for `asked`, is started;
     /// refused when the policy does not grant all of them.
-    pub fn confine(&self, node: &str, agent: &str, asked: &[String]) -> Result<Confinement, String> {
+    pub fn confine(
+        &self,
+        node: &str,
+        agent: &str,
+        asked: &[String],
+    ) -> Result<Confinement, String> {
         let missing: Vec<&str> = asked
             .iter()
             .filter(|c| !self.grant.contains(*c))
@@ -348,7 +353,11 @@ mod tests {
     #[test]
     fn an_agent_asking_for_an_ungranted_capability_is_refused_naming_it_and_the_flag() {
         let e = sandbox(&["net_raw"])
-            .confine("n1", "apache", &["net_bind_service".into(), "net_raw".into()])
+            .confine(
+                "n1",
+                "apache",
+                &["net_bind_service".into(), "net_raw".into()],
+            )
             .unwrap_err();
         assert!(e.contains("net_bind_service"), "{e}");
         assert!(!e.contains("net_bind_service, net_raw"), "{e}");
@@ -361,13 +370,21 @@ mod tests {
             .confine("n1", "counter", &["net_admin".into()])
             .unwrap();
         assert!(c.wrapper.contains(&"--reuid=65534".to_string()));
-        assert!(c.wrapper.contains(&"--ambient-caps=-all,+net_admin".to_string()));
-        assert!(c.wrapper.contains(&"--bounding-set=-all,+net_admin".to_string()));
+        assert!(c
+            .wrapper
+            .contains(&"--ambient-caps=-all,+net_admin".to_string()));
+        assert!(c
+            .wrapper
+            .contains(&"--bounding-set=-all,+net_admin".to_string()));
         assert_eq!(c.wrapper.last().unwrap(), "--");
         let plain = sandbox(&[]).confine("n1", "client", &[]).unwrap();
         assert!(plain.wrapper.contains(&"--bounding-set=-all".to_string()));
         assert!(!plain.wrapper.iter().any(|w| w.starts_with("--ambient")));
-        let keys: Vec<_> = plain.env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        let keys: Vec<_> = plain
+            .env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(keys, ["PATH", "HOME", "LANG", "USER", "LOGNAME"]);
     }
 

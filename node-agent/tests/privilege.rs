@@ -59,7 +59,8 @@ fn probe_module(caps: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(dir.path().join("probe.py"), PROBE).unwrap();
-    let manifest = json!({"name": "probe", "command": ["python3", "probe.py"], "capabilities": caps});
+    let manifest =
+        json!({"name": "probe", "command": ["python3", "probe.py"], "capabilities": caps});
     std::fs::write(dir.path().join("magi-agent.json"), manifest.to_string()).unwrap();
     dir
 }
@@ -103,8 +104,8 @@ async fn node_with_probe(
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let grant: BTreeSet<String> = grant.iter().map(|c| c.to_string()).collect();
     let mut config = NodeConfig::new("n1", state.path().to_path_buf());
-    config.sandbox = privilege::settle(Some("nobody"), grant, state.path(), None)
-        .expect("a sandbox for nobody");
+    config.sandbox =
+        privilege::settle(Some("nobody"), grant, state.path(), None).expect("a sandbox for nobody");
     assert!(config.sandbox.is_some());
     tokio::spawn(magi_node::run(link, config, std::future::pending()));
     let module = probe_module(caps);
@@ -146,7 +147,11 @@ async fn a_root_node_runs_an_agent_as_nobody_with_no_capabilities_and_none_of_it
     assert_eq!(me["gid"], json!(65534), "{me}");
     assert_eq!(me["groups"], json!([]), "{me}");
     assert_eq!(me["cap_eff"], json!(0), "no capability at all: {me}");
-    assert_eq!(me["secret"], Value::Null, "the node's environment leaked: {me}");
+    assert_eq!(
+        me["secret"],
+        Value::Null,
+        "the node's environment leaked: {me}"
+    );
     let bound = ask(&mut orch, RUN, 3, "bind", json!({"port": 1023})).await;
     assert!(
         bound.as_str().unwrap_or_default().starts_with("refused"),

@@ -1142,14 +1142,20 @@ eventstreams:
         done.show(),
         w.nodes[new].log_text()
     );
-    assert!(done.stdout.contains("trigger completed: second"), "{}", done.show());
+    assert!(
+        done.stdout.contains("trigger completed: second"),
+        "{}",
+        done.show()
+    );
     let restarted = w.nodes[new].log_text();
     assert!(
         restarted.contains("restoring a run this node served before it restarted"),
         "{restarted}"
     );
     assert!(
-        all_gone(&old_agents, Duration::from_secs(10)).await.is_some(),
+        all_gone(&old_agents, Duration::from_secs(10))
+            .await
+            .is_some(),
         "the killed node's agent still runs: {old_agents:?} (first log: {})",
         std::fs::read_to_string(log).unwrap_or_default()
     );

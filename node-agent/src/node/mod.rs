@@ -213,13 +213,14 @@ pub async fn run(
     let (internal_tx, mut internal_rx) = unbounded_channel();
     let cache = ArchiveCache::in_state_dir(&config.state_dir).with_quota(config.cache_quota);
     let _ = cache.remove_stale_temp_dirs(Duration::from_secs(3600));
-    let python_path = match write_python_helper(&config.state_dir.join(crate::privilege::PYTHON_SUBDIR)) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::warn!(node = %config.name, "cannot write the Python agent helper: {e}");
-            None
-        }
-    };
+    let python_path =
+        match write_python_helper(&config.state_dir.join(crate::privilege::PYTHON_SUBDIR)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(node = %config.name, "cannot write the Python agent helper: {e}");
+                None
+            }
+        };
     let mut node = Node {
         port: link.port.clone(),
         config,

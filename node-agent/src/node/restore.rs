@@ -98,7 +98,9 @@ impl Node {
             .and_then(|()| std::fs::rename(&tmp, &path));
         match written {
             Ok(()) => self.saved = Some(bytes),
-            Err(e) => tracing::warn!(node = %self.config.name, "cannot save the node's runs to {}: {e}", path.display()),
+            Err(e) => {
+                tracing::warn!(node = %self.config.name, "cannot save the node's runs to {}: {e}", path.display())
+            }
         }
     }
 

@@ -1,10 +1,16 @@
 //! The run loop: carries out what the engine asks (calls on the bus, console lines,
 //! records) and feeds it what happens (triggers, time, lost nodes, Ctrl-C). It knows the
 //! bus only through [`magi_bus::RunLink`], so the embedded and the RabbitMQ runs share it.
+//!
+//! Its clock is tokio's, so tests run it on a paused clock against a scripted node
+//! ([`tests`]): a minute of procedure takes no time, and the timing rules (lost nodes,
+//! `runAlive`) are pinned exactly.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
@@ -111,7 +117,7 @@ impl<'a> Driver<'a> {
     /// Waits until every node of the procedure has announced itself.
     async fn preflight(&mut self) -> Result<(), Infra> {
         let wanted = self.procedure.all_nodes();
-        let deadline = tokio::time::Instant::now() + self.config.preflight;
+        let deadline = Instant::now() + self.config.preflight;
         let mut told = false;
         loop {
             let missing: Vec<String> = wanted
@@ -158,7 +164,7 @@ impl<'a> Driver<'a> {
             let deadline = self
                 .engine
                 .next_deadline()
-                .map(|ms| tokio::time::Instant::from_std(self.started + Duration::from_millis(ms)));
+                .map(|ms| self.started + Duration::from_millis(ms));
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -310,6 +316,7 @@ impl<'a> Driver<'a> {
         let Some(up) = self.link.port.up_since() else {
             return;
         };
+        let up = Instant::from_std(up);
         self.seen
             .values_mut()
             .for_each(|(last, _)| *last = (*last).max(up));
@@ -403,3 +410,6 @@ impl<'a> Driver<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

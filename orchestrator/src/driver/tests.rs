@@ -1,0 +1,244 @@
+//! The driver on the in-process bus against a scripted node, on tokio's paused clock: the
+//! timing rules run in virtual time (a minute of procedure takes no time) and are pinned
+//! to the millisecond where the rule says so.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use magi_bus::memory::MemoryBus;
+use magi_bus::{Bus, NodeLink};
+use magi_engine::{FailureKind, Outcome};
+use magi_proto::{DaemonCall, NodeStatus, Object, Trigger, DAEMON_DOCK};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::{Driver, DriverConfig};
+use crate::console::{Console, Mode};
+use crate::record::RunRecord;
+
+const RUN: &str = "r";
+
+/// How the scripted node behaves.
+#[derive(Clone)]
+struct Script {
+    /// Heartbeat period announced and kept.
+    heartbeat: Duration,
+    /// Stop heartbeating (silently: no goodbye) after this long.
+    silent_after: Option<Duration>,
+    /// `runAlive` calls received.
+    alive: Arc<AtomicUsize>,
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            heartbeat: Duration::from_millis(500),
+            silent_after: None,
+            alive: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+fn args(v: serde_json::Value) -> Object {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// A node `n1` that answers the node-agent methods as a real one does, returns `true` from
+/// every agent method that fires a trigger, and heartbeats as scripted.
+fn scripted_node(link: NodeLink, script: Script) {
+    let NodeLink { mut calls, port } = link;
+    let beat = port.clone();
+    let s = script.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            if s.silent_after.is_some_and(|d| started.elapsed() >= d) {
+                return;
+            }
+            let status = NodeStatus {
+                node: "n1".into(),
+                pid: 1,
+                time: 0.0,
+                heartbeat_ms: s.heartbeat.as_millis() as u64,
+                runs: Vec::new(),
+                alive: true,
+            };
+            let _ = beat.announce(status).await;
+            tokio::time::sleep(s.heartbeat).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(call) = calls.recv().await {
+            let reply = |event: &str, a: Object| Trigger::from_node(RUN, event, "n1", a);
+            let trigger = if call.dock == DAEMON_DOCK {
+                match DaemonCall::from_call(&call).expect("a well-formed daemon call") {
+                    DaemonCall::JoinGroup(g) => {
+                        port.join(RUN, &g.group).await.expect("join");
+                        Some(reply(
+                            magi_proto::GROUP_BUILD_DONE,
+                            args(json!({"group": g.group})),
+                        ))
+                    }
+                    DaemonCall::LeaveGroup(g) => {
+                        let _ = port.leave(RUN, &g.group).await;
+                        Some(reply(
+                            magi_proto::GROUP_TEARDOWN_DONE,
+                            args(json!({"group": g.group})),
+                        ))
+                    }
+                    DaemonCall::LoadAgent(l) => Some(reply(
+                        magi_proto::AGENT_LOAD_DONE,
+                        args(json!({"agent": l.name})),
+                    )),
+                    DaemonCall::UnloadAgent(a) => Some(reply(
+                        magi_proto::AGENT_UNLOAD_DONE,
+                        args(json!({"agent": a.name})),
+                    )),
+                    DaemonCall::RunAlive {} => {
+                        script.alive.fetch_add(1, Ordering::SeqCst);
+                        None
+                    }
+                    DaemonCall::EndRun {} | DaemonCall::DetachRun {} => None,
+                }
+            } else {
+                call.trigger.as_deref().map(|t| {
+                    reply(t, args(json!({"retVal": true, "agent": call.dock}))).answering(call.seq)
+                })
+            };
+            if let Some(t) = trigger {
+                port.send_trigger(t).await.expect("trigger");
+            }
+        }
+    });
+}
+
+/// Runs `aal` against the scripted node; the outcome and how much (virtual) time it took.
+async fn drive(aal: &str, script: Script, alive_every: Option<Duration>) -> (Outcome, Duration) {
+    let checked = magi_aal::check_str("t.aal", aal);
+    let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
+    let bus = MemoryBus::new();
+    let link = bus.open_run(RUN).await.expect("open run");
+    scripted_node(bus.attach_node("n1").await.expect("attach"), script);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
+    let mut console = Console::new(Mode::Json);
+    let config = DriverConfig {
+        engine: magi_engine::Options {
+            group_timeout_ms: 200_000,
+            abort_on_failure: true,
+            teardown: true,
+        },
+        preflight: Duration::from_secs(10),
+        alive_every,
+        shipments: Default::default(),
+    };
+    let started = Instant::now();
+    let driver = Driver::new(
+        procedure,
+        RUN,
+        link,
+        config,
+        &mut console,
+        &mut record,
+        None,
+    );
+    let outcome = driver.run().await.expect("no infrastructure failure");
+    (outcome, started.elapsed())
+}
+
+fn procedure(wait_ms: u64) -> String {
+    format!(
+        "agents:\n  a: {{group: g, path: /nonexistent, execargs: {{}}}}\ngroups:\n  g: [n1]\n\
+         streamstarts: [main]\neventstreams:\n  main:\n\
+         \x20   - {{type: event, agent: a, method: go, trigger: went, args: {{}}}}\n\
+         \x20   - {{type: trigger, triggers: [{{event: went}}]}}\n\
+         \x20   - {{type: trigger, triggers: [{{timeout: {wait_ms}}}]}}\n\
+         \x20   - {{type: event, agent: a, method: stop, trigger: stopped, args: {{}}}}\n\
+         \x20   - {{type: trigger, triggers: [{{event: stopped}}]}}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_minute_long_procedure_runs_to_success_in_virtual_time() {
+    let wall = std::time::Instant::now();
+    let (outcome, took) = drive(&procedure(60_000), Script::new(), None).await;
+    assert_eq!(outcome, Outcome::Success);
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(61),
+        "the run took {took:?} of virtual time"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(10),
+        "{:?} of real time",
+        wall.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_silent_for_three_heartbeats_but_at_least_three_seconds_is_lost() {
+    let script = Script {
+        silent_after: Some(Duration::from_secs(5)),
+        ..Script::new()
+    };
+    let (outcome, took) = drive(&procedure(60_000), script, None).await;
+    let Outcome::Failed { kind, message } = outcome else {
+        panic!("the run did not fail: {outcome:?}");
+    };
+    assert_eq!(kind, FailureKind::Node, "{message}");
+    assert!(message.contains("n1"), "{message}");
+    // Last heartbeat at 4.5 s; three periods of 500 ms are less than the 3 s floor, so the
+    // node is lost after 3 s of silence, seen at the next 500 ms check: 7.5 to 8.0 s.
+    assert!(
+        took > Duration::from_millis(7_500) && took <= Duration::from_millis(8_100),
+        "lost after {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_alive_reaches_the_nodes_every_period_while_the_run_lives() {
+    let script = Script::new();
+    let alive = script.alive.clone();
+    let (outcome, took) = drive(&procedure(20_000), script, Some(Duration::from_secs(2))).await;
+    assert_eq!(outcome, Outcome::Success);
+    let sent = alive.load(Ordering::SeqCst);
+    let expected = (took.as_secs_f64() / 2.0).floor() as usize;
+    assert!(
+        sent.abs_diff(expected) <= 1,
+        "{sent} runAlive in {took:?}, expected about {expected}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_never_announces_itself_fails_the_preflight_naming_it() {
+    let checked = magi_aal::check_str("t.aal", &procedure(1000));
+    let procedure = Arc::new(checked.procedure.clone().expect("valid"));
+    let bus = MemoryBus::new();
+    let link = bus.open_run(RUN).await.expect("open run");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
+    let mut console = Console::new(Mode::Json);
+    let config = DriverConfig {
+        engine: magi_engine::Options {
+            group_timeout_ms: 200_000,
+            abort_on_failure: true,
+            teardown: true,
+        },
+        preflight: Duration::from_secs(20),
+        alive_every: None,
+        shipments: Default::default(),
+    };
+    let started = Instant::now();
+    let driver = Driver::new(
+        procedure,
+        RUN,
+        link,
+        config,
+        &mut console,
+        &mut record,
+        None,
+    );
+    let failed = driver.run().await.expect_err("no node, no run");
+    assert_eq!(failed, super::Infra::MissingNodes(vec!["n1".into()]));
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
+}
