@@ -26,7 +26,7 @@ MAGI_NODE_CONFIG, MAGI_NODE_ADDRESS, MAGI_NODE_STATE_DIR, MAGI_MODULES), then th
 file. The config file has one `key = value` per line (`#` starts a comment, values may be
 quoted); the keys are the long option names: name, names, nodes, name-prefix, broker,
 address, hosts, host (repeatable), state-dir, log-dir, modules (repeatable), heartbeat-ms,
-dead-man-secs, connections, log, allow, grant, agent-user, cache-quota. See
+dead-man-secs, connections, log, allow, user-group, grant, agent-user, cache-quota. See
 scripts/magi-node.conf.example.
 
 Run as root, magi-node starts agents as --agent-user (default nobody) with no capabilities
@@ -104,6 +104,9 @@ pub struct Args {
     /// call agents (repeatable or comma-separated; default: anyone who can reach it).
     #[arg(long, value_delimiter = ',')]
     pub allow: Vec<String>,
+    /// A group of users that --allow names as `@NAME` (repeatable): NAME=USER,USER.
+    #[arg(long = "user-group", value_name = "NAME=USER,...")]
+    pub user_group: Vec<String>,
     /// Capabilities agents may have when their manifest asks (comma-separated Linux
     /// capability names: net_admin, net_bind_service, net_raw ...; default none).
     #[arg(long, value_delimiter = ',', value_parser = crate::privilege::parse_capability)]
@@ -152,6 +155,7 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
     let mut modules = Vec::new();
     let mut allow = Vec::new();
     let mut grant = Vec::new();
+    let mut user_groups = Vec::new();
     let list = |value: &str| -> Vec<String> {
         value
             .split(',')
@@ -211,13 +215,14 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
                 }
             }
             "agent-user" => set(&mut args.agent_user, value.to_string()),
+            "user-group" => user_groups.push(value.to_string()),
             "bus-prefix" => set(&mut args.bus_prefix, value.to_string()),
             other => {
                 return Err(format!(
                     "{}: unknown key {other:?} (keys are the long option names: name, broker, \
                      address, hosts, host, state-dir, log-dir, modules, heartbeat-ms, \
                      dead-man-secs, names, nodes, name-prefix, connections, log, allow, grant, \
-                     agent-user, cache-quota)",
+                     agent-user, user-group, cache-quota)",
                     at()
                 ))
             }
@@ -238,6 +243,9 @@ pub fn apply_config(args: &mut Args, file: &str, text: &str) -> Result<(), Strin
     }
     if args.grant.is_empty() {
         args.grant = grant;
+    }
+    if args.user_group.is_empty() {
+        args.user_group = user_groups;
     }
     Ok(())
 }
@@ -308,6 +316,11 @@ pub fn settle(args: Args) -> Result<Settings, String> {
             state_dir.display()
         )
     })?;
+    let policy = crate::Policy {
+        allow: (!args.allow.is_empty()).then_some(args.allow),
+        groups: parse_user_groups(&args.user_group)?,
+    };
+    policy.check()?;
     let sandbox = crate::privilege::settle(
         args.agent_user.as_deref(),
         args.grant.into_iter().collect(),
@@ -328,12 +341,35 @@ pub fn settle(args: Args) -> Result<Settings, String> {
         prefix: args
             .bus_prefix
             .unwrap_or_else(|| BusOptions::default().prefix),
-        policy: crate::Policy {
-            allow: (!args.allow.is_empty()).then_some(args.allow),
-        },
+        policy,
         cache_quota: args.cache_quota.unwrap_or(crate::archive::DEFAULT_QUOTA),
         sandbox,
     })
+}
+
+/// `NAME=USER,USER` entries into groups (a name given twice gets the members of both).
+fn parse_user_groups(
+    entries: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, String> {
+    let mut groups = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for entry in entries {
+        let (name, users) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("--user-group {entry:?}: expected NAME=USER,USER"))?;
+        let name = name.trim().trim_start_matches('@');
+        if name.is_empty() {
+            return Err(format!("--user-group {entry:?}: the group has no name"));
+        }
+        let members = groups.entry(name.to_string()).or_default();
+        members.extend(
+            users
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from),
+        );
+    }
+    Ok(groups)
 }
 
 pub fn parse_ip(s: &str) -> Result<String, String> {
@@ -434,14 +470,58 @@ mod tests {
         assert_eq!(args.heartbeat_ms, Some(500));
         assert_eq!(args.host, vec!["a=10.0.0.1", "b=10.0.0.2"]);
         assert_eq!(args.modules, vec![PathBuf::from("/opt/m")]);
+        let state = tempfile::tempdir().unwrap();
         let s = settle(Args {
-            state_dir: Some(std::env::temp_dir()),
+            state_dir: Some(state.path().to_path_buf()),
             ..args
         })
         .unwrap();
         assert_eq!(s.names, vec!["cli"]);
         assert_eq!(s.hosts.get("b"), Some(&json!("10.0.0.2")));
         assert_eq!(s.dead_man, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_user_group_named_in_allow_admits_its_members_and_no_one_else() {
+        let mut args = Args {
+            name: Some("n".into()),
+            broker: Some("amqp://h".into()),
+            allow: vec!["alice".into(), "@students".into()],
+            ..Args::default()
+        };
+        apply_config(&mut args, "f.conf", "user-group = students=bob, carol\n").unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let s = settle(Args {
+            state_dir: Some(state.path().to_path_buf()),
+            ..args
+        })
+        .unwrap();
+        for user in ["alice", "bob", "carol"] {
+            s.policy.admits(Some(user)).unwrap();
+        }
+        let e = s.policy.admits(Some("mallory")).unwrap_err();
+        assert!(e.contains("mallory") && e.contains("@students"), "{e}");
+        // A group is not a user: a broker user named "students" or "@students" is no member.
+        assert!(s.policy.admits(Some("students")).is_err());
+        assert!(s.policy.admits(Some("@students")).is_err());
+    }
+
+    #[test]
+    fn allowing_an_undefined_user_group_is_a_configuration_error() {
+        let state = tempfile::tempdir().unwrap();
+        let e = settle(Args {
+            name: Some("n".into()),
+            broker: Some("amqp://h".into()),
+            allow: vec!["@staff".into()],
+            user_group: vec!["students=bob".into()],
+            state_dir: Some(state.path().to_path_buf()),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("@staff") && e.contains("--user-group staff="),
+            "{e}"
+        );
     }
 
     #[test]
@@ -479,11 +559,12 @@ mod tests {
 
     #[test]
     fn many_nodes_get_prefixed_names() {
+        let state = tempfile::tempdir().unwrap();
         let s = settle(Args {
             nodes: Some(3),
             name_prefix: Some("n".into()),
             broker: Some("amqp://h".into()),
-            state_dir: Some(std::env::temp_dir()),
+            state_dir: Some(state.path().to_path_buf()),
             ..Args::default()
         })
         .unwrap();

@@ -57,6 +57,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     let mut config = NodeConfig::new(&n1, state.path().to_path_buf());
     config.policy = Policy {
         allow: Some(vec![alice.clone()]),
+        ..Policy::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(magi_node::run(link, config, async {
@@ -74,6 +75,23 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     assert_eq!(refusal.event, "RuntimeException", "{refusal:?}");
     let error = refusal.args["error"].as_str().unwrap_or_default();
     assert!(error.contains(&bob) && error.contains("refuses"), "{error}");
+    // Bob's run keeps saying it is alive; those calls expect no answer and get none (the
+    // refusal was said once), then his next real call is refused again.
+    let mut alive = load_call(&bob_run);
+    (alive.method, alive.args) = magi_proto::DaemonCall::RunAlive {}.to_wire();
+    for _ in 0..3 {
+        bobs.port
+            .publish_nodes(std::slice::from_ref(&n1), alive.clone())
+            .await
+            .unwrap();
+    }
+    bobs.port
+        .publish_nodes(std::slice::from_ref(&n1), load_call(&bob_run))
+        .await
+        .unwrap();
+    let next = next_trigger(&mut bobs).await;
+    assert_eq!(next.event, "RuntimeException", "{next:?}");
+    assert_eq!(next.args["func_name"], json!("loadAgent"), "{next:?}");
 
     let alice_bus = connect(&alice).await.unwrap();
     let alice_run = format!("{alice}.r");

@@ -6,7 +6,7 @@
 //! agent with that dock ([`agents`]). Slow work (unpacking, starting and stopping agents) runs in tasks that report
 //! back to the dispatcher, so one node never blocks on one agent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,21 +68,47 @@ pub struct NodeConfig {
 /// refused with a `RuntimeException` and logged.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
-    /// The users allowed; `None`: everyone who can reach the node's queue.
+    /// The users allowed, and groups of them as `@name`; `None`: everyone who can reach
+    /// the node's queue.
     pub allow: Option<Vec<String>>,
+    /// Groups of users (`students` → `bob`, `carol`), named in `allow` as `@students`.
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Policy {
     /// Whether a call from `sender` (`None`: the in-process bus, this very process) may run.
     pub fn admits(&self, sender: Option<&str>) -> Result<(), String> {
-        match (&self.allow, sender) {
-            (None, _) | (_, None) => Ok(()),
-            (Some(allow), Some(user)) if allow.iter().any(|a| a == user) => Ok(()),
-            (Some(allow), Some(user)) => Err(format!(
-                "broker user {user} is not among those its policy allows ({})",
-                allow.join(", ")
-            )),
+        let (Some(allow), Some(user)) = (&self.allow, sender) else {
+            return Ok(());
+        };
+        let named = |entry: &String| match entry.strip_prefix('@') {
+            Some(group) => self
+                .groups
+                .get(group)
+                .is_some_and(|members| members.iter().any(|m| m == user)),
+            None => entry == user,
+        };
+        if allow.iter().any(named) {
+            return Ok(());
         }
+        Err(format!(
+            "broker user {user} is not among those its policy allows ({})",
+            allow.join(", ")
+        ))
+    }
+
+    /// Checks that every `@group` the policy allows is defined.
+    pub fn check(&self) -> Result<(), String> {
+        for entry in self.allow.iter().flatten() {
+            if let Some(group) = entry.strip_prefix('@') {
+                if !self.groups.contains_key(group) {
+                    return Err(format!(
+                        "--allow {entry}: no user group {group} is defined (define it with --user-group {group}=USER,USER or `user-group = {group}=USER,USER`)"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -322,6 +348,16 @@ impl Node {
             }
         }
         if let Err(refusal) = self.config.policy.admits(call.sender.as_deref()) {
+            // A refused run's `runAlive` (every 2 s) and `detachRun` expect no answer: its
+            // first call was refused and told so already; no log or trigger per repeat.
+            let keepalive = [
+                magi_proto::method::RUN_ALIVE,
+                magi_proto::method::DETACH_RUN,
+            ];
+            if call.dock == DAEMON_DOCK && keepalive.contains(&call.method.as_str()) {
+                tracing::debug!(run = %call.run, method = %call.method, "refused: {refusal}");
+                return;
+            }
             let error = format!("node {} refuses the call: {refusal}", self.config.name);
             tracing::warn!(run = %call.run, method = %call.method, "{error}");
             let t = exception(
