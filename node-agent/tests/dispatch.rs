@@ -2,39 +2,15 @@
 //! an agent by its dock, replies name the call they answer, malformed node-agent calls are
 //! refused with a RuntimeException that says why.
 
+mod support;
+
 use std::path::Path;
-use std::time::Duration;
+use support::{call, next_trigger};
 
 use magi_bus::memory::MemoryBus;
-use magi_bus::{Bus, Inbound, RunLink};
+use magi_bus::{Bus, RunLink};
 use magi_node::NodeConfig;
-use magi_proto::{Call, Trigger};
 use serde_json::json;
-
-fn call(run: &str, seq: u64, dock: &str, method: &str, args: serde_json::Value) -> Call {
-    Call {
-        run: run.into(),
-        seq,
-        dock: dock.into(),
-        method: method.into(),
-        args: args.as_object().cloned().unwrap_or_default(),
-        trigger: Some(format!("{method}Done")),
-        nodes: None,
-        sender: None,
-    }
-}
-
-async fn next_trigger(orch: &mut RunLink) -> Trigger {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("a trigger within 30 s")
-}
 
 /// A node `n1` on a fresh bus, with the run `run` open; the node stops when the bus drops.
 async fn node(run: &str) -> (MemoryBus, RunLink, tempfile::TempDir) {

@@ -2,44 +2,16 @@
 //! a call from a broker user its policy does not name is refused (a RuntimeException that
 //! says so) and nothing runs; the allowed user's calls go through.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
+use support::{load_test_agent, next_trigger};
 
 use magi_bus::amqp::{AmqpBus, BusOptions};
-use magi_bus::{Bus, Inbound, RunLink};
+use magi_bus::{Bus, Inbound};
 use magi_node::{NodeConfig, Policy};
-use magi_proto::{Call, Trigger};
 use magi_testkit::{BrokerGuard, Throwaway};
 use serde_json::json;
-
-fn load_call(run: &str) -> Call {
-    let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
-    Call {
-        run: run.into(),
-        seq: 1,
-        dock: "daemon".into(),
-        method: "loadAgent".into(),
-        args: json!({"name": "a", "path": testagent, "execargs": {}})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        trigger: None,
-        nodes: None,
-        sender: None,
-    }
-}
-
-async fn next_trigger(run: &mut RunLink) -> Trigger {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(Inbound::Trigger(t)) = run.inbound.recv().await {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("a trigger within 30 s")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing() {
@@ -68,7 +40,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     let bob_run = format!("{bob}.r");
     let mut bobs = bob_bus.open_run(&bob_run).await.unwrap();
     bobs.port
-        .publish_nodes(std::slice::from_ref(&n1), load_call(&bob_run))
+        .publish_nodes(std::slice::from_ref(&n1), load_test_agent(&bob_run))
         .await
         .unwrap();
     let refusal = next_trigger(&mut bobs).await;
@@ -77,7 +49,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     assert!(error.contains(&bob) && error.contains("refuses"), "{error}");
     // Bob's run keeps saying it is alive; those calls expect no answer and get none (the
     // refusal was said once), then his next real call is refused again.
-    let mut alive = load_call(&bob_run);
+    let mut alive = load_test_agent(&bob_run);
     (alive.method, alive.args) = magi_proto::DaemonCall::RunAlive {}.to_wire();
     for _ in 0..3 {
         bobs.port
@@ -86,7 +58,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
             .unwrap();
     }
     bobs.port
-        .publish_nodes(std::slice::from_ref(&n1), load_call(&bob_run))
+        .publish_nodes(std::slice::from_ref(&n1), load_test_agent(&bob_run))
         .await
         .unwrap();
     let next = next_trigger(&mut bobs).await;
@@ -98,7 +70,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     let mut alices = alice_bus.open_run(&alice_run).await.unwrap();
     alices
         .port
-        .publish_nodes(std::slice::from_ref(&n1), load_call(&alice_run))
+        .publish_nodes(std::slice::from_ref(&n1), load_test_agent(&alice_run))
         .await
         .unwrap();
     assert_eq!(next_trigger(&mut alices).await.event, "AgentLoadDone");

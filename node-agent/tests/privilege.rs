@@ -5,16 +5,18 @@
 //! These tests need root (the node must be able to change user); as another user they say
 //! so and pass, unless `MAGI_REQUIRE_SERVICES` is set (CI), where they fail.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
+use support::{call, next_trigger};
 
 use magi_bus::memory::MemoryBus;
-use magi_bus::{Bus, Inbound, RunLink};
+use magi_bus::{Bus, RunLink};
 use magi_node::privilege;
 use magi_node::NodeConfig;
-use magi_proto::{Call, Trigger};
+use magi_proto::Trigger;
 use serde_json::{json, Value};
 
 /// An agent that reports who it is and what it may do, and tries to bind a port.
@@ -63,31 +65,6 @@ fn probe_module(caps: &[&str]) -> tempfile::TempDir {
         json!({"name": "probe", "command": ["python3", "probe.py"], "capabilities": caps});
     std::fs::write(dir.path().join("magi-agent.json"), manifest.to_string()).unwrap();
     dir
-}
-
-fn call(run: &str, seq: u64, dock: &str, method: &str, args: Value) -> Call {
-    Call {
-        run: run.into(),
-        seq,
-        dock: dock.into(),
-        method: method.into(),
-        args: args.as_object().cloned().unwrap_or_default(),
-        trigger: Some(format!("{method}Done")),
-        nodes: None,
-        sender: None,
-    }
-}
-
-async fn next_trigger(orch: &mut RunLink) -> Trigger {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("a trigger within 30 s")
 }
 
 /// A node `n1` confined as `nobody` granting `grant`, with the run open, and the probe

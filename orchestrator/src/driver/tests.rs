@@ -13,7 +13,7 @@ use magi_proto::{DaemonCall, NodeStatus, Object, Trigger, DAEMON_DOCK};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{Driver, DriverConfig};
+use super::{Driver, DriverConfig, Infra};
 use crate::console::{Console, Mode};
 use crate::record::RunRecord;
 
@@ -113,13 +113,21 @@ fn scripted_node(link: NodeLink, script: Script) {
     });
 }
 
-/// Runs `aal` against the scripted node; the outcome and how much (virtual) time it took.
-async fn drive(aal: &str, script: Script, alive_every: Option<Duration>) -> (Outcome, Duration) {
+/// Runs `aal` against the scripted node (none: no node at all); the driver's result and
+/// how much (virtual) time it took.
+async fn drive_with(
+    aal: &str,
+    script: Option<Script>,
+    alive_every: Option<Duration>,
+    preflight: Duration,
+) -> (Result<Outcome, Infra>, Duration) {
     let checked = magi_aal::check_str("t.aal", aal);
     let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
     let bus = MemoryBus::new();
     let link = bus.open_run(RUN).await.expect("open run");
-    scripted_node(bus.attach_node("n1").await.expect("attach"), script);
+    if let Some(script) = script {
+        scripted_node(bus.attach_node("n1").await.expect("attach"), script);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
     let mut console = Console::new(Mode::Json);
@@ -129,7 +137,7 @@ async fn drive(aal: &str, script: Script, alive_every: Option<Duration>) -> (Out
             abort_on_failure: true,
             teardown: true,
         },
-        preflight: Duration::from_secs(10),
+        preflight,
         alive_every,
         shipments: Default::default(),
     };
@@ -143,8 +151,14 @@ async fn drive(aal: &str, script: Script, alive_every: Option<Duration>) -> (Out
         &mut record,
         None,
     );
-    let outcome = driver.run().await.expect("no infrastructure failure");
-    (outcome, started.elapsed())
+    let result = driver.run().await;
+    (result, started.elapsed())
+}
+
+/// [`drive_with`] a scripted node that is there, expecting the run to be carried out.
+async fn drive(aal: &str, script: Script, alive_every: Option<Duration>) -> (Outcome, Duration) {
+    let (result, took) = drive_with(aal, Some(script), alive_every, Duration::from_secs(10)).await;
+    (result.expect("no infrastructure failure"), took)
 }
 
 fn procedure(wait_ms: u64) -> String {
@@ -211,34 +225,7 @@ async fn run_alive_reaches_the_nodes_every_period_while_the_run_lives() {
 
 #[tokio::test(start_paused = true)]
 async fn a_node_that_never_announces_itself_fails_the_preflight_naming_it() {
-    let checked = magi_aal::check_str("t.aal", &procedure(1000));
-    let procedure = Arc::new(checked.procedure.clone().expect("valid"));
-    let bus = MemoryBus::new();
-    let link = bus.open_run(RUN).await.expect("open run");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
-    let mut console = Console::new(Mode::Json);
-    let config = DriverConfig {
-        engine: magi_engine::Options {
-            group_timeout_ms: 200_000,
-            abort_on_failure: true,
-            teardown: true,
-        },
-        preflight: Duration::from_secs(20),
-        alive_every: None,
-        shipments: Default::default(),
-    };
-    let started = Instant::now();
-    let driver = Driver::new(
-        procedure,
-        RUN,
-        link,
-        config,
-        &mut console,
-        &mut record,
-        None,
-    );
-    let failed = driver.run().await.expect_err("no node, no run");
-    assert_eq!(failed, super::Infra::MissingNodes(vec!["n1".into()]));
-    assert_eq!(started.elapsed(), Duration::from_secs(20));
+    let (result, took) = drive_with(&procedure(1000), None, None, Duration::from_secs(20)).await;
+    assert_eq!(result, Err(Infra::MissingNodes(vec!["n1".into()])));
+    assert_eq!(took, Duration::from_secs(20));
 }
