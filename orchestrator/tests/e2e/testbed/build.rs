@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use super::support::*;
 
 #[test]
 fn the_two_node_topology_is_a_100_mb_link_that_carries_100_mb() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use super::support::*;
 
 /// The shared procedure `file` with only its 60 s of traffic shortened to `ms`.
 fn shortened(dir: &Path, file: &str, ms: u32) -> PathBuf {

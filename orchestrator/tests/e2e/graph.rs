@@ -1,14 +1,11 @@
 //! `magi data import` + `magi data query` + `magi graph`, as a user runs them on the
 //! original case study's exported records and graph configurations.
+use crate::support::{shared, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn casestudies() -> PathBuf {
-    let dir = match std::env::var_os("MAGI_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    }
-    .join("casestudies");
+    let dir = shared().join("casestudies");
     assert!(
         dir.is_dir(),
         "the case-study data is missing: {} (set MAGI_SHARED to the shared/ folder)",
@@ -25,14 +22,6 @@ fn magi(args: &[&str], cwd: &Path) -> Output {
         .env("MAGI_DATA_DIR", cwd.join("data-root"))
         .output()
         .expect("run magi")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -4,9 +4,10 @@
 //! `simulate` against real runs, and `export`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{host_agents, shared, text};
 use serde_json::Value;
 
 fn magi() -> Command {
@@ -18,22 +19,8 @@ fn magi() -> Command {
     c
 }
 
-fn shared() -> PathBuf {
-    std::env::var_os("MAGI_SHARED")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
 fn study_procedure() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clientserver_study.aal")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const FIGURE: &str = "in_bps=rate(bytes) agent=monitor_agent trafficDirection=in intfName=total";
@@ -70,6 +57,7 @@ fn finished_records(study: &Path) -> Vec<Value> {
 #[test]
 fn a_sweep_interrupted_after_two_cells_resumes_to_six_records_and_bytes_per_s_falls_as_the_interval_grows(
 ) {
+    let _host = host_agents();
     let dir = tempfile::tempdir().expect("temp dir");
     let study = dir.path().join("study");
     let mut first = magi()
@@ -247,6 +235,7 @@ fn a_sweep_interrupted_after_two_cells_resumes_to_six_records_and_bytes_per_s_fa
 
 /// Runs the study procedure once with these parameters; returns its record directory.
 fn run_once(records: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let _host = host_agents();
     let mut cmd = magi();
     cmd.arg("run").arg(study_procedure());
     for d in defines {
@@ -364,6 +353,7 @@ fn check_rejects_an_unknown_or_ill_typed_parameter_at_its_line() {
 
 /// The simulated and the real duration of a procedure's run.
 fn simulated_and_real(aal: &Path, records: &Path, name: &str) -> (f64, f64) {
+    let _host = host_agents();
     let out = magi()
         .args(["simulate", "--json"])
         .arg(aal)
@@ -470,6 +460,7 @@ fn simulate_names_the_unreachable_waits_and_the_stream_that_never_runs() {
 
 #[test]
 fn a_failed_cell_is_recorded_and_the_study_goes_on_unless_fail_fast() {
+    let _host = host_agents();
     let dir = tempfile::tempdir().expect("temp dir");
     let sweep = |study: &Path, extra: &[&str]| {
         magi()

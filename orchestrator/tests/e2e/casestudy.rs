@@ -2,17 +2,13 @@
 //! client generating traffic, a packet counter on the server, the data recorded and a
 //! plot drawn. The procedure is the original file with its 60 s of traffic shortened.
 
+use crate::support::{host_agents, shared};
 use std::path::Path;
 use std::process::Command;
 
-fn shared() -> std::path::PathBuf {
-    std::env::var_os("MAGI_SHARED")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
 #[test]
 fn the_monitor_case_study_runs_for_real_and_its_traffic_is_recorded_and_plotted() {
+    let _host = host_agents();
     let original =
         std::fs::read_to_string(shared().join("casestudies/casestudy_clientserver_monitor.aal"))
             .expect("the case study");

@@ -16,6 +16,7 @@
 //! PostgreSQL for the case-study variant: `MAGI_TEST_POSTGRES` (default
 //! `postgres://root@127.0.0.1:5432/test`).
 
+use crate::support::host_agents;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -1504,6 +1505,7 @@ impl Drop for PgTable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_case_study_runs_over_rabbitmq_into_sqlite_and_postgresql() {
+    let _host = host_agents();
     let original =
         std::fs::read_to_string(shared().join("casestudies/casestudy_clientserver_monitor.aal"))
             .expect("the case study");

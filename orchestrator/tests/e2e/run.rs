@@ -1,6 +1,7 @@
 //! End-to-end: the real `magi run` binary on the embedded bus, with the Python test agent
 //! (and, for the case study, the standard agents) as real processes.
 
+use crate::support::fixtures;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,10 +12,6 @@ fn magi() -> Command {
         std::env::temp_dir().join("magi-test-state"),
     );
     c
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Writes a procedure next to the fixtures (so relative agent paths resolve) and runs it.

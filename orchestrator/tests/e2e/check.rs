@@ -2,14 +2,11 @@
 //! (`../shared/conformance/aal/`) and every case-study AAL (`../shared/casestudies/*.aal`):
 //! each file's answer is pinned below (exit code, verdict, and the key diagnostic lines).
 
+use crate::support::shared;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The shared test data beside the project.
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
-
 fn magi_check(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_magi"))
         .arg("check")

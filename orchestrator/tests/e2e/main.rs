@@ -1,0 +1,20 @@
+//! The orchestrator's end-to-end tests, in one test binary: the real `magi` (and
+//! `magi-node`) binaries as separate processes, on the embedded bus, over the real
+//! RabbitMQ, and across network namespaces.
+//!
+//! One binary links once and shares [`support`]. Its tests run in parallel; what cannot
+//! share the machine takes a lock: the broker tests hold `magi_testkit::BrokerGuard`, the
+//! namespace tests `testbed::support::serial`, and every run of the case study's agents on
+//! this host's own addresses (an HTTP server on port 80, nftables counters)
+//! [`support::host_agents`].
+
+mod support;
+
+mod broker;
+mod casestudy;
+mod check;
+mod graph;
+mod limits;
+mod run;
+mod study;
+mod testbed;

@@ -1,0 +1,50 @@
+//! What the end-to-end tests share.
+
+#![allow(dead_code)] // not every module uses every helper
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// The real `magi` binary.
+pub fn magi_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_magi"))
+}
+
+/// `magi` with no colours and no broker or record directory inherited.
+pub fn magi() -> Command {
+    let mut c = Command::new(magi_bin());
+    c.env("NO_COLOR", "1")
+        .env_remove("MAGI_BROKER")
+        .env_remove("MAGI_RECORD_DIR");
+    c
+}
+
+/// The shared folder of the product (`../shared`, or `MAGI_SHARED`).
+pub fn shared() -> PathBuf {
+    std::env::var_os("MAGI_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// This crate's test fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Stdout and stderr together, for assertions and failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+static HOST_AGENTS: Mutex<()> = Mutex::new(());
+
+/// Held by every test that runs the case study's agents on this host's own addresses: two
+/// of them at once would both bind port 80 and count with the same nftables tables.
+pub fn host_agents() -> MutexGuard<'static, ()> {
+    HOST_AGENTS.lock().unwrap_or_else(|e| e.into_inner())
+}
