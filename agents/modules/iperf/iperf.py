@@ -37,9 +37,8 @@ def reports(text):
             except ValueError:
                 record[name] = cell
         if record.get("total") == -1:
-            record["total"] = None
-        if isinstance(record.get("lossPercent"), float) and record["lossPercent"] < 0:
-            record["lossPercent"] = None
+            # The client's own line: only the server knows the loss.
+            record["total"] = record["lossPercent"] = None
         out.append(record)
     return out
 
