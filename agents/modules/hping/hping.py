@@ -34,7 +34,7 @@ class Hping(Agent):
         self._process = None
         self._target = {}
 
-    def startHping(self, dest, port=None, interval=None):
+    def startHping(self, dest=None, port=None, interval=None):
         """Starts `hping3 <dest> --udp -q`: one probe every `interval` seconds, or a flood
         (as fast as it can) without `interval`. Returns true once hping3 runs."""
         if not dest:

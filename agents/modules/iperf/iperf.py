@@ -77,7 +77,7 @@ class Iperf(Agent):
             self.record(role="server", port=self._server_port, **report)
         return {"retVal": True, "reports": len(found)}
 
-    def startClient(self, server, port=None, time=10, bw=None):
+    def startClient(self, server=None, port=None, time=10, bw=None):
         """Sends UDP to `server` (a node name or address) for `time` seconds at `bw` (bits
         per second, iperf's default 1M; '10M' style accepted); records the report and
         returns it with retVal: true; a failing iperf is an error with its message (the

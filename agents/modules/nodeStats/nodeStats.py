@@ -108,15 +108,18 @@ class NodeStats(Agent):
                             cpus=os.cpu_count())
                 self._info_sent = True
             self._active = threading.Event()
-            threading.Thread(target=self._sample, args=(self._active,), daemon=True).start()
+            self._sampler = threading.Thread(target=self._sample, args=(self._active,),
+                                             daemon=True)
+            self._sampler.start()
         return True
 
     def stopCollection(self):
-        """Stops sampling."""
+        """Stops sampling; returns once the last sample is recorded."""
         with self._lock:
-            if self._active is not None:
-                self._active.set()
-                self._active = None
+            active, self._active = self._active, None
+        if active is not None:
+            active.set()
+            self._sampler.join(timeout=10)
         return True
 
     def stop(self):
