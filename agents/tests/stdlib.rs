@@ -1,6 +1,7 @@
-//! The standard library's Python agents (`modules/runshell`, `runcmd`, `iperf`, `hping`,
-//! `tcpdump`, `nodeStats`, `curl_reporter`) over the agent protocol, each with its real
-//! tool: what they return, what they record, and how they refuse bad arguments.
+//! The standard library's agents (`modules/runshell`, `runcmd`, `iperf`, `hping`,
+//! `tcpdump`, `nodeStats`, `curl_reporter` in Python; `flooder` in Rust) over the agent
+//! protocol, each with its real tool: what they return, what they record, and how they
+//! refuse bad arguments.
 
 mod support;
 
@@ -300,4 +301,119 @@ async fn curl_reporter_records_latency_and_bandwidth_of_each_fetch_size_in_turn(
     assert!(e.contains("unknown node 'nosuchnode'"), "{e}");
     a.stop().await;
     web.stop().await;
+}
+
+/// Receives the UDP datagrams sent to `socket` for `duration`: (payload length, source port)
+/// of each.
+fn receive(socket: &std::net::UdpSocket, duration: Duration) -> Vec<(usize, u16)> {
+    socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let end = Instant::now() + duration;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            got.push((n, from.port()));
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn flooder_sends_udp_at_its_rate_with_lengths_and_ports_in_range() {
+    if !is_root() {
+        return magi_testkit::skip("flooder", "the flooder needs a raw socket (root)");
+    }
+    let sink = std::net::UdpSocket::bind("127.0.6.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let mut a = AgentProcess::start(
+        env!("CARGO_BIN_EXE_magi-flooder"),
+        &run_name("flood"),
+        "node1",
+        "127.0.6.2",
+        json!({"victim": "127.0.6.1"}),
+        json!({"dst": "victim", "proto": "udp", "length": "minmax(10,20)", "sport": 4000,
+               "dport": port, "ratetype": "flat", "highrate": 400}),
+    )
+    .await;
+    assert_eq!(a.call("startFlood", json!({})).await, Ok(json!(true)));
+    let got = tokio::task::spawn_blocking(move || receive(&sink, Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    let v = a.call("stopFlood", json!({})).await.unwrap();
+    // 400 packets a second for about 1.5 s, all delivered on loopback.
+    assert!((480..=720).contains(&got.len()), "{}", got.len());
+    assert!(got.iter().all(|&(n, p)| (10..=20).contains(&n) && p == 4000));
+    assert!(got.iter().any(|&(n, _)| n == 10) && got.iter().any(|&(n, _)| n == 20));
+    let sent = v["packets"].as_u64().unwrap();
+    assert!(sent as usize >= got.len() && v["errors"] == 0, "{v}");
+    let seconds: Vec<Value> = recorded(&a).into_iter().filter(|r| r["type"] == "second").collect();
+    assert!(!seconds.is_empty());
+    assert!(seconds.iter().all(|r| r["rate"] == 400.0));
+    assert_eq!(recorded(&a).last().unwrap()["type"], "total");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn flooder_ramps_its_rate_up_and_refuses_bad_settings_whole() {
+    if !is_root() {
+        return magi_testkit::skip("flooder ramp", "the flooder needs a raw socket (root)");
+    }
+    let sink = std::net::UdpSocket::bind("127.0.6.3:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let mut a = AgentProcess::start(
+        env!("CARGO_BIN_EXE_magi-flooder"),
+        &run_name("ramp"),
+        "node1",
+        "127.0.6.4",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    let e = refused(&mut a, "startFlood", json!({})).await;
+    assert!(e.contains("dst is not set"), "{e}");
+    for (args, says) in [
+        (json!({"dst": "10.0.0.0/33"}), "dst '10.0.0.0/33' is not an address range"),
+        (json!({"dst": "127.0.6.3", "length": "minmax(20,10)"}), "length 'minmax(20,10)' must be"),
+        (json!({"highrate": -5}), "highrate must be from 0 to"),
+        (json!({"ratetype": "chaotic"}), "ratetype must be flat, rampup or pulse"),
+        (json!({"proto": "icmp"}), "proto must be udp or tcp"),
+        (json!({"tcpflags": ["SYN", "XMAS"]}), "'XMAS' is not one of"),
+    ] {
+        let e = refused(&mut a, "setConfiguration", args).await;
+        assert!(e.contains(says), "{e}");
+    }
+    // The first refusal above set nothing: dst is still unset.
+    assert!(refused(&mut a, "startFlood", json!({})).await.contains("dst is not set"));
+    // From 0 to 1000 packets a second over 2 s: about 250 in the first second, 750 in the
+    // second.
+    a.call(
+        "setConfiguration",
+        json!({"dst": "127.0.6.3/32", "dport": port, "ratetype": "rampup", "lowrate": 0,
+               "highrate": 1000, "risetime": 2000}),
+    )
+    .await
+    .unwrap();
+    a.call("startFlood", json!({})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let v = a.call("stopFlood", json!({})).await.unwrap();
+    let seconds: Vec<u64> = recorded(&a)
+        .iter()
+        .filter(|r| r["type"] == "second")
+        .map(|r| r["packets"].as_u64().unwrap())
+        .collect();
+    assert!(seconds.len() >= 2, "{seconds:?}");
+    assert!((180..=320).contains(&seconds[0]), "{seconds:?}");
+    assert!((600..=900).contains(&seconds[1]), "{seconds:?}");
+    assert!(v["packets"].as_u64().unwrap() >= seconds[0] + seconds[1]);
+    drop(sink);
+    // TCP SYNs toward a range: sent without errors.
+    a.call("setConfiguration", json!({"proto": "tcp", "dst": "127.0.7.0/24", "ratetype": "flat",
+                                      "highrate": 200, "tcpflags": ["SYN", "ACK"]}))
+        .await
+        .unwrap();
+    a.call("startFlood", json!({})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = a.call("stopFlood", json!({})).await.unwrap();
+    assert!(v["packets"].as_u64().unwrap() >= 40 && v["errors"] == 0, "{v}");
+    a.stop().await;
 }
