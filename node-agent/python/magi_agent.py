@@ -214,8 +214,7 @@ class Bounded:
         except subprocess.TimeoutExpired:
             self.timed_out = True
             self.stop(grace)
-        if not self.timed_out:
-            self.result()  # ends what is left of the group, so the readers finish
+        self.result()  # ends what is left of the group, so that the readers finish
         for reader in self._readers:
             reader.join()
         return self.result()
@@ -278,7 +277,8 @@ def positive(value, what, integer=False, maximum=None, zero=False):
     except (TypeError, ValueError):
         raise AgentError("%s must be a %s, not %r"
                          % (what, "whole number" if integer else "number", value)) from None
-    if number != number or number in (float("inf"), float("-inf")) or number < 0 or (number == 0 and not zero):
+    if (number != number or number in (float("inf"), float("-inf")) or number < 0
+            or (number == 0 and not zero)):
         raise AgentError("%s must be %s, not %r"
                          % (what, "zero or more" if zero else "more than zero", value))
     if maximum is not None and number > maximum:
