@@ -46,8 +46,9 @@ fn run(procedure: &Path, run: &str, records: &Path) -> (Output, PathBuf) {
 }
 
 /// Like [`run`], with `names` resolving to a local address through an /etc/hosts bound in
-/// a mount namespace of the run's own. `None` when this machine cannot (not root, no
-/// `unshare`): the caller skips.
+/// a mount namespace of the run's own, and at a lower priority (`hping.aal` floods for a
+/// minute, beside other tests). `None` when this machine cannot (not root, no `unshare`):
+/// the caller skips.
 fn run_with_hosts(
     procedure: &Path,
     run: &str,
