@@ -1,7 +1,7 @@
 //! The AAL rules, one behaviour per test: what the procedure becomes, and what is reported
 //! where.
 
-use magi_aal::{check, check_str, source, Checked, Diagnostic, Entry, Procedure, Target, Trigger};
+use magi_aal::{check, check_str, source, AgentSource, Checked, Diagnostic, Entry, Procedure, Target, Trigger};
 use serde_json::json;
 
 /// Groups `servers` (3 nodes) and `clients` (2), agents `srv` and `cli` that emit
@@ -428,6 +428,26 @@ fn an_agent_without_path_is_never_loaded_and_its_events_go_to_the_daemon_dock() 
         ("daemon", false)
     );
     assert!(!find(&c, "is never loaded").is_error());
+}
+
+#[test]
+fn an_agent_with_code_and_a_dock_of_its_own_but_no_path_is_loaded_from_its_code() {
+    // The original's nodeStats.aal: `dock: nodeStats, code: nodeStats`, no path, `execargs: []`.
+    let text = aal("").replace(
+        "agents:\n",
+        "agents:\n  stats: {group: servers, dock: stats, code: nodeStats, execargs: []}\n  \
+         other: {group: servers, dock: daemon, code: nodeStats}\n",
+    );
+    let p = valid(&text);
+    let stats = p.agent("stats").unwrap();
+    assert_eq!(stats.source, Some(AgentSource::Path("nodeStats".into())));
+    assert_eq!(stats.dock, "stats");
+    assert!(p.loadable_agents().any(|a| a.name == "stats"));
+    let other = p.agent("other").unwrap();
+    assert!(!other.is_loadable(), "a daemon-docked agent is never loaded");
+    let c = checked(&text);
+    let warning = find(&c, "is loaded from its `code` `nodeStats`");
+    assert!(!warning.is_error());
 }
 
 #[test]

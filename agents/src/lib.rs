@@ -14,6 +14,7 @@
 
 pub mod args;
 pub mod distribution;
+pub mod flooder;
 pub mod hosts;
 pub mod http;
 pub mod http_client;

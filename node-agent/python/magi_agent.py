@@ -25,14 +25,19 @@ with `_` are not). Arguments the method does not accept are dropped, unless it t
 """
 
 import inspect
+import ipaddress
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Agent", "AgentError", "run"]
+__all__ = ["Agent", "AgentError", "Bounded", "positive", "run", "run_command"]
 
 
 class AgentError(Exception):
@@ -55,10 +60,25 @@ class Agent:
     # --- configuration, as in the original (magi/util/agent.py) -------------------------
 
     def setConfiguration(self, **kwargs):
-        """Sets each keyword as an attribute; returns confirmConfiguration()."""
+        """Sets each keyword as an attribute; returns confirmConfiguration(). When that
+        refuses (returns False or raises), the attributes get their earlier values back."""
+        missing = object()
+        before = {key: self.__dict__.get(key, missing) for key in kwargs}
         for key, value in kwargs.items():
             setattr(self, key, value)
-        return self.confirmConfiguration()
+        try:
+            confirmed = self.confirmConfiguration()
+        except BaseException:
+            confirmed = False
+            raise
+        finally:
+            if confirmed is False:
+                for key, value in before.items():
+                    if value is missing:
+                        self.__dict__.pop(key, None)
+                    else:
+                        self.__dict__[key] = value
+        return confirmed
 
     def confirmConfiguration(self):
         """Override to check the configuration; return False to refuse it."""
@@ -77,6 +97,26 @@ class Agent:
     def log(self, message, level="info"):
         """Sends a log line (level: error, warn, info or debug)."""
         self._send({"kind": "log", "level": level, "message": str(message)})
+
+    def resolve(self, name):
+        """The IP address of a node: the `hosts` map, an IP literal, then the system resolver
+        (a testbed's /etc/hosts names nodes outside the procedure's groups). An unknown name
+        is an AgentError listing the known nodes."""
+        if not isinstance(name, str) or not name.strip():
+            raise AgentError("a node name or address was expected, not %r" % (name,))
+        name = name.strip()
+        if name in self.hosts:
+            return self.hosts[name]
+        try:
+            return str(ipaddress.ip_address(name))
+        except ValueError:
+            pass
+        try:
+            return socket.getaddrinfo(name, None, socket.AF_INET)[0][4][0]
+        except (OSError, IndexError):
+            known = ", ".join(sorted(self.hosts)) or "(none)"
+            raise AgentError("unknown node %r: not in the experiment's nodes (%s) and not "
+                             "resolvable here" % (name, known)) from None
 
     # --- hooks -----------------------------------------------------------------------------
 
@@ -116,6 +156,134 @@ class Agent:
         self.execargs = message.get("execargs") or {}
         if self.setConfiguration(**self.execargs) is False:
             raise AgentError("the configuration was refused: %r" % (self.execargs,))
+
+
+class Bounded:
+    """A child process whose stdout and stderr are read into memory up to `limit` bytes
+    each (the rest is read and dropped, so the child never blocks on a full pipe).
+    `argv` runs without a shell, with stdin from /dev/null, in a process group of its own,
+    so that signals reach its children too (a shell's); the groups still alive when the
+    agent exits are killed by run()."""
+
+    def __init__(self, argv, limit=65536, cwd=None):
+        self.argv = list(argv)
+        self.limit = int(limit)
+        self.started = time.time()
+        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                                        start_new_session=True)
+        _children.add(self)
+        self._out = {"stdout": bytearray(), "stderr": bytearray()}
+        self._total = {"stdout": 0, "stderr": 0}
+        self._readers = [threading.Thread(target=self._drain, args=(key, pipe), daemon=True)
+                         for key, pipe in (("stdout", self.process.stdout),
+                                           ("stderr", self.process.stderr))]
+        for reader in self._readers:
+            reader.start()
+        self.timed_out = False
+
+    def _drain(self, key, pipe):
+        while True:
+            chunk = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
+            if not chunk:
+                break
+            self._total[key] += len(chunk)
+            room = self.limit - len(self._out[key])
+            if room > 0:
+                self._out[key] += chunk[:room]
+        pipe.close()
+
+    def running(self):
+        return self.process.poll() is None
+
+    def send(self, sig):
+        """Sends signal `sig` to the child's process group while the child runs."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout=None, grace=2.0):
+        """Waits for the end (at most `timeout` seconds, then SIGTERM, then SIGKILL after
+        `grace`) and returns the result: exitStatus (negative: killed by that signal),
+        stdout, stderr (text, cut at the limit), their full sizes, whether they were cut,
+        timedOut and duration in seconds."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            self.stop(grace)
+        self.result()  # ends what is left of the group, so that the readers finish
+        for reader in self._readers:
+            reader.join()
+        return self.result()
+
+    def stop(self, grace=2.0, sig=signal.SIGTERM):
+        """Ends the child: `sig`, then SIGKILL after `grace` seconds."""
+        self.send(sig)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.send(signal.SIGKILL)
+            self.process.wait()
+
+    def result(self):
+        if self.process.poll() is not None:
+            # The child has ended; what is left of its group (a shell's background
+            # children) ends with it, so that the pipes close.
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _children.discard(self)
+        out = {
+            "exitStatus": self.process.returncode,
+            "timedOut": self.timed_out,
+            "duration": round(time.time() - self.started, 6),
+        }
+        for key in ("stdout", "stderr"):
+            out[key] = self._out[key].decode("utf-8", "replace")
+            out[key + "Bytes"] = self._total[key]
+            out[key + "Truncated"] = self._total[key] > len(self._out[key])
+        return out
+
+
+_children = set()
+
+
+def _kill_children():
+    """Kills the process groups of the Bounded children still alive."""
+    for child in list(_children):
+        try:
+            os.killpg(child.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def run_command(argv, timeout=None, limit=65536, cwd=None):
+    """Runs `argv` (no shell) to its end with bounded capture; see Bounded.wait."""
+    return Bounded(argv, limit=limit, cwd=cwd).wait(timeout=timeout)
+
+
+def positive(value, what, integer=False, maximum=None, zero=False):
+    """`value` as a positive number (an int if `integer`), else an AgentError naming `what`."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value) if integer else float(value)
+        if integer and float(value) != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise AgentError("%s must be a %s, not %r"
+                         % (what, "whole number" if integer else "number", value)) from None
+    if (number != number or number in (float("inf"), float("-inf")) or number < 0
+            or (number == 0 and not zero)):
+        raise AgentError("%s must be %s, not %r"
+                         % (what, "zero or more" if zero else "more than zero", value))
+    if maximum is not None and number > maximum:
+        raise AgentError("%s must be at most %s, not %r" % (what, maximum, value))
+    return number
 
 
 def _accepted(function, args):
@@ -238,6 +406,7 @@ def run(agent_class, max_workers=32):
         agent.stop()
     except BaseException:  # noqa: B036 - exiting anyway
         traceback.print_exc(file=sys.stderr)
+    _kill_children()
     _exit(0)
 
 

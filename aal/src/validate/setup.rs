@@ -201,12 +201,24 @@ impl Checker<'_> {
                 ));
             }
         }
-        let source = tardata
+        let given_source = tardata
             .map(AgentSource::Tardata)
             .or(path.map(AgentSource::Path));
         let code = string(self, "code");
         let idl = string(self, "idl");
         let dock_given = string(self, "dock");
+        // An agent with `code` and a dock of its own but no `path` or `tardata` is one the
+        // original expected to be running already (its agents outlived a run); nothing
+        // outlives a run here, so it is loaded from `code`, which the module library
+        // resolves by name (`code: nodeStats`).
+        let from_code = given_source.is_none()
+            && name != DAEMON_AGENT
+            && dock_given.as_deref().is_some_and(|d| d != DAEMON_DOCK);
+        let source = given_source.clone().or_else(|| {
+            code.clone()
+                .filter(|c| from_code && !c.trim().is_empty())
+                .map(AgentSource::Path)
+        });
         let dock = dock_given.clone().unwrap_or_else(|| {
             if source.is_some() {
                 name.to_string()
@@ -214,9 +226,15 @@ impl Checker<'_> {
                 DAEMON_DOCK.to_string()
             }
         });
-        let execargs = self.execargs(name, key, spec, source.is_some());
+        let execargs = self.execargs(name, key, spec, given_source.is_some());
         let load_timeout_ms = self.load_timeout(name, spec);
-        if source.is_none() && name != DAEMON_AGENT {
+        if let (None, Some(AgentSource::Path(code))) = (&given_source, &source) {
+            self.push(
+                warning_at(key, format!("the agent `{name}` has no `path` or `tardata`; it is loaded from its `code` `{code}`"))
+                    .note("the original loaded no such agent: it expected one already running on its dock from an earlier procedure")
+                    .help("add `path:` to say where the agent comes from"),
+            );
+        } else if source.is_none() && name != DAEMON_AGENT {
             match dock_given.as_deref() {
                 None => self.push(
                     warning_at(key, format!("the agent `{name}` has no `path` or `tardata`, so it is never loaded"))

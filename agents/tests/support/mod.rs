@@ -38,7 +38,65 @@ impl AgentProcess {
         hosts: Value,
         execargs: Value,
     ) -> Self {
-        let mut child = Command::new(bin)
+        Self::spawn_command(Command::new(bin), run, node, address, hosts, execargs).await
+    }
+
+    /// Starts the agent of module `agents/modules/<module>` as a node agent would (its
+    /// manifest's command, in the module directory, the Python helper on PYTHONPATH) and
+    /// sends its start line; does not wait for the answer.
+    pub async fn spawn_module(
+        module: &str,
+        run: &str,
+        node: &str,
+        address: &str,
+        hosts: Value,
+        execargs: Value,
+    ) -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("modules").join(module);
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("magi-agent.json")).expect("the manifest"),
+        )
+        .expect("a JSON manifest");
+        let words: Vec<&str> = manifest["command"]
+            .as_array()
+            .expect("a command")
+            .iter()
+            .map(|w| w.as_str().expect("a word"))
+            .collect();
+        let mut command = Command::new(words[0]);
+        command
+            .args(&words[1..])
+            .current_dir(&dir)
+            .env("PYTHONPATH", root.join("../node-agent/python"))
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        Self::spawn_command(command, run, node, address, hosts, execargs).await
+    }
+
+    /// [`spawn_module`](Self::spawn_module), then expects `ready`.
+    pub async fn start_module(
+        module: &str,
+        run: &str,
+        node: &str,
+        address: &str,
+        hosts: Value,
+        execargs: Value,
+    ) -> Self {
+        Self::spawn_module(module, run, node, address, hosts, execargs)
+            .await
+            .ready()
+            .await
+    }
+
+    async fn spawn_command(
+        mut command: Command,
+        run: &str,
+        node: &str,
+        address: &str,
+        hosts: Value,
+        execargs: Value,
+    ) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -70,9 +128,16 @@ impl AgentProcess {
         hosts: Value,
         execargs: Value,
     ) -> Self {
-        let mut agent = Self::spawn(bin, run, node, address, hosts, execargs).await;
-        match agent.first_answer().await {
-            Ok(()) => agent,
+        Self::spawn(bin, run, node, address, hosts, execargs)
+            .await
+            .ready()
+            .await
+    }
+
+    /// Expects `ready` as the answer to the start line.
+    async fn ready(mut self) -> Self {
+        match self.first_answer().await {
+            Ok(()) => self,
             Err(e) => panic!("the agent refused to start: {e}"),
         }
     }
