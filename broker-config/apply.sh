@@ -106,24 +106,6 @@ if ! q list_vhosts name | grep -qxF -- "$vhost"; then
     q add_vhost "$vhost"
 fi
 
-# The five global exchanges: durable topic exchanges, declared here so that no client role
-# needs the right to configure (hence delete) them. Clients only check them passively.
-defs="$(mktemp)"
-trap 'rm -f "$defs"' EXIT
-chmod 644 "$defs" # read by the broker, which runs as another user
-vhost_json="$(printf '%s' "$vhost" | sed 's/\\/\\\\/g; s/"/\\"/g')"
-{
-    printf '{"exchanges":['
-    sep=""
-    for x in calls nodes triggers status watch; do
-        printf '%s{"name":"%s%s","vhost":"%s","type":"topic","durable":true,"auto_delete":false,"internal":false,"arguments":{}}' \
-            "$sep" "$prefix" "$x" "$vhost_json"
-        sep=","
-    done
-    printf ']}\n'
-} >"$defs"
-q import_definitions "$defs" >/dev/null
-
 # Limits on every queue: operator policies, which no user can lift (where a queue's own
 # arguments ask for more, the lower value wins). A full queue drops its oldest messages.
 # The numbers and why: README.md, "Queue limits".
@@ -137,19 +119,30 @@ limit tap-limits '^amq\.gen-' 10000 67108864 300000 10
 # Anything else a role may declare (e.g. an orchestrator's queue named like its groups).
 limit other-limits '.*' 1000 16777216 600000 0
 
+# Everything else (the global exchanges, every user, its permissions and topic
+# permissions) goes to the broker in one definitions file: one `rabbitmqctl` for any
+# number of users, where a command per setting took minutes for 55 nodes.
 existing_users="$(q list_users | awk '{print $1}')"
+js() { local s="${1//\\/\\\\}"; printf '"%s"' "${s//\"/\\\"}"; }
+vj="$(js "$vhost")"
+users=() passwords=() permissions=() topics=()
 
-# A user with this password exists afterwards, with no tags (no management access).
+# A user with this password exists afterwards, with no tags (no management access). A user
+# that existed loses its old topic permissions first (re-running with another prefix).
 ensure_user() {
-    local user="$1" password="$2"
-    check_user "$user"
-    [ -n "$password" ] || die "user $user needs a password (USER:PASSWORD)"
-    if grep -qxF -- "$user" <<<"$existing_users"; then
-        q change_password "$user" "$password"
-    else
-        q add_user "$user" "$password"
+    check_user "$1"
+    [ -n "$2" ] || die "user $1 needs a password (USER:PASSWORD)"
+    users+=("$1")
+    passwords+=("$2")
+    if grep -qxF -- "$1" <<<"$existing_users"; then
+        q clear_topic_permissions -p "$vhost" "$1"
     fi
-    q set_user_tags "$user"
+}
+permit() { # user configure write read
+    permissions+=("{\"user\":$(js "$1"),\"vhost\":$vj,\"configure\":$(js "$2"),\"write\":$(js "$3"),\"read\":$(js "$4")}")
+}
+topic() { # user exchange write read
+    topics+=("{\"user\":$(js "$1"),\"vhost\":$vj,\"exchange\":$(js "$2"),\"write\":$(js "$3"),\"read\":$(js "$4")}")
 }
 
 for entry in "${orchestrators[@]}"; do
@@ -157,16 +150,15 @@ for entry in "${orchestrators[@]}"; do
     ensure_user "$user" "$password"
     u="$user"
     # Its runs are named <user>.<anything>: queue run.<user>:..., groups group.<user>:...
-    q set_permissions -p "$vhost" "$u" \
+    permit "$u" \
         "^${p}(run|group)\\.${u}:.*\$" \
         "^${p}(calls|nodes|watch|run\\.${u}:.*)\$" \
         "^${p}(triggers|status|run\\.${u}:.*)\$"
     # Routing keys start with the run's word (<user>:...): publish and bind only its own.
-    q clear_topic_permissions -p "$vhost" "$u"
-    q set_topic_permissions -p "$vhost" "$u" "${prefix}calls" "^{username}:" "^{username}:"
-    q set_topic_permissions -p "$vhost" "$u" "${prefix}nodes" "^{username}:" "^{username}:"
-    q set_topic_permissions -p "$vhost" "$u" "${prefix}watch" "^{username}:[^.]*\\.call\$" "^{username}:"
-    q set_topic_permissions -p "$vhost" "$u" "${prefix}triggers" "^\$" "^{username}:"
+    topic "$u" "${prefix}calls" "^{username}:" "^{username}:"
+    topic "$u" "${prefix}nodes" "^{username}:" "^{username}:"
+    topic "$u" "${prefix}watch" "^{username}:[^.]*\\.call\$" "^{username}:"
+    topic "$u" "${prefix}triggers" "^\$" "^{username}:"
 done
 
 for entry in "${nodes[@]}"; do
@@ -176,21 +168,20 @@ for entry in "${nodes[@]}"; do
     # A node agent serves every run (nodes are shared by orchestrators) but only as itself:
     # its own queue; the group exchanges it joins (declared on join, bound to `calls`);
     # triggers, records, statuses and their tap copies.
-    q set_permissions -p "$vhost" "$n" \
+    permit "$n" \
         "^${p}(node\\.${n}|group\\..*)\$" \
         "^${p}(node\\.${n}|group\\..*|triggers|watch|status)\$" \
         "^${p}(node\\.${n}|group\\..*|calls|nodes)\$"
-    q clear_topic_permissions -p "$vhost" "$n"
     # Triggers and records under its own name only (<run>.trigger.<node>, <run>.record.<node>).
-    q set_topic_permissions -p "$vhost" "$n" "${prefix}triggers" "^[^.]+\\.(trigger|record)\\.{username}\$" "^\$"
+    topic "$n" "${prefix}triggers" "^[^.]+\\.(trigger|record)\\.{username}\$" "^\$"
     # Its own status only.
-    q set_topic_permissions -p "$vhost" "$n" "${prefix}status" "^{username}\$" "^\$"
+    topic "$n" "${prefix}status" "^{username}\$" "^\$"
     # In the tap stream it may only speak of triggers and records, never of calls.
-    q set_topic_permissions -p "$vhost" "$n" "${prefix}watch" "^[^.]+\\.(trigger|record)\$" "^\$"
+    topic "$n" "${prefix}watch" "^[^.]+\\.(trigger|record)\$" "^\$"
     # Bindings: a group exchange under exactly one run and group (<run>.<group>, no `*` or
     # `#`, which a word never contains), and its queue to its own node calls (*.<node>).
-    q set_topic_permissions -p "$vhost" "$n" "${prefix}calls" "^\$" "^[^.*#]+\\.[^.*#]+\$"
-    q set_topic_permissions -p "$vhost" "$n" "${prefix}nodes" "^\$" "^\\*\\.{username}\$"
+    topic "$n" "${prefix}calls" "^\$" "^[^.*#]+\\.[^.*#]+\$"
+    topic "$n" "${prefix}nodes" "^\$" "^\\*\\.{username}\$"
 done
 
 for entry in "${taps[@]}"; do
@@ -198,11 +189,44 @@ for entry in "${taps[@]}"; do
     ensure_user "$user" "$password"
     # Server-named queues only (amq.gen-..., which no client can use for an exchange): no
     # exchange to declare, nothing to publish to. Reads the tap copies and statuses.
-    q set_permissions -p "$vhost" "$user" \
+    permit "$user" \
         '^amq\.gen-.*$' \
         '^amq\.gen-.*$' \
         "^(amq\\.gen-.*|${p}(watch|status))\$"
-    q clear_topic_permissions -p "$vhost" "$user"
 done
+
+# Password hashes as the broker keeps them (rabbit_password_hashing_sha256: base64 of a
+# 4-byte salt followed by SHA-256 of salt + password), so that no password is written to
+# the definitions file. One hash per line, passwords read from stdin (never arguments).
+hashes=()
+if [ "${#users[@]}" -gt 0 ]; then
+    command -v python3 >/dev/null || die "python3 is needed to hash the users' passwords"
+    mapfile -t hashes < <(printf '%s\n' "${passwords[@]}" | python3 -c '
+import base64, hashlib, os, sys
+for line in sys.stdin.read().split("\n")[:-1]:
+    salt = os.urandom(4)
+    print(base64.b64encode(salt + hashlib.sha256(salt + line.encode()).digest()).decode())
+')
+    [ "${#hashes[@]}" -eq "${#users[@]}" ] || die "hashing the passwords failed"
+fi
+
+defs="$(mktemp)"
+trap 'rm -f "$defs"' EXIT
+chmod 644 "$defs" # read by the broker, which runs as another user
+join() { local IFS=,; printf '%s' "$*"; }
+exchanges=()
+# The five global exchanges: durable topic exchanges, declared here so that no client role
+# needs the right to configure (hence delete) them. Clients only check them passively.
+for x in calls nodes triggers status watch; do
+    exchanges+=("{\"name\":$(js "$prefix$x"),\"vhost\":$vj,\"type\":\"topic\",\"durable\":true,\"auto_delete\":false,\"internal\":false,\"arguments\":{}}")
+done
+user_defs=()
+for i in "${!users[@]}"; do
+    user_defs+=("{\"name\":$(js "${users[$i]}"),\"password_hash\":$(js "${hashes[$i]}"),\"hashing_algorithm\":\"rabbit_password_hashing_sha256\",\"tags\":[]}")
+done
+printf '{"exchanges":[%s],"users":[%s],"permissions":[%s],"topic_permissions":[%s]}\n' \
+    "$(join "${exchanges[@]}")" "$(join "${user_defs[@]}")" \
+    "$(join "${permissions[@]}")" "$(join "${topics[@]}")" >"$defs"
+q import_definitions "$defs" >/dev/null
 
 echo "apply.sh: vhost $vhost ready (prefix $prefix): ${#orchestrators[@]} orchestrator(s), ${#nodes[@]} node(s), ${#taps[@]} tap(s)"

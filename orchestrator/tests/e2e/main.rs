@@ -16,5 +16,6 @@ mod check;
 mod graph;
 mod limits;
 mod run;
+mod stdlib;
 mod study;
 mod testbed;
