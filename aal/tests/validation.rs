@@ -1,7 +1,9 @@
 //! The AAL rules, one behaviour per test: what the procedure becomes, and what is reported
 //! where.
 
-use magi_aal::{check, check_str, source, AgentSource, Checked, Diagnostic, Entry, Procedure, Target, Trigger};
+use magi_aal::{
+    check, check_str, source, AgentSource, Checked, Diagnostic, Entry, Procedure, Target, Trigger,
+};
 use serde_json::json;
 
 /// Groups `servers` (3 nodes) and `clients` (2), agents `srv` and `cli` that emit
@@ -444,7 +446,10 @@ fn an_agent_with_code_and_a_dock_of_its_own_but_no_path_is_loaded_from_its_code(
     assert_eq!(stats.dock, "stats");
     assert!(p.loadable_agents().any(|a| a.name == "stats"));
     let other = p.agent("other").unwrap();
-    assert!(!other.is_loadable(), "a daemon-docked agent is never loaded");
+    assert!(
+        !other.is_loadable(),
+        "a daemon-docked agent is never loaded"
+    );
     let c = checked(&text);
     let warning = find(&c, "is loaded from its `code` `nodeStats`");
     assert!(!warning.is_error());

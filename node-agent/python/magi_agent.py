@@ -94,6 +94,15 @@ class Agent:
         """Sends a data record (field -> value) to the run's data layer."""
         self._send({"kind": "record", "data": data})
 
+    def hand_back(self, path, name=None):
+        """Has the node fetch the file at `path` (a regular file of this agent's user, at
+        most 256 MiB) into the run record, as files/<node>/<agent>/<name> (default: the
+        file's own name)."""
+        message = {"kind": "file", "path": str(path)}
+        if name is not None:
+            message["name"] = str(name)
+        self._send(message)
+
     def log(self, message, level="info"):
         """Sends a log line (level: error, warn, info or debug)."""
         self._send({"kind": "log", "level": level, "message": str(message)})

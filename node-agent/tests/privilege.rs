@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 use support::{call, next_trigger};
 
 use magi_bus::memory::MemoryBus;
@@ -40,6 +41,14 @@ class Probe(Agent):
             return "refused: %s" % e
         finally:
             s.close()
+
+    def handback(self, path):
+        if path == "own":
+            path = "/tmp/magi-privilege-test-%d" % os.getpid()
+            with open(path, "w") as f:
+                f.write("mine")
+        self.hand_back(path)
+        return True
 
 run(Probe)
 "#;
@@ -187,4 +196,56 @@ fn a_state_directory_the_agent_user_cannot_reach_stops_the_node_at_start() {
     let e = privilege::settle(Some("nobody"), BTreeSet::new(), &state, None).unwrap_err();
     assert!(e.contains("nobody") && e.contains("--state-dir"), "{e}");
     assert!(Path::new(&state).exists());
+}
+
+#[tokio::test]
+async fn a_confined_agent_hands_back_its_own_files_but_not_roots() {
+    if !root_or_skip() {
+        return;
+    }
+    const RUN: &str = "r-files";
+    let (_bus, mut orch, loaded, _dirs) = node_with_probe(RUN, &[], &[]).await;
+    assert_eq!(loaded.event, "AgentLoadDone", "{loaded:?}");
+    // /etc/shadow is root's: the node, which could read it, refuses to send it.
+    assert_eq!(
+        ask(
+            &mut orch,
+            RUN,
+            2,
+            "handback",
+            json!({"path": "/etc/shadow"})
+        )
+        .await,
+        json!(true)
+    );
+    let refusal = next_trigger(&mut orch).await;
+    assert_eq!(refusal.event, "RuntimeException", "{refusal:?}");
+    assert_eq!(refusal.args["type"], json!("MagiWarning"));
+    let error = refusal.args["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("/etc/shadow") && error.contains("uid 0"),
+        "{error}"
+    );
+    // A file the agent wrote itself comes back as a record chunk.
+    assert_eq!(
+        ask(&mut orch, RUN, 3, "handback", json!({"path": "own"})).await,
+        json!(true)
+    );
+    let chunk = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(magi_bus::Inbound::Record(r)) = orch.inbound.recv().await {
+                if let Some(c) = magi_proto::file::FileChunk::from_record(&r.data) {
+                    return c.expect("a well-formed chunk");
+                }
+            }
+        }
+    })
+    .await
+    .expect("the file within 30 s");
+    assert!(chunk.name.starts_with("magi-privilege-test-"), "{chunk:?}");
+    assert_eq!(
+        (chunk.offset, chunk.size, chunk.data.as_str()),
+        (0, 4, "bWluZQ==")
+    );
+    let _ = std::fs::remove_file(Path::new("/tmp").join(&chunk.name));
 }

@@ -169,6 +169,46 @@ impl RunRecord {
     }
 
     /// Flushes the logs (periodically, so a crash loses little).
+    /// Writes a chunk of a file an agent handed back to `files/<node>/<agent>/<name>`;
+    /// the file's path when it is complete. Names are checked to be plain file names (they
+    /// come from the bus), and a chunk must lie within the size the file announced.
+    pub fn file_chunk(
+        &mut self,
+        node: &str,
+        agent: &str,
+        chunk: &magi_proto::file::FileChunk,
+    ) -> Result<Option<PathBuf>, String> {
+        use base64::Engine as _;
+        use std::os::unix::fs::FileExt;
+        for part in [node, agent] {
+            if !magi_proto::file::is_file_name(part) {
+                return Err(format!("{part:?} is not a plain name"));
+            }
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&chunk.data)
+            .map_err(|e| format!("file {}: not base64: {e}", chunk.name))?;
+        let end = chunk.offset + bytes.len() as u64;
+        if end > chunk.size {
+            return Err(format!(
+                "file {}: a chunk runs past its announced size",
+                chunk.name
+            ));
+        }
+        let dir = self.dir.join("files").join(node).join(agent);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(&chunk.name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(chunk.offset == 0)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.write_all_at(&bytes, chunk.offset)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((end == chunk.size).then_some(path))
+    }
+
     pub fn flush(&mut self) {
         let _ = self.events.flush();
         let _ = self.console.flush();

@@ -85,6 +85,15 @@ pub enum FromAgent {
         /// The fields.
         data: Object,
     },
+    /// A file the agent wrote, to be fetched into the run record (`files/<node>/<agent>/`).
+    /// The node reads it only if it is a regular file the agent's own user owns.
+    File {
+        /// Where it is, on the node.
+        path: String,
+        /// Its name in the run record (default: the path's last component).
+        #[serde(default)]
+        name: Option<String>,
+    },
     /// A log line.
     Log {
         /// `error`, `warn`, `info`, `debug`.

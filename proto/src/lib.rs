@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod daemon;
+pub mod file;
 pub mod names;
 
 pub use daemon::DaemonCall;

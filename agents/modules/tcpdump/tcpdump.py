@@ -2,7 +2,7 @@
 the original's tcpdump module (deter-project/magi-modules tcpdump/tcpdump.py: variable
 `dest`, methods startCollection, stopCollection), written anew for the MAGI-rs agent
 protocol. Each capture's file, interface and packet count become a record in the run's data
-layer. tcpdump needs raw sockets: the node must grant the agent CAP_NET_RAW (its manifest
+layer, and the capture file itself is fetched into the run record (files/<node>/<agent>/). tcpdump needs raw sockets: the node must grant the agent CAP_NET_RAW (its manifest
 asks for `net_raw`).
 """
 
@@ -116,6 +116,9 @@ class Tcpdump(Agent):
         except OSError:
             fields["bytes"] = None
         self.record(**fields)
+        if fields["bytes"] is not None:
+            # The capture goes into the run record: files/<node>/<agent>/<its name>.
+            self.hand_back(fields["file"])
         return dict(fields, retVal=True)
 
     def stop(self):

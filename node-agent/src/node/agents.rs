@@ -186,6 +186,7 @@ impl Node {
                     tracing::warn!(node = %self.config.name, run, agent = name, "record not delivered: {e}");
                 }
             }
+            AgentEvent::File { path, name: file } => self.hand_back_file(run, name, &path, file),
             AgentEvent::Log { level, message } => match level.as_str() {
                 "error" | "warn" | "warning" => {
                     tracing::warn!(node = %self.config.name, agent = name, "{message}")

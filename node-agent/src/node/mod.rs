@@ -23,6 +23,7 @@ use crate::process::{write_python_helper, AgentEvent, AgentProcess};
 mod agents;
 mod code;
 mod daemon;
+mod files;
 mod restore;
 
 /// How a node agent is set up.

@@ -122,6 +122,13 @@ pub enum AgentEvent {
         /// The fields.
         data: Object,
     },
+    /// A file to fetch into the run record.
+    File {
+        /// Where it is.
+        path: String,
+        /// Its name in the record, if the agent gave one.
+        name: Option<String>,
+    },
     /// A log line.
     Log {
         /// `error`, `warn`, `info` or `debug`.

@@ -137,6 +137,7 @@ pub(super) async fn read_protocol(
                     Ok(FromAgent::Trigger { event, args }) => AgentEvent::Trigger { event, args },
                     Ok(FromAgent::Record { data }) => AgentEvent::Record { data },
                     Ok(FromAgent::Log { level, message }) => AgentEvent::Log { level, message },
+                    Ok(FromAgent::File { path, name }) => AgentEvent::File { path, name },
                 }
             }
         };

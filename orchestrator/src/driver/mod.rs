@@ -282,6 +282,22 @@ impl<'a> Driver<'a> {
                 );
             }
             Inbound::Record(r) => {
+                if let Some(chunk) = magi_proto::file::FileChunk::from_record(&r.data) {
+                    let written = chunk.and_then(|c| self.record.file_chunk(&r.host, &r.agent, &c));
+                    match written {
+                        Ok(Some(path)) => self.record.event(
+                            "recv",
+                            "file",
+                            json!({"node": r.host, "agent": r.agent, "path": path}),
+                        ),
+                        Ok(None) => {}
+                        Err(e) => self.console.note(&format!(
+                            "warning: a file from agent {} on {} is not recorded: {e}",
+                            r.agent, r.host
+                        )),
+                    }
+                    return;
+                }
                 if let Some(w) = self.writer {
                     if let Err(e) = w.send(r) {
                         tracing::warn!("record not stored: {e}");

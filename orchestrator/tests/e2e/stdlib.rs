@@ -13,7 +13,9 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdlib").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stdlib")
+        .join(name)
 }
 
 /// `magi run` arguments for `procedure`, recording into `records/<run>`.
@@ -94,7 +96,11 @@ fn records(record: &Path, agent: &str) -> Vec<Value> {
         .args(["--agent", agent, "--json"])
         .output()
         .expect("magi data query");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON record"))
@@ -106,13 +112,22 @@ fn the_original_runshell_procedure_runs_unchanged_and_records_each_scripts_statu
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run(&fixture("runshell.aal"), "runshell", dir.path());
     let text = assert_exit(&out, 0);
-    assert!(text.contains("trigger completed: execDoneAgainAndAgain"), "{text}");
+    assert!(
+        text.contains("trigger completed: execDoneAgainAndAgain"),
+        "{text}"
+    );
     let rows = records(&record, "script1");
     assert_eq!(rows.len(), 3, "{rows:?}");
     for row in &rows[..2] {
         assert_eq!(row["host"], "node1");
         assert_eq!(row["data"]["exitStatus"], 0);
-        assert!(row["data"]["stdout"].as_str().unwrap().starts_with("test.sh on "), "{row}");
+        assert!(
+            row["data"]["stdout"]
+                .as_str()
+                .unwrap()
+                .starts_with("test.sh on "),
+            "{row}"
+        );
     }
     // After setConfiguration(path: .../iter.sh), the other script.
     assert_eq!(
@@ -129,10 +144,20 @@ fn the_original_iperf_procedure_runs_unchanged_and_records_client_and_server_rep
     assert!(text.contains("trigger completed: serverStopped"), "{text}");
     let client = records(&record, "client_agent");
     let server = records(&record, "server_agent");
-    assert_eq!((client.len(), server.len()), (1, 1), "{client:?} {server:?}");
+    assert_eq!(
+        (client.len(), server.len()),
+        (1, 1),
+        "{client:?} {server:?}"
+    );
     let (c, s) = (&client[0]["data"], &server[0]["data"]);
-    assert_eq!((c["role"].as_str(), s["role"].as_str()), (Some("client"), Some("server")));
-    assert_eq!((c["port"].as_u64(), s["port"].as_u64()), (Some(38888), Some(38888)));
+    assert_eq!(
+        (c["role"].as_str(), s["role"].as_str()),
+        (Some("client"), Some("server"))
+    );
+    assert_eq!(
+        (c["port"].as_u64(), s["port"].as_u64()),
+        (Some(38888), Some(38888))
+    );
     // The procedure's default: 10 s at iperf's 1 Mbit/s, received on loopback (this test
     // runs beside hping.aal's flood, so at most 1 % may be lost).
     let bytes = c["bytes"].as_u64().unwrap();
@@ -147,7 +172,10 @@ fn the_original_nodestats_procedure_samples_its_six_nodes_into_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run(&fixture("nodeStats.aal"), "nodestats", dir.path());
     let text = assert_exit(&out, 0);
-    assert!(text.contains("startCollection(None) --> allnodes"), "{text}");
+    assert!(
+        text.contains("startCollection(None) --> allnodes"),
+        "{text}"
+    );
     let rows = records(&record, "nodeStats");
     for node in ["chapel", "control", "feast", "mine", "moat", "witch"] {
         let of = |kind: &str| {
@@ -163,7 +191,11 @@ fn the_original_nodestats_procedure_samples_its_six_nodes_into_the_store() {
         );
         // 30 s at the procedure's interval of 5 s: a sample at 0, 5, ... 25 (and perhaps 30).
         let samples = of("node");
-        assert!((6..=7).contains(&samples.len()), "{node}: {}", samples.len());
+        assert!(
+            (6..=7).contains(&samples.len()),
+            "{node}: {}",
+            samples.len()
+        );
         for s in &samples {
             let cpu = s["data"]["cpu_usage"].as_f64().unwrap();
             assert!((0.0..=100.0).contains(&cpu), "{s}");
@@ -171,34 +203,66 @@ fn the_original_nodestats_procedure_samples_its_six_nodes_into_the_store() {
         }
         assert_eq!(of("memory").len(), samples.len(), "{node}");
         assert!(of("memory")[0]["data"]["mem_total"].as_u64().unwrap() > 0);
-        assert!(of("interface").iter().any(|r| r["data"]["name"] == "lo"), "{node}");
-        assert!(!of("process").is_empty(), "{node}: the node agent's processes");
+        assert!(
+            of("interface").iter().any(|r| r["data"]["name"] == "lo"),
+            "{node}"
+        );
+        assert!(
+            !of("process").is_empty(),
+            "{node}: the node agent's processes"
+        );
     }
 }
 
 #[test]
 fn the_original_tcpdump_procedure_captures_to_a_file_of_the_run_and_records_it() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((out, record)) = run_with_hosts(&fixture("tcpdump.aal"), "tcpdump", dir.path(), &["node2"])
+    let Some((out, record)) =
+        run_with_hosts(&fixture("tcpdump.aal"), "tcpdump", dir.path(), &["node2"])
     else {
         return magi_testkit::skip("tcpdump.aal", "needs root for its /etc/hosts naming node2");
     };
     let text = assert_exit(&out, 0);
-    assert!(text.contains("trigger completed: collectionStopped"), "{text}");
+    assert!(
+        text.contains("trigger completed: collectionStopped"),
+        "{text}"
+    );
     let rows = records(&record, "tcpdump_agent");
     assert_eq!(rows.len(), 1, "{rows:?}");
     let d = &rows[0]["data"];
-    assert_eq!((d["dest"].as_str(), d["interface"].as_str()), (Some("node2"), Some("lo")));
+    assert_eq!(
+        (d["dest"].as_str(), d["interface"].as_str()),
+        (Some("node2"), Some("lo"))
+    );
     let file = Path::new(d["file"].as_str().unwrap());
-    assert!(file.to_string_lossy().contains("/magi-tcpdump/tcpdump/"), "{d}");
+    assert!(
+        file.to_string_lossy().contains("/magi-tcpdump/tcpdump/"),
+        "{d}"
+    );
     // A pcap file: its magic number, and the size recorded.
     let bytes = std::fs::read(file).expect("the capture file");
     assert_eq!(d["bytes"].as_u64(), Some(bytes.len() as u64));
     assert!(
-        bytes.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1]) || bytes.starts_with(&[0xa1, 0xb2, 0xc3, 0xd4]),
+        bytes.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1])
+            || bytes.starts_with(&[0xa1, 0xb2, 0xc3, 0xd4]),
         "not a pcap file"
     );
     assert!(d["packets"].is_u64(), "{d}");
+    // The capture was fetched into the run record: files/<node>/<agent>/<its name>.
+    let host = rows[0]["host"].as_str().expect("host");
+    let fetched = record
+        .join("files")
+        .join(host)
+        .join("tcpdump_agent")
+        .join(file.file_name().expect("a file name"));
+    let got = std::fs::read(&fetched).unwrap_or_default();
+    assert!(
+        got == bytes,
+        "{} holds {} of {} bytes\n{text}",
+        fetched.display(),
+        got.len(),
+        bytes.len()
+    );
     let _ = std::fs::remove_file(file);
 }
 
@@ -208,7 +272,10 @@ fn the_original_hping_procedure_floods_for_its_minute_and_records_the_statistics
     let Some((out, record)) =
         run_with_hosts(&fixture("hping.aal"), "hping", dir.path(), &["servernode"])
     else {
-        return magi_testkit::skip("hping.aal", "needs root for its /etc/hosts naming servernode");
+        return magi_testkit::skip(
+            "hping.aal",
+            "needs root for its /etc/hosts naming servernode",
+        );
     };
     let text = assert_exit(&out, 0);
     assert!(text.contains("trigger completed: hpingStopped"), "{text}");
@@ -269,7 +336,10 @@ eventstreams:
     .unwrap();
     let (out, record) = run(&procedure, "runcmd_ours", dir.path());
     let text = assert_exit(&out, 0);
-    assert!(text.contains("jumped to target: exit"), "the wait on exitStatus 2 matched: {text}");
+    assert!(
+        text.contains("jumped to target: exit"),
+        "the wait on exitStatus 2 matched: {text}"
+    );
     assert!(!text.contains("unreachable("), "{text}");
     let rows = records(&record, "cmd");
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -277,5 +347,11 @@ eventstreams:
     assert_eq!(first["stdout"], "a;b|$HOME|two words|");
     assert_eq!(first["command"], "printf '%s|' 'a;b' '$HOME' 'two words'");
     assert_eq!(second["exitStatus"], 2);
-    assert!(second["stderr"].as_str().unwrap().contains("magi-no-such-file"), "{second}");
+    assert!(
+        second["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("magi-no-such-file"),
+        "{second}"
+    );
 }
