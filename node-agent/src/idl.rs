@@ -364,4 +364,62 @@ mod tests {
             assert!(e.contains(expected), "{text:?}: {e}");
         }
     }
+
+    /// A module directory holding `agent.idl` with `text` and the given files.
+    fn module(text: &[u8], files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("agent.idl"), text).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        dir
+    }
+
+    fn refusal(dir: &tempfile::TempDir) -> String {
+        manifest_from_idl(dir.path(), "agent.idl")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_mainfile_outside_the_module_is_refused() {
+        for mainfile in ["../../etc/passwd", "/etc/passwd", "sub/../../x.py"] {
+            let dir = module(
+                format!("execute: thread\nmainfile: {mainfile}\n").as_bytes(),
+                &[],
+            );
+            let e = refusal(&dir);
+            assert!(e.contains("is outside the module"), "{mainfile}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_non_python_mainfile_is_refused() {
+        let dir = module(b"execute: thread\nmainfile: agent.py\n", &[]);
+        assert!(refusal(&dir).contains("does not exist in the module"));
+        let dir = module(
+            b"execute: socket\nmainfile: test\ncompileCmd: make all\n",
+            &[("test", "\x7fELF")],
+        );
+        assert!(refusal(&dir).contains("is not a Python file"));
+        let dir = module(
+            b"execute: pipe\nmainfile: run\n",
+            &[("run", "#!/usr/bin/env python3\n")],
+        );
+        assert!(manifest_from_idl(dir.path(), "agent.idl").is_ok());
+    }
+
+    #[test]
+    fn a_huge_or_binary_idl_is_refused_before_it_is_parsed() {
+        let huge = vec![b'#'; MAX_IDL_BYTES as usize + 1];
+        let e = refusal(&module(&huge, &[]));
+        assert!(e.contains("more than the 65536 an IDL may have"), "{e}");
+        let e = refusal(&module(&[0xff, 0xfe, 0x00, 0x12], &[]));
+        assert!(e.contains("not UTF-8"), "{e}");
+        let e = refusal(&module(b"{{{{ :: ]]", &[]));
+        assert!(
+            e.contains("not a readable IDL") && e.contains("agent.idl"),
+            "{e}"
+        );
+    }
 }

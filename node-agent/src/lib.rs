@@ -11,12 +11,14 @@
 //! - [`archive`]: unpacking agent archives safely into a cache keyed by SHA-256.
 //! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
 //! - [`manifest`]: the `magi-agent.json` every agent module carries.
+//! - [`describe`]: a module's manifest without running it (for `magi check`).
 //! - [`idl`]: an original MAGI module's `.idl`, read into a manifest.
 //! - [`process`]: an agent as a child process speaking the line-delimited JSON protocol.
 //! - [`pack`]: packing a module directory into an archive to ship over the bus.
 
 pub mod archive;
 pub mod config;
+pub mod describe;
 pub mod fleet;
 pub mod idl;
 pub mod library;

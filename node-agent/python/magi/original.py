@@ -54,7 +54,24 @@ _PYTHON2 = [
 
 def python2_message(error):
     """One line for a SyntaxError: file, line, and the Python 3 fix when it is a Python 2
-    spelling the original's agents used."""
+    spelling the original's agents used; then the file's other lines with the plainest
+    Python 2 spellings (print, except and raise with a comma), so all are fixed at once."""
+    first = _first_message(error)
+    others = []
+    try:
+        with open(error.filename, encoding="utf-8", errors="replace") as source:
+            for number, line in enumerate(source, 1):
+                if number != error.lineno and any(re.search(p, line) for p, _, _ in _PYTHON2[:3]):
+                    others.append(str(number))
+    except (OSError, TypeError):
+        pass
+    if others:
+        more = ", ".join(others[:10]) + (" ..." if len(others) > 10 else "")
+        first += "; the same kind of Python 2 line is also at line(s) %s" % more
+    return first
+
+
+def _first_message(error):
     filename = os.path.relpath(error.filename) if error.filename else "?"
     place = "%s:%s" % (filename, error.lineno or "?")
     text = (error.text or "").rstrip("\n")

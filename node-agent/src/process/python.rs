@@ -9,10 +9,22 @@ use super::PYTHON_HELPER_FILE;
 
 /// Every file written to the agents' Python directory: (path in it, source).
 const PYTHON_FILES: &[(&str, &str)] = &[
-    (PYTHON_HELPER_FILE, include_str!("../../python/magi_agent.py")),
-    ("magi/__init__.py", include_str!("../../python/magi/__init__.py")),
-    ("magi/_runtime.py", include_str!("../../python/magi/_runtime.py")),
-    ("magi/original.py", include_str!("../../python/magi/original.py")),
+    (
+        PYTHON_HELPER_FILE,
+        include_str!("../../python/magi_agent.py"),
+    ),
+    (
+        "magi/__init__.py",
+        include_str!("../../python/magi/__init__.py"),
+    ),
+    (
+        "magi/_runtime.py",
+        include_str!("../../python/magi/_runtime.py"),
+    ),
+    (
+        "magi/original.py",
+        include_str!("../../python/magi/original.py"),
+    ),
     (
         "magi/messaging/__init__.py",
         include_str!("../../python/magi/messaging/__init__.py"),
@@ -29,9 +41,18 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         "magi/util/__init__.py",
         include_str!("../../python/magi/util/__init__.py"),
     ),
-    ("magi/util/agent.py", include_str!("../../python/magi/util/agent.py")),
-    ("magi/util/calls.py", include_str!("../../python/magi/util/calls.py")),
-    ("magi/util/config.py", include_str!("../../python/magi/util/config.py")),
+    (
+        "magi/util/agent.py",
+        include_str!("../../python/magi/util/agent.py"),
+    ),
+    (
+        "magi/util/calls.py",
+        include_str!("../../python/magi/util/calls.py"),
+    ),
+    (
+        "magi/util/config.py",
+        include_str!("../../python/magi/util/config.py"),
+    ),
     (
         "magi/util/database.py",
         include_str!("../../python/magi/util/database.py"),
