@@ -264,3 +264,84 @@ fn a_python_2_agent_is_refused_at_load_with_the_file_line_and_fix() {
     );
     assert!(!console.contains("Traceback"), "{console}");
 }
+
+/// `magi check` on `procedure`, with `modules` as an extra module directory.
+fn check(procedure: &str, modules: &Path) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("p.aal");
+    std::fs::write(&path, procedure).expect("write procedure");
+    let out = magi()
+        .arg("check")
+        .arg(&path)
+        .arg("--modules")
+        .arg(modules)
+        .output()
+        .expect("magi check");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn one_agent(path: &str, events: &str) -> String {
+    format!(
+        "groups: {{g: [n1]}}\nagents:\n  a: {{group: g, path: {path}, execargs: {{}}}}\n\
+         streamstarts: [s]\neventstreams:\n  s:\n{events}"
+    )
+}
+
+#[test]
+fn check_warns_of_methods_and_arguments_a_manifest_does_not_list() {
+    let procedure = one_agent(
+        "/share/magi/modules/http_client/http_client.tar.gz",
+        "    - {type: event, agent: a, method: startClent, args: {}}\n\
+         \x20   - {type: event, agent: a, method: increaseTraffic, args: {stepsze: 5}}\n\
+         \x20   - {type: event, agent: a, method: setConfiguration, args: {interval: '2'}}\n",
+    );
+    let (code, stderr) = check(&procedure, Path::new("/nonexistent"));
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "warning: agent `a` (module `http_client`) has no method `startClent`; did you mean `startClient`?",
+        "p.aal:7:7",
+        "warning: method `increaseTraffic` of agent `a` (module `http_client`) takes no argument `stepsze`; did you mean `stepsize`?",
+        "p.aal:8:7",
+        "magi check: the procedure is valid (2 warnings)",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_warns_of_methods_and_arguments_an_idl_does_not_list() {
+    let procedure = one_agent(
+        "/proj/montage/magi-modules/agent101/",
+        "    - {type: event, agent: a, method: testInt, args: {a: 1, c: 2}}\n\
+         \x20   - {type: event, agent: a, method: testFloat, args: {}}\n\
+         \x20   - {type: event, agent: a, method: setConfiguration, args: {anything: 1}}\n",
+    );
+    let (code, stderr) = check(&procedure, Path::new("/nonexistent"));
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "warning: method `testInt` of agent `a` (module `agent101`) takes no argument `c`",
+        "= note: `testInt` takes a, b",
+        "warning: agent `a` (module `agent101`) has no method `testFloat`",
+        "magi check: the procedure is valid (2 warnings)",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_says_nothing_of_modules_it_cannot_find_or_that_list_no_methods() {
+    let modules = tempfile::tempdir().expect("temp dir");
+    let quiet = modules.path().join("quiet");
+    std::fs::create_dir(&quiet).expect("module");
+    std::fs::write(quiet.join("q.idl"), "execute: thread\nmainfile: q.py\n").expect("idl");
+    std::fs::write(quiet.join("q.py"), "").expect("py");
+    for path in ["/share/magi/modules/nosuchmodule/x.tar.gz", "/proj/x/quiet/"] {
+        let procedure = one_agent(path, "    - {type: event, agent: a, method: anything, args: {b: 1}}\n");
+        let (code, stderr) = check(&procedure, modules.path());
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stderr.contains("magi check: the procedure is valid (0 warnings)"),
+            "{path}: {stderr}"
+        );
+    }
+}
