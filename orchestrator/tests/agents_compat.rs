@@ -277,7 +277,10 @@ fn check(procedure: &str, modules: &Path) -> (Option<i32>, String) {
         .arg(modules)
         .output()
         .expect("magi check");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn one_agent(path: &str, events: &str) -> String {
@@ -335,8 +338,14 @@ fn check_says_nothing_of_modules_it_cannot_find_or_that_list_no_methods() {
     std::fs::create_dir(&quiet).expect("module");
     std::fs::write(quiet.join("q.idl"), "execute: thread\nmainfile: q.py\n").expect("idl");
     std::fs::write(quiet.join("q.py"), "").expect("py");
-    for path in ["/share/magi/modules/nosuchmodule/x.tar.gz", "/proj/x/quiet/"] {
-        let procedure = one_agent(path, "    - {type: event, agent: a, method: anything, args: {b: 1}}\n");
+    for path in [
+        "/share/magi/modules/nosuchmodule/x.tar.gz",
+        "/proj/x/quiet/",
+    ] {
+        let procedure = one_agent(
+            path,
+            "    - {type: event, agent: a, method: anything, args: {b: 1}}\n",
+        );
         let (code, stderr) = check(&procedure, modules.path());
         assert_eq!(code, Some(0), "{stderr}");
         assert!(
