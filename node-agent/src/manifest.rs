@@ -3,7 +3,8 @@
 //! It says what the agent is (name, description), how to start it (`command`, run with the
 //! unpacked module directory as working directory) and which methods it offers. It replaces
 //! the original's IDL file (magi-spec §4.4); the methods are descriptive, as the IDL's were,
-//! and serve help texts and early checks.
+//! and serve help texts and early checks. A module with an original IDL and no manifest
+//! gets one made from the IDL ([`crate::idl`]).
 //!
 //! ```json
 //! {"name": "http_client", "description": "HTTP traffic generator",
