@@ -142,20 +142,14 @@ pub fn parse_idl(text: &str, path: &str, default_name: &str) -> Result<Manifest,
             }
         }
     }
-    let manifest = Manifest {
-        name,
-        description,
-        command: vec![
-            "python3".into(),
-            "-m".into(),
-            ORIGINAL_RUNNER.into(),
-            "--execute".into(),
-            execute,
-            "--mainfile".into(),
-            mainfile,
-        ],
-        methods,
-    };
+    // Built through serde, so that fields the manifest gains later take their defaults.
+    let manifest: Manifest = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "description": description,
+        "command": ["python3", "-m", ORIGINAL_RUNNER, "--execute", execute, "--mainfile", mainfile],
+        "methods": methods,
+    }))
+    .map_err(|e| format!("cannot make a manifest of the IDL: {e}"))?;
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = manifest.methods.iter().find(|m| !seen.insert(&m.name)) {
         return Err(format!("method `{}` is listed twice", twice.name));

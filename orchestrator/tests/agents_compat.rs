@@ -354,3 +354,20 @@ fn check_says_nothing_of_modules_it_cannot_find_or_that_list_no_methods() {
         );
     }
 }
+
+#[test]
+fn the_original_style_example_runs_like_the_native_one() {
+    let (out, run) = magi_run(
+        "original-counter",
+        Path::new("examples/original_counter/counter.aal"),
+    );
+    succeeds(&out);
+    assert!(
+        text(&out).contains("trigger completed: stopped"),
+        "{}",
+        text(&out)
+    );
+    let hosts: std::collections::BTreeSet<String> =
+        records(&run).into_iter().map(|r| r.1).collect();
+    assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["node1", "node2"]);
+}
