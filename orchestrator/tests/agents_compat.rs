@@ -66,6 +66,13 @@ fn records(run: &Path) -> Vec<(String, String, serde_json::Value)> {
         .collect()
 }
 
+/// Asserts that `text` contains each of `lines`.
+fn contains_all(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+}
+
 fn succeeds(out: &Output) {
     assert_eq!(out.status.code(), Some(0), "{}", text(out));
 }
@@ -75,14 +82,15 @@ fn agent101s_own_procedure_runs_unchanged_and_records_test_void() {
     let (out, run) = magi_run("agent101", &fixture("agent101_procedure.aal"));
     succeeds(&out);
     let console = text(&out);
-    for line in [
-        "using module agent101",
-        "trigger completed: charDone: {\"retVal\":\"helloworld\"}",
-        "trigger completed: intDone: {\"retVal\":105}",
-        "trigger completed: voidDone",
-    ] {
-        assert!(console.contains(line), "{line:?} missing:\n{console}");
-    }
+    contains_all(
+        &console,
+        &[
+            "using module agent101",
+            "trigger completed: charDone: {\"retVal\":\"helloworld\"}",
+            "trigger completed: intDone: {\"retVal\":105}",
+            "trigger completed: voidDone",
+        ],
+    );
     let data = records(&run);
     assert_eq!(
         data,
@@ -209,12 +217,15 @@ eventstreams:
     .expect("write graph conf");
     let png = tmp.path().join("counter.png");
     let graph = magi()
-        .args(["graph", "-c"])
-        .arg(&conf)
-        .arg("--run")
-        .arg(&run)
-        .arg("-o")
-        .arg(&png)
+        .args([
+            "graph",
+            "-c",
+            &conf.to_string_lossy(),
+            "--run",
+            &run.to_string_lossy(),
+            "-o",
+            &png.to_string_lossy(),
+        ])
         .output()
         .expect("magi graph");
     assert!(graph.status.success(), "{}", text(&graph));
@@ -300,15 +311,16 @@ fn check_warns_of_methods_and_arguments_a_manifest_does_not_list() {
     );
     let (code, stderr) = check(&procedure, Path::new("/nonexistent"));
     assert_eq!(code, Some(0), "{stderr}");
-    for line in [
-        "warning: agent `a` (module `http_client`) has no method `startClent`; did you mean `startClient`?",
-        "p.aal:7:7",
-        "warning: method `increaseTraffic` of agent `a` (module `http_client`) takes no argument `stepsze`; did you mean `stepsize`?",
-        "p.aal:8:7",
-        "magi check: the procedure is valid (2 warnings)",
-    ] {
-        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
-    }
+    contains_all(
+        &stderr,
+        &[
+            "warning: agent `a` (module `http_client`) has no method `startClent`; did you mean `startClient`?",
+            "p.aal:7:7",
+            "warning: method `increaseTraffic` of agent `a` (module `http_client`) takes no argument `stepsze`; did you mean `stepsize`?",
+            "p.aal:8:7",
+            "magi check: the procedure is valid (2 warnings)",
+        ],
+    );
 }
 
 #[test]
@@ -321,14 +333,15 @@ fn check_warns_of_methods_and_arguments_an_idl_does_not_list() {
     );
     let (code, stderr) = check(&procedure, Path::new("/nonexistent"));
     assert_eq!(code, Some(0), "{stderr}");
-    for line in [
-        "warning: method `testInt` of agent `a` (module `agent101`) takes no argument `c`",
-        "= note: `testInt` takes a, b",
-        "warning: agent `a` (module `agent101`) has no method `testFloat`",
-        "magi check: the procedure is valid (2 warnings)",
-    ] {
-        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
-    }
+    contains_all(
+        &stderr,
+        &[
+            "warning: method `testInt` of agent `a` (module `agent101`) takes no argument `c`",
+            "= note: `testInt` takes a, b",
+            "warning: agent `a` (module `agent101`) has no method `testFloat`",
+            "magi check: the procedure is valid (2 warnings)",
+        ],
+    );
 }
 
 #[test]

@@ -24,10 +24,8 @@ class Agent101(DispatchAgent):
 
     @agentmethod()
     def testInt(self, msg, a, b):
-        helpers.entrylog(log, "testInt", {"a": a, "b": b}, logging.INFO)
-        total = int(a) + int(b)
-        helpers.exitlog(log, "testInt", total, logging.INFO)
-        return total
+        log.info("testInt(%s, %s)", a, b)
+        return int(a) + int(b)
 
     @agentmethod()
     def testVoid(self, msg):
