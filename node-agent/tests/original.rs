@@ -295,6 +295,15 @@ fn an_agent_without_get_agent_or_a_run_loop_is_refused_at_start() {
         answer["error"],
         "agent.py has no getAgent(**kwargs): an agent with `execute: thread` is built by it"
     );
+    let no_run = "def getAgent(**kwargs):\n    return object()\n";
+    let (_, answer) = start(THREAD_IDL, &[("agent.py", no_run)], json!({}));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("has no run(): derive it from magi.util.agent.DispatchAgent"),
+        "{answer}"
+    );
     let idl = "execute: socket\nmainfile: agent.py\n";
     let (_, answer) = start(idl, &[("agent.py", "print('no run')\n")], json!({}));
     assert_eq!(

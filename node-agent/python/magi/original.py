@@ -148,6 +148,10 @@ class OriginalAgent(magi_agent.Agent):
         agent = get_agent(**kwargs)
         if agent is None:
             raise magi_agent.AgentError("getAgent() in %s returned None" % self.mainfile)
+        if not callable(getattr(agent, "run", None)):
+            raise magi_agent.AgentError(
+                "the agent getAgent() in %s returned has no run(): derive it from "
+                "magi.util.agent.DispatchAgent" % self.mainfile)
         self._bind(agent)
         return agent
 

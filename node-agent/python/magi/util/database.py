@@ -127,7 +127,7 @@ class Collection(object):
         ids = []
         for doc in docs:
             data = {str(k): v for k, v in doc.items() if k != "_id"}
-            context.channel_agent.record(**data)
+            context.channel_agent._send({"kind": "record", "data": data})
             doc.setdefault("_id", uuid.uuid4().hex)
             doc[HOST_FIELD_KEY] = self.hostName
             doc[CREATED_TS_FIELD_KEY] = time.time()
