@@ -261,6 +261,30 @@ def getAgent(**kwargs):
 }
 
 #[test]
+fn programs_run_from_an_agent_answer_as_text() {
+    let agent_py = "
+from magi.util.agent import DispatchAgent
+from magi.util.execl import execAndRead, run, pipeIn
+
+class Shell(DispatchAgent):
+    def go(self, msg):
+        out, err = execAndRead('sh -c echo')
+        said, _ = execAndRead(['printf', '%s-%s', 'a', 'b'])
+        return {'said': said, 'status': run('false'), 'piped': pipeIn('echo x; echo y').read(),
+                'err': err}
+
+def getAgent(**kwargs):
+    return Shell()
+";
+    let (mut agent, _) = start(THREAD_IDL, &[("agent.py", agent_py)], json!({}));
+    let r = agent.call(1, "go", json!({}));
+    assert_eq!(
+        r["value"],
+        json!({"said": "a-b", "status": 1, "piped": "x\ny\n", "err": ""})
+    );
+}
+
+#[test]
 fn a_reporting_agent_reports_periodically_through_its_messenger() {
     let agent_py = "
 from magi.util.agent import ReportingDispatchAgent

@@ -11,6 +11,7 @@ magi-agent.json is started by `python3 -m magi.original` (see original.py). What
     magi.util.processAgent   initializeProcessAgent
     magi.util.database       getCollection (insert/find/remove), getData, isDBEnabled
     magi.util.helpers        entrylog, exitlog, makeDir, toSet, loadYaml, writeYaml, ...
+    magi.util.execl          run, spawn, execAndRead, pipeIn, pipeOut, pipeBoth
     magi.util.config         getNodeName, getExperiment, getProject, getLogDir, getTempDir
     magi.testbed.testbed     node name, experiment, the node's addresses, peers' addresses
     magi.messaging.magimessage.MAGIMessage

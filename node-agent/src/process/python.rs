@@ -58,6 +58,10 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         include_str!("../../python/magi/util/database.py"),
     ),
     (
+        "magi/util/execl.py",
+        include_str!("../../python/magi/util/execl.py"),
+    ),
+    (
         "magi/util/helpers.py",
         include_str!("../../python/magi/util/helpers.py"),
     ),
