@@ -26,7 +26,7 @@ pub mod params;
 pub mod plan;
 pub mod procedure;
 pub mod sources;
-mod suggest;
+pub mod suggest;
 mod validate;
 pub mod yaml;
 

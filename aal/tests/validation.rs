@@ -1,5 +1,5 @@
 //! The AAL rules, one behaviour per test: what the procedure becomes, and what is reported
-//! where.
+//! where. (Over 600 lines because the rules are many: each test is short and stands alone.)
 
 use magi_aal::{
     check, check_str, source, AgentSource, Checked, Diagnostic, Entry, Procedure, Target, Trigger,

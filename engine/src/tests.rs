@@ -1,5 +1,6 @@
 //! The engine's rules, one test each, on virtual time. A scripted set of nodes answers
-//! setup and teardown calls; tests send user triggers by hand.
+//! setup and teardown calls; tests send user triggers by hand. (Over 600 lines because the
+//! rules are many: each test is short and stands alone, sharing only the helpers at the top.)
 
 use super::*;
 use magi_aal::{AgentSource, Composite, Entry, Event, Group, Stream, Target, TimeoutTrigger, Wait};

@@ -11,13 +11,17 @@
 //! - [`archive`]: unpacking agent archives safely into a cache keyed by SHA-256.
 //! - [`library`]: resolving the original's `/share/magi/modules/...` paths by module name.
 //! - [`manifest`]: the `magi-agent.json` every agent module carries.
+//! - [`describe`]: a module's manifest without running it (for `magi check`).
+//! - [`idl`]: an original MAGI module's `.idl`, read into a manifest.
 //! - [`process`]: an agent as a child process speaking the line-delimited JSON protocol.
 //! - [`privilege`]: agents as an unprivileged user with granted capabilities only.
 //! - [`pack`]: packing a module directory into an archive to ship over the bus.
 
 pub mod archive;
 pub mod config;
+pub mod describe;
 pub mod fleet;
+pub mod idl;
 pub mod library;
 pub mod manifest;
 pub mod node;

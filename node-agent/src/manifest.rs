@@ -3,7 +3,8 @@
 //! It says what the agent is (name, description), how to start it (`command`, run with the
 //! unpacked module directory as working directory) and which methods it offers. It replaces
 //! the original's IDL file (magi-spec §4.4); the methods are descriptive, as the IDL's were,
-//! and serve help texts and early checks.
+//! and serve help texts and early checks. A module with an original IDL and no manifest
+//! gets one made from the IDL ([`crate::idl`]).
 //!
 //! ```json
 //! {"name": "http_client", "description": "HTTP traffic generator",
@@ -56,6 +57,10 @@ pub struct MethodSpec {
     /// Its keyword arguments.
     #[serde(default)]
     pub args: Vec<ArgSpec>,
+    /// Takes keyword arguments beyond those listed (Python's `**kwargs`): a checker does
+    /// not flag unknown ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub varargs: bool,
 }
 
 /// One keyword argument of a method.
@@ -83,23 +88,12 @@ fn yes() -> bool {
 pub enum ManifestError {
     /// The module has no manifest (and no original IDL either).
     #[error(
-        "{dir} has no {MANIFEST_FILE}; an agent module needs one at its root (see {MANIFEST_DOCS})"
+        "{dir} has no {MANIFEST_FILE} (nor an original MAGI `.idl`); an agent module needs one \
+         at its root (see {MANIFEST_DOCS})"
     )]
     Missing {
         /// The module directory.
         dir: PathBuf,
-    },
-    /// The module is an original MAGI (Python 2) agent: an IDL file and no manifest.
-    #[error(
-        "{dir} holds an original MAGI agent ({idl}) and no {MANIFEST_FILE}; original Python-2 \
-         MAGI agents are not supported: give the module a {MANIFEST_FILE} and an agent speaking \
-         the MAGI-rs agent protocol (see {MANIFEST_DOCS})"
-    )]
-    OriginalMagiAgent {
-        /// The module directory.
-        dir: PathBuf,
-        /// The IDL file found.
-        idl: String,
     },
     /// The manifest could not be read.
     #[error("cannot read {path}: {source}")]
@@ -164,15 +158,13 @@ impl Manifest {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(match find_idl(dir) {
-                    Some(idl) => ManifestError::OriginalMagiAgent {
+                // An original-style module: its IDL says what to run (crate::idl).
+                return match find_idl(dir) {
+                    Some(idl) => crate::idl::manifest_from_idl(dir, &idl),
+                    None => Err(ManifestError::Missing {
                         dir: dir.to_path_buf(),
-                        idl,
-                    },
-                    None => ManifestError::Missing {
-                        dir: dir.to_path_buf(),
-                    },
-                });
+                    }),
+                };
             }
             Err(source) => return Err(ManifestError::Read { path, source }),
         };
@@ -319,7 +311,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The first `*.idl` file at the root of `dir`, by name, if any.
-fn find_idl(dir: &Path) -> Option<String> {
+pub fn find_idl(dir: &Path) -> Option<String> {
     let mut idls: Vec<String> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
@@ -367,12 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_manifest_next_to_an_idl_says_original_agents_are_unsupported() {
+    fn a_missing_manifest_next_to_an_idl_reads_the_idl() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("http_client.idl"), "name: x").unwrap();
-        let e = Manifest::read(dir.path()).unwrap_err();
-        assert!(matches!(e, ManifestError::OriginalMagiAgent { .. }));
-        assert!(e.to_string().contains("Python-2"), "{e}");
+        std::fs::write(dir.path().join("agent.py"), "").unwrap();
+        std::fs::write(
+            dir.path().join("http_client.idl"),
+            "name: x\nexecute: thread\nmainfile: agent.py\n",
+        )
+        .unwrap();
+        let m = Manifest::read(dir.path()).unwrap();
+        assert_eq!((m.name.as_str(), m.command[0].as_str()), ("x", "python3"));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
             Manifest::read(empty.path()).unwrap_err(),

@@ -10,12 +10,14 @@
 //! - [`study`]: sweeps of a procedure over parameter values, their table and plots.
 //! - [`export`]: a run or a study packed into one archive with an RO-Crate.
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
+//! - [`methods`]: `magi check`'s warnings about calls to methods agents do not have.
 pub mod cli;
 pub mod console;
 pub mod driver;
 pub mod embedded;
 pub mod experiment;
 pub mod export;
+pub mod methods;
 pub mod record;
 pub mod recorded;
 pub mod simulate;

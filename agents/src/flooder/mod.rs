@@ -109,6 +109,18 @@ impl FlooderAgent {
         };
         c.dst = range("dst", c.dst)?;
         c.src = range("src", c.src)?;
+        // The original's `srcmask`: the bits of the source address kept from `src` (or the
+        // node's own address); the others vary (`0.0.0.0`: any source).
+        if let Some(mask) = args.text("srcmask")? {
+            let base = match c.src {
+                Some(cidr) => std::net::Ipv4Addr::from(cidr.base).to_string(),
+                None => match self.ctx.address {
+                    Some(std::net::IpAddr::V4(a)) => a.to_string(),
+                    _ => return Err("srcmask needs src (an IPv4 address) on this node".into()),
+                },
+            };
+            c.src = Some(Cidr::parse(&format!("{base}/{}", mask.trim()), "srcmask")?);
+        }
         if let Some(p) = args.text("proto")? {
             c.tcp = match p.to_ascii_lowercase().as_str() {
                 "udp" => false,

@@ -1,6 +1,10 @@
 //! `magi check`: validate a procedure, report every problem with its place in the text, and
 //! print the plan (or the stream graph, or both as JSON).
 //!
+//! With the agents' modules at hand (found as `magi run` finds them), calls to methods an
+//! agent does not list, and arguments a method does not take, are warnings
+//! ([`crate::methods`]).
+//!
 //! Exit codes: 0 the procedure is valid (warnings are printed to stderr), 2 it is not, or a
 //! file cannot be read; 1 the graph could not be written.
 use clap::Args;
@@ -30,6 +34,10 @@ pub struct CheckArgs {
     /// Print the diagnostics and the plan as one JSON document on stdout.
     #[arg(long, conflicts_with = "dot")]
     pub json: bool,
+    /// Extra directories of agent modules (also MAGI_MODULES, colon-separated), where the
+    /// agents' methods are looked up, as `magi run --modules`.
+    #[arg(long = "modules")]
+    pub modules: Vec<PathBuf>,
 }
 
 /// Exit code of a valid procedure.
@@ -41,10 +49,19 @@ const INVALID: i32 = 2;
 
 /// Runs `magi check`; returns the exit code.
 pub fn run(args: CheckArgs) -> i32 {
-    let checked = match magi_aal::load_with(&args.files, &args.defines) {
+    let mut checked = match magi_aal::load_with(&args.files, &args.defines) {
         Ok(checked) => checked,
         Err(errors) => return unreadable(&errors, args.json),
     };
+    if let Some(procedure) = &checked.procedure {
+        let library = magi_node::library::ModuleLibrary::standard(&args.modules);
+        checked
+            .diagnostics
+            .extend(crate::methods::diagnose(procedure, &library));
+        checked
+            .diagnostics
+            .sort_by_key(|d| (d.span.file, d.span.line, d.span.col));
+    }
     if args.json {
         print_stdout(&json(&checked));
         return if checked.is_ok() { VALID } else { INVALID };

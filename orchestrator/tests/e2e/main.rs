@@ -10,6 +10,7 @@
 
 mod support;
 
+mod agents_compat;
 mod broker;
 mod casestudy;
 mod check;

@@ -1,0 +1,105 @@
+//! A quiet start, and a node's policy and forged triggers across two users.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
+    // Under a fresh prefix no global exchange exists yet: the node agent's passive checks
+    // fail with 404 and it declares them. That is a clean start: nothing may say ERROR.
+    let mut w = World::new().await;
+    w.node_log = None;
+    let i = w.start_node(&format!("quiet{}", tag()), &[]);
+    let log = &w.nodes[i].log;
+    let until = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        assert!(Instant::now() < until, "the node agent never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = w.nodes[i].log_text();
+    assert!(!text.contains("ERROR"), "a clean start said ERROR:\n{text}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_no_run() {
+    // Broker users: orchestrators alice and bob, nodes clientnode and servernode (each its
+    // own user, as apply.sh makes them). The nodes allow alice only.
+    let mut w = World::new().await;
+    let id = tag();
+    let (alice, bob) = (format!("alice{id}"), format!("bob{id}"));
+    // Broker users are global: node names unique to this test.
+    let (client, server) = (format!("clientnode{id}"), format!("servernode{id}"));
+    let vhost =
+        magi_testkit::Throwaway::new(&[&alice, &bob, &client, &server]).expect("vhost and users");
+    for node in [&client, &server] {
+        w.start_node_at(&vhost.url(node), node, &["--allow", &alice]);
+    }
+    let aal = w.write(
+        "cs.aal",
+        &case_study_shape(6_000)
+            .replace("clientnode", &client)
+            .replace("servernode", &server),
+    );
+
+    // Bob's run on alice's nodes: his loadAgent is refused, nothing of his runs.
+    let bobs = w
+        .run_cmd_at(&vhost.url(&bob), &aal, &format!("{bob}.try"), &[])
+        .output()
+        .expect("run magi");
+    let out = String::from_utf8_lossy(&bobs.stdout);
+    assert_eq!(bobs.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("refuses the call") && out.contains(&bob),
+        "{out}"
+    );
+
+    // Alice's run, while servernode's user forges clientStopped for clientnode: the bus
+    // drops it and says so; the run ends when its own client stops (6 s), with exit 0.
+    let run = format!("{alice}.cs");
+    let mut r = Running::start(
+        w.run_cmd_at(&vhost.url(&alice), &aal, &run, &[]),
+        w.dir.path(),
+        "alice",
+    );
+    r.wait_for("startClient", Duration::from_secs(60)).await;
+    let forger = magi_bus::amqp::AmqpBus::connect(
+        &vhost.url(&server),
+        magi_bus::amqp::BusOptions::with_prefix(&w.broker.prefix),
+    )
+    .await
+    .expect("connect as servernode");
+    let port = magi_bus::Bus::attach_node(&forger, &format!("spy{id}"))
+        .await
+        .expect("attach")
+        .port;
+    let forged = magi_proto::Trigger::from_node(&run, "clientStopped", &client, Default::default());
+    port.send_trigger(forged)
+        .await
+        .expect("the broker routes it");
+    let done = r.finish(Duration::from_secs(60)).await;
+    assert_eq!(done.code, Some(0), "{}", done.show());
+    assert!(
+        done.took >= Duration::from_secs(6),
+        "the run ended early: {}",
+        done.show()
+    );
+    assert!(
+        done.stderr.contains(&format!(
+            "dropped a trigger (clientStopped) from broker user {server} claiming to be {client}"
+        )),
+        "{}",
+        done.show()
+    );
+    let events = events_of(&w.records().join(&run));
+    let stopped: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["dir"] == "recv" && e["body"]["event"] == "clientStopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "only the real clientStopped: {stopped:?}");
+    magi_bus::Bus::close(&forger).await;
+    w.finish().await; // the nodes stop while their vhost still exists
+    drop(vhost);
+}
