@@ -32,9 +32,10 @@ use tokio::sync::mpsc;
 /// been up since then.
 static STARTED: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
-/// What can go wrong on the bus.
+/// Why a message could not be sent: a call published, a trigger, record or status sent, a
+/// group joined or left, a run closed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BusError {
+pub enum SendError {
     /// Nobody is subscribed where the message was sent: a group with no member, a node
     /// that is not attached.
     #[error("no node received it: {0}")]
@@ -45,6 +46,55 @@ pub enum BusError {
     /// The connection is gone and could not be restored.
     #[error("the bus is disconnected: {0}")]
     Disconnected(String),
+}
+
+/// Why a node agent could not attach, or a run or a tap could not open.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AttachError {
+    /// The name is taken: a node agent of that name, or an orchestrator of that run, is
+    /// attached already (the second is refused, never shares the first one's messages).
+    #[error("{0} is in use")]
+    InUse(String),
+    /// The broker refused it (permissions).
+    #[error("the broker refused it: {0}")]
+    Refused(String),
+    /// The connection is gone and could not be restored.
+    #[error("the bus is disconnected: {0}")]
+    Disconnected(String),
+}
+
+impl From<SendError> for AttachError {
+    /// What attaching declares and binds on the way can fail like a send; nothing is sent
+    /// then, so no route is the broker refusing.
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NoRoute(s) | SendError::Refused(s) => AttachError::Refused(s),
+            SendError::Disconnected(s) => AttachError::Disconnected(s),
+        }
+    }
+}
+
+/// Why a bus could not be opened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not one the bus can use.
+    #[error("{0}")]
+    BadUrl(String),
+    /// The broker was reached and refused (credentials, vhost, permissions).
+    #[error("the broker refused it: {0}")]
+    Refused(String),
+    /// No broker answered.
+    #[error("cannot reach the broker: {0}")]
+    Unreachable(String),
+}
+
+impl From<SendError> for ConnectError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NoRoute(s) | SendError::Refused(s) => ConnectError::Refused(s),
+            SendError::Disconnected(s) => ConnectError::Unreachable(s),
+        }
+    }
 }
 
 /// How far a published call got.
@@ -101,15 +151,15 @@ pub struct TapItem {
 #[async_trait]
 pub trait NodePort: Send + Sync {
     /// Subscribe to the calls of `group` in `run`.
-    async fn join(&self, run: &str, group: &str) -> Result<(), BusError>;
+    async fn join(&self, run: &str, group: &str) -> Result<(), SendError>;
     /// Unsubscribe from a group of a run.
-    async fn leave(&self, run: &str, group: &str) -> Result<(), BusError>;
+    async fn leave(&self, run: &str, group: &str) -> Result<(), SendError>;
     /// Send a trigger to the run's orchestrator.
-    async fn send_trigger(&self, trigger: Trigger) -> Result<(), BusError>;
+    async fn send_trigger(&self, trigger: Trigger) -> Result<(), SendError>;
     /// Send a data record to the run's collector.
-    async fn send_record(&self, record: Record) -> Result<(), BusError>;
+    async fn send_record(&self, record: Record) -> Result<(), SendError>;
     /// Announce this node (start, heartbeat, shutdown).
-    async fn announce(&self, status: NodeStatus) -> Result<(), BusError>;
+    async fn announce(&self, status: NodeStatus) -> Result<(), SendError>;
     /// Since when the node has been connected without interruption (`None`: not now).
     /// Silence heard during an outage is nobody's fault: it counts only from then on.
     fn up_since(&self) -> Option<Instant> {
@@ -129,11 +179,11 @@ pub struct NodeLink {
 #[async_trait]
 pub trait RunPort: Send + Sync {
     /// Publish a call to every member of a group of this run.
-    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, BusError>;
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError>;
     /// Publish a call to each named node (whether or not it is in a group yet).
-    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError>;
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError>;
     /// Forget the run's bus resources (its groups, its inbox).
-    async fn close(&self) -> Result<(), BusError>;
+    async fn close(&self) -> Result<(), SendError>;
     /// Since when the orchestrator has been connected without interruption (`None`: not
     /// now). Silence heard during an outage is nobody's fault: it counts only from then on.
     fn up_since(&self) -> Option<Instant> {
@@ -159,11 +209,11 @@ pub struct TapLink {
 #[async_trait]
 pub trait Bus: Send + Sync {
     /// Attach a node agent under its name.
-    async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError>;
+    async fn attach_node(&self, node: &str) -> Result<NodeLink, AttachError>;
     /// Open the orchestrator's side of a run.
-    async fn open_run(&self, run: &str) -> Result<RunLink, BusError>;
+    async fn open_run(&self, run: &str) -> Result<RunLink, AttachError>;
     /// Watch one run (`Some`) or everything (`None`).
-    async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError>;
+    async fn tap(&self, run: Option<&str>) -> Result<TapLink, AttachError>;
     /// Close the transport: every link of this bus ends.
     async fn close(&self);
 }
@@ -173,12 +223,12 @@ pub const EMBEDDED: &str = "embedded:";
 
 /// Opens a bus: [`EMBEDDED`] is a fresh in-process bus (node agents then attach to it in
 /// this process); `amqp://` and `amqps://` URLs are RabbitMQ, with `options`.
-pub async fn connect(url: &str, options: amqp::BusOptions) -> Result<Arc<dyn Bus>, BusError> {
+pub async fn connect(url: &str, options: amqp::BusOptions) -> Result<Arc<dyn Bus>, ConnectError> {
     if url == EMBEDDED {
         return Ok(Arc::new(memory::MemoryBus::new()));
     }
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        return Err(BusError::Refused(format!(
+        return Err(ConnectError::BadUrl(format!(
             "{}: a bus URL is amqp://..., amqps://... or {EMBEDDED}",
             magi_proto::redact_url(url)
         )));

@@ -14,7 +14,8 @@ use magi_proto::{Call, NodeStatus, Record, Trigger};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::{
-    Bus, BusError, Delivered, Inbound, NodeLink, NodePort, RunLink, RunPort, TapItem, TapLink,
+    AttachError, Bus, Delivered, Inbound, NodeLink, NodePort, RunLink, RunPort, SendError, TapItem,
+    TapLink,
 };
 
 /// The in-process bus. Cheap to clone; clones share the router.
@@ -62,14 +63,12 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError> {
+    async fn attach_node(&self, node: &str) -> Result<NodeLink, AttachError> {
         let (tx, rx) = unbounded_channel();
         let mut router = self.lock();
         // As over RabbitMQ: one node agent per name while it is attached.
         if router.nodes.get(node).is_some_and(|e| !e.inbox.is_closed()) {
-            return Err(BusError::Refused(format!(
-                "node {node} is attached already"
-            )));
+            return Err(AttachError::InUse(format!("node {node}")));
         }
         router.nodes.insert(
             node.to_string(),
@@ -86,12 +85,12 @@ impl Bus for MemoryBus {
         Ok(NodeLink { calls: rx, port })
     }
 
-    async fn open_run(&self, run: &str) -> Result<RunLink, BusError> {
+    async fn open_run(&self, run: &str) -> Result<RunLink, AttachError> {
         let (tx, rx) = unbounded_channel();
         let mut router = self.lock();
         // As over RabbitMQ: one orchestrator per run while it is open.
         if router.runs.get(run).is_some_and(|inbox| !inbox.is_closed()) {
-            return Err(BusError::Refused(format!("run {run} is open already")));
+            return Err(AttachError::InUse(format!("run {run}")));
         }
         router.runs.insert(run.to_string(), tx);
         drop(router);
@@ -102,7 +101,7 @@ impl Bus for MemoryBus {
         Ok(RunLink { inbound: rx, port })
     }
 
-    async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError> {
+    async fn tap(&self, run: Option<&str>) -> Result<TapLink, AttachError> {
         let (tx, rx) = unbounded_channel();
         self.lock().taps.push((run.map(str::to_string), tx));
         Ok(TapLink { items: rx })
@@ -118,12 +117,12 @@ struct MemoryNodePort {
 }
 
 impl MemoryNodePort {
-    fn set_membership(&self, run: &str, group: &str, member: bool) -> Result<(), BusError> {
+    fn set_membership(&self, run: &str, group: &str, member: bool) -> Result<(), SendError> {
         let mut router = self.bus.lock();
         let entry = router
             .nodes
             .get_mut(&self.node)
-            .ok_or_else(|| BusError::Disconnected(format!("node {} is detached", self.node)))?;
+            .ok_or_else(|| SendError::Disconnected(format!("node {} is detached", self.node)))?;
         let key = (run.to_string(), group.to_string());
         if member {
             entry.groups.insert(key);
@@ -139,7 +138,7 @@ impl MemoryNodePort {
         kind: &str,
         msg: Inbound,
         body: serde_json::Value,
-    ) -> Result<(), BusError> {
+    ) -> Result<(), SendError> {
         let mut router = self.bus.lock();
         router.tap(TapItem {
             kind: kind.to_string(),
@@ -150,34 +149,34 @@ impl MemoryNodePort {
         });
         match router.runs.get(run) {
             Some(tx) if tx.send(msg).is_ok() => Ok(()),
-            _ => Err(BusError::NoRoute(format!("run {run} has no orchestrator"))),
+            _ => Err(SendError::NoRoute(format!("run {run} has no orchestrator"))),
         }
     }
 }
 
 #[async_trait]
 impl NodePort for MemoryNodePort {
-    async fn join(&self, run: &str, group: &str) -> Result<(), BusError> {
+    async fn join(&self, run: &str, group: &str) -> Result<(), SendError> {
         self.set_membership(run, group, true)
     }
 
-    async fn leave(&self, run: &str, group: &str) -> Result<(), BusError> {
+    async fn leave(&self, run: &str, group: &str) -> Result<(), SendError> {
         self.set_membership(run, group, false)
     }
 
-    async fn send_trigger(&self, trigger: Trigger) -> Result<(), BusError> {
+    async fn send_trigger(&self, trigger: Trigger) -> Result<(), SendError> {
         let body = serde_json::to_value(&trigger).unwrap_or_default();
         let run = trigger.run.clone();
         self.to_run(&run, "trigger", Inbound::Trigger(trigger), body)
     }
 
-    async fn send_record(&self, record: Record) -> Result<(), BusError> {
+    async fn send_record(&self, record: Record) -> Result<(), SendError> {
         let body = serde_json::to_value(&record).unwrap_or_default();
         let run = record.run.clone();
         self.to_run(&run, "record", Inbound::Record(record), body)
     }
 
-    async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {
+    async fn announce(&self, status: NodeStatus) -> Result<(), SendError> {
         let mut router = self.bus.lock();
         router.tap(TapItem {
             kind: "node".into(),
@@ -207,7 +206,7 @@ impl MemoryRunPort {
         group: Option<&str>,
         nodes: &[String],
         call: Call,
-    ) -> Result<Delivered, BusError> {
+    ) -> Result<Delivered, SendError> {
         let mut router = self.bus.lock();
         let key = group.map(|g| (self.run.clone(), g.to_string()));
         let mut receivers = 0;
@@ -231,7 +230,7 @@ impl MemoryRunPort {
             let what = group
                 .map(|g| format!("group {g}"))
                 .unwrap_or_else(|| format!("nodes {}", nodes.join(",")));
-            return Err(BusError::NoRoute(what));
+            return Err(SendError::NoRoute(what));
         }
         Ok(Delivered {
             receivers: Some(receivers),
@@ -241,15 +240,15 @@ impl MemoryRunPort {
 
 #[async_trait]
 impl RunPort for MemoryRunPort {
-    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, BusError> {
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
         self.deliver(Some(group), &[], call)
     }
 
-    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError> {
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
         self.deliver(None, nodes, call)
     }
 
-    async fn close(&self) -> Result<(), BusError> {
+    async fn close(&self) -> Result<(), SendError> {
         let mut router = self.bus.lock();
         router.runs.remove(&self.run);
         for entry in router.nodes.values_mut() {

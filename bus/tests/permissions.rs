@@ -15,7 +15,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 use magi_bus::amqp::{AmqpBus, BusOptions};
-use magi_bus::{Bus, BusError};
+use magi_bus::{AttachError, Bus};
 use magi_testkit::BrokerGuard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +74,7 @@ async fn the_broker_enforces_the_three_roles_and_run_ownership() {
         .await
         .err()
         .expect("alice opened bob's run");
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
+    assert!(matches!(err, AttachError::Refused(_)), "{err:?}");
     let names = &vh.names;
     let bobs = names.group_key(&format!("{bob}.run1"), "g");
     assert!(is_access_refused(

@@ -130,7 +130,12 @@ async fn serve(s: Settings) -> u8 {
         let link = match bus.attach_node(name).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(node = %name, "cannot attach to the broker: {e}");
+                match e {
+                    magi_bus::AttachError::InUse(_) => {
+                        tracing::error!(node = %name, "node {name} is attached already: another magi-node of this name is running on this broker")
+                    }
+                    e => tracing::error!(node = %name, "cannot attach to the broker: {e}"),
+                }
                 fleet.shutdown().await;
                 for b in &buses {
                     b.close().await;

@@ -64,7 +64,7 @@ impl EmbeddedNodes {
         state_dir: PathBuf,
         log_dir: PathBuf,
         library: ModuleLibrary,
-    ) -> Result<Self, magi_bus::BusError> {
+    ) -> Result<Self, magi_bus::AttachError> {
         let places = loopback_places(nodes);
         Self::start_placed(bus, &places, host_map(nodes), state_dir, log_dir, library).await
     }
@@ -77,7 +77,7 @@ impl EmbeddedNodes {
         state_dir: PathBuf,
         log_dir: PathBuf,
         library: ModuleLibrary,
-    ) -> Result<Self, magi_bus::BusError> {
+    ) -> Result<Self, magi_bus::AttachError> {
         let mut fleet = Fleet::new();
         for place in places {
             let name = &place.name;

@@ -32,7 +32,7 @@ pub enum KitError {
     Broker(#[from] lapin::Error),
     /// The bus could not connect.
     #[error("bus: {0}")]
-    Bus(#[from] magi_bus::BusError),
+    Bus(#[from] magi_bus::ConnectError),
 }
 
 /// One test's corner of the broker.

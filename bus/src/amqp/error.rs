@@ -1,6 +1,6 @@
 //! From lapin's errors to the bus's three outcomes.
 
-use crate::BusError;
+use crate::{AttachError, SendError};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::ErrorKind;
 
@@ -26,14 +26,29 @@ pub(crate) fn is_channel_error(e: &lapin::Error) -> bool {
 }
 
 /// Map a lapin error met while doing `what`.
-pub(crate) fn to_bus(what: &str, e: &lapin::Error) -> BusError {
+pub(crate) fn to_bus(what: &str, e: &lapin::Error) -> SendError {
     match amqp_error(e) {
-        Some((AMQPErrorKind::Soft(_), text)) => BusError::Refused(format!("{what}: {text}")),
+        Some((AMQPErrorKind::Soft(_), text)) => SendError::Refused(format!("{what}: {text}")),
         Some((AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED), text))
         | Some((AMQPErrorKind::Hard(AMQPHardError::INVALIDPATH), text)) => {
-            BusError::Refused(format!("{what}: {text}"))
+            SendError::Refused(format!("{what}: {text}"))
         }
-        Some((AMQPErrorKind::Hard(_), text)) => BusError::Disconnected(format!("{what}: {text}")),
-        None => BusError::Disconnected(format!("{what}: {e}")),
+        Some((AMQPErrorKind::Hard(_), text)) => SendError::Disconnected(format!("{what}: {text}")),
+        None => SendError::Disconnected(format!("{what}: {e}")),
+    }
+}
+
+/// Map a lapin error met while attaching or opening `what`: a second exclusive consumer of
+/// the queue (another node agent of the name, another orchestrator of the run) is
+/// [`AttachError::InUse`].
+pub(crate) fn to_attach(what: &str, e: &lapin::Error) -> AttachError {
+    match amqp_error(e) {
+        Some((AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED), text))
+        | Some((AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED), text))
+            if text.contains("exclusive") =>
+        {
+            AttachError::InUse(what.to_string())
+        }
+        _ => to_bus(what, e).into(),
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::BusError;
+use crate::SendError;
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, ConnectionState, ErrorKind, Event};
 use magi_proto::redact_url as redact;
@@ -51,7 +51,7 @@ impl Link {
         url: &str,
         name: String,
         opts: BusOptions,
-    ) -> Result<Arc<Link>, BusError> {
+    ) -> Result<Arc<Link>, SendError> {
         let conn = open(url, &name, &opts).await?;
         let user = url_user(url);
         let (state, _) = watch::channel(State::Up(1, Arc::new(conn)));
@@ -72,19 +72,19 @@ impl Link {
     pub(crate) async fn current(
         &self,
         deadline: Instant,
-    ) -> Result<(u64, Arc<Connection>), BusError> {
+    ) -> Result<(u64, Arc<Connection>), SendError> {
         let mut rx = self.state.subscribe();
         loop {
             match &*rx.borrow_and_update() {
                 State::Up(n, conn) => return Ok((*n, conn.clone())),
-                State::Closed(why) => return Err(BusError::Disconnected(why.clone())),
+                State::Closed(why) => return Err(SendError::Disconnected(why.clone())),
                 State::Down => {}
             }
             match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(BusError::Disconnected("the bus is closed".into())),
+                Ok(Err(_)) => return Err(SendError::Disconnected("the bus is closed".into())),
                 Err(_) => {
-                    return Err(BusError::Disconnected(
+                    return Err(SendError::Disconnected(
                         "the broker stayed unreachable".into(),
                     ))
                 }
@@ -144,7 +144,11 @@ fn url_user(url: &str) -> String {
 
 /// Open one connection: a TCP probe first (a broker that is not even listening is reported
 /// at once), then the AMQP handshake, both bounded by `connect_timeout`.
-pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Connection, BusError> {
+pub(crate) async fn open(
+    url: &str,
+    name: &str,
+    opts: &BusOptions,
+) -> Result<Connection, SendError> {
     // No lapin auto-recovery (the supervisor replaces failed connections), and no retry
     // of the first connection inside lapin either: the caller retries.
     let props = ConnectionProperties::default()
@@ -152,18 +156,18 @@ pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Con
         .configure_backoff(|b| b.with_max_times(1));
     let uri: lapin::uri::AMQPUri = url
         .parse()
-        .map_err(|e| BusError::Refused(format!("invalid broker URL {}: {e}", redact(url))))?;
+        .map_err(|e| SendError::Refused(format!("invalid broker URL {}: {e}", redact(url))))?;
     let addr = (uri.authority.host.clone(), uri.authority.port);
     match tokio::time::timeout(opts.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_probe)) => {}
         Ok(Err(e)) => {
-            return Err(BusError::Disconnected(format!(
+            return Err(SendError::Disconnected(format!(
                 "cannot reach {}: {e}",
                 redact(url)
             )))
         }
         Err(_) => {
-            return Err(BusError::Disconnected(format!(
+            return Err(SendError::Disconnected(format!(
                 "no answer from {}",
                 redact(url)
             )))
@@ -171,7 +175,7 @@ pub(crate) async fn open(url: &str, name: &str, opts: &BusOptions) -> Result<Con
     }
     tokio::time::timeout(opts.connect_timeout, Connection::connect(url, props))
         .await
-        .map_err(|_| BusError::Disconnected(format!("no answer from {}", redact(url))))?
+        .map_err(|_| SendError::Disconnected(format!("no answer from {}", redact(url))))?
         .map_err(|e| crate::amqp::error::to_bus(&format!("connecting to {}", redact(url)), &e))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`AmqpBus`] implements [`crate::Bus`] with lapin, with the same behaviour as the
 //! in-process `MemoryBus`: a group call reaches exactly the members of that group of that
-//! run, a call nobody receives is [`BusError::NoRoute`], triggers reach only their run's
+//! run, a call nobody receives is [`SendError::NoRoute`], triggers reach only their run's
 //! orchestrator, and taps see everything without anyone's cooperation.
 //!
 //! Layout of the crate:
@@ -31,7 +31,7 @@ use magi_proto::redact_url as redact;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Bus, BusError, NodeLink, RunLink, TapItem, TapLink};
+use crate::{AttachError, Bus, ConnectError, NodeLink, RunLink, SendError, TapItem, TapLink};
 use async_trait::async_trait;
 use tracing::warn;
 
@@ -74,7 +74,7 @@ pub struct BusOptions {
     /// How long `connect` waits for a broker that does not answer.
     pub connect_timeout: Duration,
     /// How long an operation keeps retrying through a broker outage before it fails with
-    /// [`BusError::Disconnected`].
+    /// [`SendError::Disconnected`].
     pub patience: Duration,
     /// Calls not consumed by a node within this time are discarded (none by default).
     pub call_ttl: Option<Duration>,
@@ -165,7 +165,7 @@ impl Shared {
         key: &str,
         kind: &str,
         body: &[u8],
-    ) -> Result<Outcome, BusError> {
+    ) -> Result<Outcome, SendError> {
         let mut properties = wire::properties(kind, true, self.link.user());
         if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
@@ -190,7 +190,7 @@ pub struct AmqpBus {
 impl AmqpBus {
     /// Connect to the broker at `url` (`amqp://user:pass@host:5672/vhost`; `%2f` is `/`;
     /// `?heartbeat=10` is advised) and make sure the global exchanges exist.
-    pub async fn connect(url: &str, options: BusOptions) -> Result<AmqpBus, BusError> {
+    pub async fn connect(url: &str, options: BusOptions) -> Result<AmqpBus, ConnectError> {
         let name = options
             .connection_name
             .clone()
@@ -238,15 +238,15 @@ pub fn with_frame_max(url: &str) -> String {
 
 #[async_trait]
 impl Bus for AmqpBus {
-    async fn attach_node(&self, node: &str) -> Result<NodeLink, BusError> {
+    async fn attach_node(&self, node: &str) -> Result<NodeLink, AttachError> {
         node::attach(self.shared.clone(), node).await
     }
 
-    async fn open_run(&self, run: &str) -> Result<RunLink, BusError> {
+    async fn open_run(&self, run: &str) -> Result<RunLink, AttachError> {
         run::open(self.shared.clone(), run).await
     }
 
-    async fn tap(&self, run: Option<&str>) -> Result<TapLink, BusError> {
+    async fn tap(&self, run: Option<&str>) -> Result<TapLink, AttachError> {
         tap::open(self.shared.clone(), run).await
     }
 

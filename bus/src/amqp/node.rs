@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::{BusError, NodeLink, NodePort, TapItem};
+use crate::{AttachError, NodeLink, NodePort, SendError, TapItem};
 use async_trait::async_trait;
 use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
@@ -15,7 +15,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::amqp::error::{is_not_found, to_bus};
+use crate::amqp::error::{is_not_found, to_attach, to_bus};
 use crate::amqp::names::{first_word, word};
 use crate::amqp::publisher::{Outcome, Outgoing};
 use crate::amqp::topology::{
@@ -27,7 +27,7 @@ use crate::amqp::{inbox, Shared};
 /// Attach a node agent: declare its queue, bind it for node-addressed calls, consume it
 /// exclusively (a second agent with the same name is refused). After a reconnection all of
 /// this is done again, and the node's group memberships are applied again.
-pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, BusError> {
+pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, AttachError> {
     let names = &shared.names;
     let queue = names.node_queue(node);
     check_len("node queue", &queue)?;
@@ -67,7 +67,7 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
-        .map_err(|e| to_bus(&format!("attaching node {node}"), &e))?;
+        .map_err(|e| to_attach(&format!("node {node}"), &e))?;
 
     let side = Arc::new(NodeSide {
         shared: shared.clone(),
@@ -124,7 +124,7 @@ fn lock(m: &Memberships) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>
 /// Declare the group's exchange, hang it off the calls exchange, bind `queue` to it.
 /// A concurrent last member leaving can auto-delete the exchange between the steps; the
 /// broker then answers 404 and the whole sequence runs again.
-async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Result<(), BusError> {
+async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Result<(), SendError> {
     let names = &shared.names;
     let exchange = names.group_exchange(run, group);
     check_len("group exchange", &exchange)?;
@@ -197,9 +197,9 @@ impl NodeSide {
         lock(&self.memberships)
     }
 
-    fn check_attached(&self) -> Result<(), BusError> {
+    fn check_attached(&self) -> Result<(), SendError> {
         if self.detached.load(Ordering::SeqCst) {
-            return Err(BusError::Disconnected(format!(
+            return Err(SendError::Disconnected(format!(
                 "node {} is detached",
                 self.node
             )));
@@ -214,7 +214,7 @@ impl NodeSide {
         kind: &str,
         body: Vec<u8>,
         value: serde_json::Value,
-    ) -> Result<(), BusError> {
+    ) -> Result<(), SendError> {
         self.check_attached()?;
         let names = &self.shared.names;
         let key = names.inbound_key(run, kind, &self.node);
@@ -234,21 +234,21 @@ impl NodeSide {
             .await?
         {
             Outcome::Routed => Ok(()),
-            Outcome::Returned => Err(BusError::NoRoute(format!("run {run} has no orchestrator"))),
+            Outcome::Returned => Err(SendError::NoRoute(format!("run {run} has no orchestrator"))),
         }
     }
 }
 
 #[async_trait]
 impl NodePort for NodeSide {
-    async fn join(&self, run: &str, group: &str) -> Result<(), BusError> {
+    async fn join(&self, run: &str, group: &str) -> Result<(), SendError> {
         self.check_attached()?;
         bind_group(&self.shared, &self.queue, run, group).await?;
         self.lock().insert((run.to_string(), group.to_string()));
         Ok(())
     }
 
-    async fn leave(&self, run: &str, group: &str) -> Result<(), BusError> {
+    async fn leave(&self, run: &str, group: &str) -> Result<(), SendError> {
         self.check_attached()?;
         let exchange = self.shared.names.group_exchange(run, group);
         check_len("group exchange", &exchange)?;
@@ -276,13 +276,13 @@ impl NodePort for NodeSide {
         Ok(())
     }
 
-    async fn send_trigger(&self, trigger: Trigger) -> Result<(), BusError> {
+    async fn send_trigger(&self, trigger: Trigger) -> Result<(), SendError> {
         let body = wire::encode("trigger", &trigger, self.shared.opts.max_message_bytes)?;
         let value = serde_json::to_value(&trigger).unwrap_or_default();
         self.to_run(&trigger.run, "trigger", body, value).await
     }
 
-    async fn send_record(&self, record: Record) -> Result<(), BusError> {
+    async fn send_record(&self, record: Record) -> Result<(), SendError> {
         let body = wire::encode("record", &record, self.shared.opts.max_message_bytes)?;
         let value = serde_json::to_value(&record).unwrap_or_default();
         self.to_run(&record.run, "record", body, value).await
@@ -292,7 +292,7 @@ impl NodePort for NodeSide {
         self.shared.link.up_since()
     }
 
-    async fn announce(&self, status: NodeStatus) -> Result<(), BusError> {
+    async fn announce(&self, status: NodeStatus) -> Result<(), SendError> {
         self.check_attached()?;
         let names = &self.shared.names;
         let body = wire::encode("node status", &status, self.shared.opts.max_message_bytes)?;

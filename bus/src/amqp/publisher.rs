@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::BusError;
+use crate::SendError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::Mutex;
@@ -77,7 +77,7 @@ impl Publisher {
 
     /// The current confirm channel, or a new one (on the present connection) if the last
     /// one is closed or belongs to a connection that failed.
-    async fn channel(&self, deadline: Instant) -> Result<Result<Channel, lapin::Error>, BusError> {
+    async fn channel(&self, deadline: Instant) -> Result<Result<Channel, lapin::Error>, SendError> {
         let (generation, conn) = self.link.current(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some((g, ch)) = slot.as_ref() {
@@ -120,14 +120,14 @@ impl Publisher {
     }
 
     /// Publish one message and wait for the broker's answer, retrying as the module says.
-    pub(crate) async fn publish(&self, msg: &Outgoing<'_>) -> Result<Outcome, BusError> {
+    pub(crate) async fn publish(&self, msg: &Outgoing<'_>) -> Result<Outcome, SendError> {
         let deadline = Instant::now() + self.patience;
         let mut soft_failures = 0;
-        let mut last: Option<BusError> = None;
+        let mut last: Option<SendError> = None;
         loop {
             if Instant::now() >= deadline {
                 return Err(
-                    last.unwrap_or_else(|| BusError::Disconnected("publish timed out".into()))
+                    last.unwrap_or_else(|| SendError::Disconnected("publish timed out".into()))
                 );
             }
             let ch = match self.channel(deadline).await {
@@ -166,7 +166,7 @@ impl Publisher {
                 }
                 Ok(Ok(Confirmation::NotRequested)) => return Ok(Outcome::Routed),
                 Ok(Ok(Confirmation::Nack(_))) => {
-                    return Err(BusError::Refused(format!(
+                    return Err(SendError::Refused(format!(
                         "the broker nacked a message to {}",
                         msg.exchange
                     )));
@@ -184,7 +184,7 @@ impl Publisher {
             if is_channel_error(&err) {
                 soft_failures += 1;
                 let mapped = if is_not_found(&err) {
-                    BusError::Refused(format!("exchange {} does not exist", msg.exchange))
+                    SendError::Refused(format!("exchange {} does not exist", msg.exchange))
                 } else {
                     to_bus(&format!("publishing to {}", msg.exchange), &err)
                 };

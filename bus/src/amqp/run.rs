@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::{BusError, Delivered, Forgery, Inbound, RunLink, RunPort, TapItem};
+use crate::{AttachError, Delivered, Forgery, Inbound, RunLink, RunPort, SendError, TapItem};
 use async_trait::async_trait;
 use lapin::options::ExchangeDeleteOptions;
 use magi_proto::{method, Call, DaemonCall, NodeStatus, Record, Trigger, DAEMON_DOCK};
@@ -12,7 +12,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::amqp::error::to_bus;
+use crate::amqp::error::{to_attach, to_bus};
 use crate::amqp::names::word;
 use crate::amqp::publisher::Outcome;
 use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_fresh_channel, queue_args};
@@ -21,7 +21,7 @@ use crate::amqp::{inbox, Shared};
 
 /// Open a run: declare its queue, bind it to the run's triggers and records and to every
 /// node's status, consume it exclusively (a second orchestrator of the same run is refused).
-pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusError> {
+pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, AttachError> {
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
@@ -41,7 +41,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, BusE
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
-        .map_err(|e| to_bus(&format!("opening run {run}"), &e))?;
+        .map_err(|e| to_attach(&format!("run {run}"), &e))?;
 
     let stop = Arc::new(Notify::new());
     let (tx, rx) = unbounded_channel();
@@ -140,9 +140,9 @@ struct RunSide {
 }
 
 impl RunSide {
-    fn check_call(&self, call: &Call) -> Result<Vec<u8>, BusError> {
+    fn check_call(&self, call: &Call) -> Result<Vec<u8>, SendError> {
         if call.run != self.run {
-            return Err(BusError::Refused(format!(
+            return Err(SendError::Refused(format!(
                 "a call of run {} cannot be published in run {}",
                 call.run, self.run
             )));
@@ -177,7 +177,7 @@ impl RunSide {
 
 #[async_trait]
 impl RunPort for RunSide {
-    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, BusError> {
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
         let body = self.check_call(&call)?;
         self.note_join(&call);
         let names = &self.shared.names;
@@ -196,11 +196,11 @@ impl RunPort for RunSide {
         {
             // AMQP only tells "at least one queue".
             Outcome::Routed => Ok(Delivered { receivers: None }),
-            Outcome::Returned => Err(BusError::NoRoute(format!("group {group}"))),
+            Outcome::Returned => Err(SendError::NoRoute(format!("group {group}"))),
         }
     }
 
-    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, BusError> {
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
         let body = self.check_call(&call)?;
         self.note_join(&call);
         let names = &self.shared.names;
@@ -222,7 +222,7 @@ impl RunPort for RunSide {
             }
         }
         if receivers == 0 {
-            return Err(BusError::NoRoute(format!("nodes {}", nodes.join(","))));
+            return Err(SendError::NoRoute(format!("nodes {}", nodes.join(","))));
         }
         Ok(Delivered {
             receivers: Some(receivers),
@@ -233,7 +233,7 @@ impl RunPort for RunSide {
         self.shared.link.up_since()
     }
 
-    async fn close(&self) -> Result<(), BusError> {
+    async fn close(&self) -> Result<(), SendError> {
         self.stop.notify_one();
         let shared = &self.shared;
         let why = format!("closing run {}", self.run);

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::{BusError, TapItem, TapLink};
+use crate::{AttachError, TapItem, TapLink};
 use lapin::options::QueueDeclareOptions;
 use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
-use crate::amqp::error::to_bus;
+use crate::amqp::error::to_attach;
 use crate::amqp::names::{first_word, word};
 use crate::amqp::topology::{check_len, queue_args};
 use crate::amqp::wire::{decode, Dropped};
@@ -24,7 +24,7 @@ use crate::amqp::{inbox, Shared};
 /// declare anything else starting with `amq.`, so a tap role whose configure and write
 /// permissions cover only `^amq\.gen-` can make its own queues and nothing else: no
 /// exchange, no publish (see `broker-config/`).
-pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLink, BusError> {
+pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLink, AttachError> {
     let names = &shared.names;
     if let Some(run) = run {
         check_len("routing key", &names.run_binding(run))?;
@@ -62,7 +62,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     let deadline = Instant::now() + shared.opts.patience;
     let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
         .await
-        .map_err(|e| to_bus("opening a tap", &e))?;
+        .map_err(|e| to_attach("a tap", &e))?;
     let (tx, rx) = unbounded_channel();
     let (watch_ex, status_ex) = (names.watch_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes.saturating_mul(2);

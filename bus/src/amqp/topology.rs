@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::BusError;
+use crate::SendError;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
@@ -82,9 +82,9 @@ fn millis(d: Duration) -> i32 {
 }
 
 /// Refuse names that AMQP cannot carry (over 255 bytes).
-pub(crate) fn check_len(what: &str, name: &str) -> Result<(), BusError> {
+pub(crate) fn check_len(what: &str, name: &str) -> Result<(), SendError> {
     if name.len() > crate::amqp::names::MAX_NAME {
-        return Err(BusError::Refused(format!(
+        return Err(SendError::Refused(format!(
             "{what} {name:?} is longer than AMQP's 255 bytes"
         )));
     }
@@ -98,7 +98,7 @@ pub(crate) async fn delete_queue(
     patience: Duration,
     queue: &str,
     why: &str,
-) -> Result<(), crate::BusError> {
+) -> Result<(), crate::SendError> {
     on_fresh_channel(link, patience, "deleting a queue", |ch| {
         let queue = queue.to_string();
         async move {
@@ -159,7 +159,7 @@ pub(crate) async fn ensure_globals(
     conn: &Link,
     names: &Names,
     patience: Duration,
-) -> Result<(), BusError> {
+) -> Result<(), SendError> {
     for name in names.global_exchanges() {
         let exists = on_fresh_channel(conn, patience, "checking an exchange", |ch| {
             let name = name.clone();

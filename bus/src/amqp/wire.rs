@@ -17,11 +17,11 @@ pub(crate) fn encode<T: Serialize>(
     what: &str,
     value: &T,
     limit: usize,
-) -> Result<Vec<u8>, crate::BusError> {
+) -> Result<Vec<u8>, crate::SendError> {
     let body = serde_json::to_vec(value)
-        .map_err(|e| crate::BusError::Refused(format!("{what} cannot be encoded: {e}")))?;
+        .map_err(|e| crate::SendError::Refused(format!("{what} cannot be encoded: {e}")))?;
     if body.len() > limit {
-        return Err(crate::BusError::Refused(format!(
+        return Err(crate::SendError::Refused(format!(
             "{what} is {} bytes, over the bus limit of {limit}",
             body.len()
         )));

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use magi_bus::{Bus, BusError, Inbound};
+use magi_bus::{AttachError, Bus, Inbound, SendError};
 
 use crate::common::*;
 
@@ -39,7 +39,7 @@ pub async fn a_call_to_an_empty_group_is_reported_not_lost(bus: Arc<dyn Bus>) {
         .publish_group("nobody", call("r1", "m"))
         .await
         .unwrap_err();
-    assert_eq!(err, BusError::NoRoute("group nobody".into()));
+    assert_eq!(err, SendError::NoRoute("group nobody".into()));
     let _tap = bus.tap(Some("r1")).await.unwrap();
     let n = bus.attach_node("n1").await.unwrap();
     n.port.join("r1", "g").await.unwrap();
@@ -50,7 +50,7 @@ pub async fn a_call_to_an_empty_group_is_reported_not_lost(bus: Arc<dyn Bus>) {
         .publish_group("g", call("r1", "m"))
         .await
         .unwrap_err();
-    assert_eq!(err, BusError::NoRoute("group g".into()));
+    assert_eq!(err, SendError::NoRoute("group g".into()));
     n.port.join("r1", "g").await.unwrap();
     run.port.publish_group("g", call("r1", "m")).await.unwrap();
 }
@@ -75,7 +75,7 @@ pub async fn triggers_reach_only_their_runs_orchestrator_and_every_tap(bus: Arc<
         .send_trigger(trigger("r3", "x", "n1"))
         .await
         .unwrap_err();
-    assert_eq!(err, BusError::NoRoute("run r3 has no orchestrator".into()));
+    assert_eq!(err, SendError::NoRoute("run r3 has no orchestrator".into()));
 }
 
 /// A second node agent under the same name, or a second orchestrator of the same run, is
@@ -87,14 +87,14 @@ pub async fn a_node_name_or_run_cannot_be_attached_twice(bus: Arc<dyn Bus>, othe
         .await
         .err()
         .expect("second attach refused");
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
+    assert!(matches!(err, AttachError::InUse(_)), "{err:?}");
     let _r = bus.open_run("r1").await.unwrap();
     let err = other
         .open_run("r1")
         .await
         .err()
         .expect("second open refused");
-    assert!(matches!(err, BusError::Refused(_)), "{err:?}");
+    assert!(matches!(err, AttachError::InUse(_)), "{err:?}");
 }
 
 /// Every run hears every node's heartbeat; a node's last word (`alive: false`) detaches
@@ -117,7 +117,7 @@ pub async fn heartbeats_reach_every_run_and_the_last_one_detaches_the_node(bus: 
         .publish_group("g", call("r1", "m"))
         .await
         .unwrap_err();
-    assert!(matches!(err, BusError::NoRoute(_)), "{err:?}");
+    assert!(matches!(err, SendError::NoRoute(_)), "{err:?}");
     let err = n.port.join("r1", "g").await.unwrap_err();
-    assert!(matches!(err, BusError::Disconnected(_)), "{err:?}");
+    assert!(matches!(err, SendError::Disconnected(_)), "{err:?}");
 }

@@ -258,6 +258,12 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
     };
     let link = match bus.open_run(&run).await {
         Ok(l) => l,
+        Err(magi_bus::AttachError::InUse(_)) => {
+            let why = format!(
+                "run {run} is open already: another orchestrator runs under this name (choose another with --run)"
+            );
+            return infra(console, &mut record, &why);
+        }
         Err(e) => return infra(console, &mut record, &e.to_string()),
     };
     // The embedded default: the nodes' agents run here, on the same in-process bus.

@@ -103,3 +103,44 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
     w.finish().await; // the nodes stop while their vhost still exists
     drop(vhost);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_agent_under_a_name_in_use_is_refused_and_says_so() {
+    let mut w = World::new().await;
+    w.start_node("n1", &[]);
+    // The first one has attached once it heartbeats; then a second of the same name.
+    let out = w
+        .magi()
+        .args([
+            "status",
+            "--broker",
+            &w.broker.url,
+            "--wait",
+            "20",
+            "--expect",
+            "n1",
+        ])
+        .output()
+        .expect("magi status");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let second = w.start_node("n1", &[]);
+    let status = w.nodes[second].wait(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "{}",
+        w.nodes[second].log_text()
+    );
+    let log = w.nodes[second].log_text();
+    assert!(
+        log.contains("node n1 is attached already"),
+        "the refusal does not say why: {log}"
+    );
+    w.nodes.remove(second);
+    w.finish().await;
+}
