@@ -26,6 +26,16 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Where `program` is installed: on `PATH`, else in the sbin directories a non-login
+/// `PATH` may lack.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 /// Runs `program args... -b -` (iproute2's batch mode) with `lines` on stdin, in the
 /// calling thread's namespace; a failure names the line that failed.
 pub fn batch(program: &str, args: &[&str], lines: &[String]) -> Result<(), TestbedError> {

@@ -82,7 +82,7 @@ pub fn check_emulation(topology: &Topology) -> Result<(), TestbedError> {
         }
     }
     if let Some(s) = topology.segments.iter().find(|s| s.shape.loss > 0.0) {
-        if which("nft").is_none() {
+        if crate::system::which("nft").is_none() {
             return Err(TestbedError::Unsupported(format!(
                 "{} asks for loss, which is emulated with nftables: install it (apt-get install nftables)",
                 at(s)
@@ -103,14 +103,6 @@ pub fn netem_available() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 fn build(lab: &Lab) -> Result<(), TestbedError> {
