@@ -7,5 +7,6 @@
 //! testbed name made unique by this process's id; addresses come from 198.18.0.0/15 and no
 //! route leads out of the lab.
 mod build;
+mod links;
 mod runs;
 mod support;
