@@ -10,6 +10,7 @@
 //! - [`study`]: sweeps of a procedure over parameter values, their table and plots.
 //! - [`export`]: a run or a study packed into one archive with an RO-Crate.
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
+//! - [`testbed_nodes`]: a `magi-node` per namespace of a testbed, for runs over a broker.
 pub mod cli;
 pub mod console;
 pub mod driver;
@@ -20,3 +21,4 @@ pub mod record;
 pub mod recorded;
 pub mod simulate;
 pub mod study;
+pub mod testbed_nodes;

@@ -156,7 +156,9 @@ pub fn write_sysctls(settings: &[(&str, &str)]) -> Result<(), TestbedError> {
     Ok(())
 }
 
-/// The networks the host routes to, in every routing table (local addresses included).
+/// The networks the host routes to, in every routing table (local addresses included),
+/// but the control networks of testbeds (on interfaces named `mgc...`): they are ours, and
+/// each testbed's is kept apart from the others' by [`crate::control::Control::plan`].
 pub fn host_networks() -> Result<Vec<Net>, TestbedError> {
     let out = Command::new("ip")
         .args(["-j", "-4", "route", "show", "table", "all"])
@@ -172,6 +174,11 @@ pub fn host_networks() -> Result<Vec<Net>, TestbedError> {
         })?;
     Ok(routes
         .iter()
+        .filter(|r| {
+            !r.get("dev")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| d.starts_with(crate::control::HOST_PREFIX))
+        })
         .filter_map(|r| r.get("dst")?.as_str()?.parse::<Net>().ok())
         .collect())
 }
