@@ -6,6 +6,7 @@
 //! - [`runtime`]: the protocol loop; an agent is a struct implementing [`runtime::Agent`].
 //! - [`hosts`]: node addressing as agents see it (own address, node name → address).
 //! - [`args`]: typed access to call arguments and execargs.
+//! - [`netif`]: this node's interfaces and subnets.
 //! - [`distribution`] and [`random`]: the original's distribution strings, parsed safely.
 //! - [`http`]: the HTTP/1.1 server and client: hyper over sockets the agents open themselves.
 //! - The agents: [`http_server`] (module `apache`), [`http_client`] (module
@@ -20,6 +21,7 @@ pub mod http;
 pub mod http_client;
 pub mod http_server;
 pub mod link_up_down;
+pub mod netif;
 pub mod pktcounters;
 pub mod random;
 pub mod runtime;

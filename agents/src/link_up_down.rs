@@ -29,6 +29,7 @@ use tokio::process::Command;
 use tokio::task::JoinHandle;
 
 use crate::args::Args;
+use crate::netif::Interface;
 use crate::runtime::{unknown_method, Agent, Context, Outbox};
 
 /// The methods of the `link_up_down` module.
@@ -49,26 +50,6 @@ pub struct LinkUpDown {
     node: String,
     out: Outbox,
     scheduled: Vec<JoinHandle<()>>,
-}
-
-/// One of this node's IPv4 interfaces.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Interface {
-    /// Its name (`eth0`).
-    pub name: String,
-    /// Its address.
-    pub address: Ipv4Addr,
-    /// Its prefix length.
-    pub prefix: u8,
-}
-
-impl Interface {
-    fn holds(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
-        u32::from(ip) & mask == u32::from(self.address) & mask
-    }
 }
 
 /// What a call changes.
@@ -126,33 +107,6 @@ pub fn check_place(
          the machine's own interfaces are never touched. Run the procedure across a testbed: \
          `magi testbed up TOPOLOGY`, then `magi run --testbed NAME ...`"
     ))
-}
-
-/// Reads `ip -j -4 addr show` output: every interface with an IPv4 address but `lo`.
-pub fn parse_interfaces(json: &str) -> Result<Vec<Interface>, String> {
-    let list: Vec<Value> =
-        serde_json::from_str(json).map_err(|e| format!("unexpected `ip -j addr` output: {e}"))?;
-    let mut found = Vec::new();
-    for dev in &list {
-        let Some(name) = dev["ifname"].as_str() else {
-            continue;
-        };
-        if name == "lo" {
-            continue;
-        }
-        for a in dev["addr_info"].as_array().into_iter().flatten() {
-            let address = a["local"].as_str().and_then(|s| s.parse().ok());
-            let prefix = a["prefixlen"].as_u64().and_then(|p| u8::try_from(p).ok());
-            if let (Some(address), Some(prefix @ 0..=32)) = (address, prefix) {
-                found.push(Interface {
-                    name: name.to_string(),
-                    address,
-                    prefix,
-                });
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// Reads a hosts file: (name, IPv4 address) for every name of every line.
@@ -314,10 +268,6 @@ async fn tool(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Strin
     }
 }
 
-async fn interfaces() -> Result<Vec<Interface>, String> {
-    parse_interfaces(&tool("ip", &["-j", "-4", "addr", "show"], None).await?)
-}
-
 /// Handles of the loss rules on `dev` in the testbed's loss table (`nft -a` output).
 pub fn loss_rule_handles(listing: &str, dev: &str) -> Vec<String> {
     let wanted = format!("oifname \"{dev}\"");
@@ -409,7 +359,7 @@ impl LinkUpDown {
         by_name: bool,
     ) -> Result<Value, String> {
         let hosts = parse_hosts_file(&std::fs::read_to_string("/etc/hosts").unwrap_or_default());
-        let all = interfaces().await?;
+        let all = crate::netif::list().await?;
         let (dev, about) = if by_name {
             let link = args.req_text("linkName")?;
             let dev = interface_on(&all, &hosts, &self.node, &link)?.name.clone();
@@ -537,17 +487,6 @@ mod tests {
         assert!(host.contains("own network namespace"), "{host}");
         let other = check_place("clientnode", testbed, Some("cs.servernode")).unwrap_err();
         assert!(other.contains("cs.servernode"), "{other}");
-    }
-
-    #[test]
-    fn interfaces_are_read_from_ip_json_without_loopback() {
-        let json = r#"[{"ifname":"lo","addr_info":[{"local":"127.0.0.1","prefixlen":8}]},
-            {"ifname":"eth0","addr_info":[{"local":"198.18.0.1","prefixlen":30}]}]"#;
-        assert_eq!(
-            parse_interfaces(json).unwrap(),
-            [eth("eth0", "198.18.0.1", 30)]
-        );
-        assert!(parse_interfaces("nope").is_err());
     }
 
     #[test]
