@@ -8,6 +8,7 @@
 //! route leads out of the lab.
 mod broker;
 mod build;
+mod feedback;
 mod links;
 mod runs;
 mod support;
