@@ -27,6 +27,10 @@ struct Args {
     /// The `magi` binary (default: next to this program).
     #[arg(long)]
     magi: Option<PathBuf>,
+    /// Also time each topology with a control network (`up --control`: one more veth per
+    /// node, for a `magi-node` per namespace over RabbitMQ).
+    #[arg(long)]
+    control: bool,
 }
 
 /// The targets, seconds: (up, down) for the 56-node topology and the 1,000-node LAN.
@@ -49,7 +53,7 @@ fn run(args: Args) -> Result<()> {
             .join("magi"),
     };
     let dir = tempfile::tempdir()?;
-    let mut cases = vec![(
+    let mut cases: Vec<(String, PathBuf, (f64, f64))> = vec![(
         "cs55_topology.tcl (56 nodes, 2 LANs)".to_string(),
         args.cs55.clone(),
         TARGET_CS55,
@@ -58,6 +62,13 @@ fn run(args: Args) -> Result<()> {
         let lan = dir.path().join("lan.yaml");
         std::fs::write(&lan, lan_topology(args.lan))?;
         cases.push((format!("one LAN of {} nodes", args.lan), lan, TARGET_LAN));
+    }
+    if args.control {
+        let with: Vec<_> = cases
+            .iter()
+            .map(|(label, file, target)| (format!("{label} + control"), file.clone(), *target))
+            .collect();
+        cases.extend(with);
     }
     println!(
         "{:<40} {:>9} {:>9} {:>9} {:>9}  target (up/down)",
@@ -68,10 +79,12 @@ fn run(args: Args) -> Result<()> {
         let mut downs = Vec::new();
         for i in 0..args.runs.max(1) {
             let name = format!("bench{}-{i}", std::process::id());
-            let up = timed(
-                &magi,
-                &["testbed", "up", &file.to_string_lossy(), "--name", &name],
-            );
+            let file = file.to_string_lossy();
+            let mut up_args = vec!["testbed", "up", &file, "--name", &name];
+            if label.ends_with("+ control") {
+                up_args.push("--control");
+            }
+            let up = timed(&magi, &up_args);
             let down = timed(&magi, &["testbed", "down", &name]);
             ups.push(up?);
             downs.push(down?);
