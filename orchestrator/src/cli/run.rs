@@ -192,6 +192,12 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INVALID;
         }
     };
+    if args.node_credentials.is_some() && broker.is_none() {
+        console.note(
+            "error: --node-credentials is for runs over a broker (--broker URL --testbed NAME)",
+        );
+        return EXIT_INVALID;
+    }
     let placed = match (&args.testbed, &broker) {
         (None, _) => None,
         (Some(name), Some(_)) => Some(

@@ -93,8 +93,14 @@ fn the_case_study_runs_over_rabbitmq_with_a_magi_node_per_namespace_as_its_own_u
     let _broker = runtime
         .block_on(BrokerGuard::shared())
         .expect("the broker lock");
-    let orchestrator = format!("orch{}", std::process::id());
-    let vhost = match Throwaway::new(&[&orchestrator, "clientnode", "servernode"]) {
+    // Broker users are global, and a node's user is its name: names unique to this test.
+    let id = std::process::id();
+    let (orchestrator, client, server) = (
+        format!("orch{id}"),
+        format!("clientnode{id}"),
+        format!("servernode{id}"),
+    );
+    let vhost = match Throwaway::new(&[&orchestrator, &client, &server]) {
         Ok(v) => v,
         Err(e) => return magi_testkit::skip("over RabbitMQ across a testbed", &e.to_string()),
     };
@@ -102,16 +108,31 @@ fn the_case_study_runs_over_rabbitmq_with_a_magi_node_per_namespace_as_its_own_u
     // broker-config/apply.sh's credential files, one per node.
     let creds = dir.path().join("node-credentials");
     std::fs::create_dir(&creds).expect("mkdir");
-    for node in ["clientnode", "servernode"] {
+    for node in [&client, &server] {
         std::fs::write(
             creds.join(format!("{node}.cred")),
             format!("{node}:{}\n", Throwaway::PASSWORD),
         )
         .expect("write");
     }
-    // Without --control there is no way to the broker: refused, saying how.
-    let plain = Bed::up(&shared("casestudy_clientserver.tcl"), "noctl");
+    // The case study's two nodes and 100 Mb/s link, under those names.
+    let topology = dir.path().join("cs.yaml");
+    std::fs::write(
+        &topology,
+        format!("nodes: [{client}, {server}]\nlinks:\n  - {{name: link, nodes: [{client}, {server}], bandwidth: 100Mb}}\n"),
+    )
+    .expect("write");
     let aal = short_case_study(dir.path());
+    let text_of = std::fs::read_to_string(&aal).expect("read");
+    std::fs::write(
+        &aal,
+        text_of
+            .replace("clientnode", &client)
+            .replace("servernode", &server),
+    )
+    .expect("write");
+    // Without --control there is no way to the broker: refused, saying how.
+    let plain = Bed::up(&topology, "noctl");
     let url = vhost.url(&orchestrator);
     let refused = magi(&[
         "run",
@@ -129,11 +150,7 @@ fn the_case_study_runs_over_rabbitmq_with_a_magi_node_per_namespace_as_its_own_u
     );
     drop(plain);
 
-    let bed = Bed::up_with(
-        &shared("casestudy_clientserver.tcl"),
-        "amqp",
-        &["--control"],
-    );
+    let bed = Bed::up_with(&topology, "amqp", &["--control"]);
     let records = dir.path().join("runs");
     let run = format!("{orchestrator}.cs");
     let out = magi(&[
@@ -155,12 +172,12 @@ fn the_case_study_runs_over_rabbitmq_with_a_magi_node_per_namespace_as_its_own_u
     let record = records.join(&run);
     // The server's counter, started by the magi-node in servernode's namespace, counted the
     // client on the namespace's eth0.
-    assert!(counted_in(&record, "clientnode") > 0, "no traffic counted");
-    let node_log = std::fs::read_to_string(record.join("logs/magi-node-servernode.log"))
+    assert!(counted_in(&record, &client) > 0, "no traffic counted");
+    let node_log = std::fs::read_to_string(record.join(format!("logs/magi-node-{server}.log")))
         .expect("the node's log");
     assert!(!node_log.contains("ERROR"), "{node_log}");
     // Every magi-node stopped with the run.
-    for node in ["clientnode", "servernode"] {
+    for node in [&client, &server] {
         assert_eq!(
             pids_in(&bed.ns(node)),
             "",
