@@ -48,6 +48,8 @@ const NETNS_DIR: &str = "/run/netns";
 /// with `timing` that have not happened yet.
 pub struct LinkUpDown {
     node: String,
+    /// The experiment's node names (the start line's host map).
+    nodes: Vec<String>,
     out: Outbox,
     scheduled: Vec<JoinHandle<()>>,
 }
@@ -360,24 +362,21 @@ impl LinkUpDown {
     ) -> Result<Value, String> {
         let hosts = parse_hosts_file(&std::fs::read_to_string("/etc/hosts").unwrap_or_default());
         let all = crate::netif::list().await?;
-        let (dev, about) = if by_name {
-            let link = args.req_text("linkName")?;
-            let dev = interface_on(&all, &hosts, &self.node, &link)?.name.clone();
-            (dev, json!({"linkName": link}))
-        } else {
-            let dest = match (args.text("dest")?, args.text("linkName")?) {
-                (Some(d), _) => d,
-                (None, Some(link)) => {
-                    let dev = interface_on(&all, &hosts, &self.node, &link)?.name.clone();
-                    return self
-                        .schedule(dev, json!({"linkName": link}), change, timing(args)?)
-                        .await;
-                }
-                (None, None) => return Err("name the link: dest (a neighbour) or linkName".into()),
-            };
-            let nodes: Vec<&str> = hosts.iter().map(|(n, _)| n.as_str()).collect();
-            let dev = interface_to(&all, &hosts, &nodes, &dest)?.name.clone();
-            (dev, json!({"peerNode": dest}))
+        let dest = if by_name { None } else { args.text("dest")? };
+        let (dev, about) = match (dest, args.text("linkName")?) {
+            (Some(dest), _) => {
+                let nodes: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
+                let dev = interface_to(&all, &hosts, &nodes, &dest)?;
+                (dev.name.clone(), json!({"peerNode": dest}))
+            }
+            (None, Some(link)) => {
+                let dev = interface_on(&all, &hosts, &self.node, &link)?;
+                (dev.name.clone(), json!({"linkName": link}))
+            }
+            (None, None) if by_name => {
+                return Err("missing argument 'linkName' (a link's name in the topology)".into())
+            }
+            (None, None) => return Err("name the link: dest (a neighbour) or linkName".into()),
         };
         self.schedule(dev, about, change, timing(args)?).await
     }
@@ -434,6 +433,7 @@ impl Agent for LinkUpDown {
     async fn start(ctx: Context, _execargs: Args) -> Result<Self, String> {
         check_place(&ctx.node, ctx.address, own_named_namespace().as_deref())?;
         Ok(LinkUpDown {
+            nodes: ctx.hosts.iter().map(|(n, _)| n.to_string()).collect(),
             node: ctx.node,
             out: ctx.out,
             scheduled: Vec::new(),
