@@ -133,8 +133,14 @@ fn magi_node_program() -> Result<PathBuf, String> {
 /// Carries every connection made to `listener` to the broker at `broker`.
 async fn relay(listener: TcpListener, broker: String) {
     loop {
-        let Ok((mut inbound, _)) = listener.accept().await else {
-            continue;
+        let mut inbound = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                // Out of descriptors, say: wait rather than spin.
+                tracing::warn!("relay to the broker: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let broker = broker.clone();
         tokio::spawn(async move {
