@@ -71,7 +71,7 @@ fn run(args: Args) -> Result<()> {
         cases.extend(with);
     }
     println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>9}  target (up/down)",
+        "{:<48} {:>9} {:>9} {:>9} {:>9}  target (up/down)",
         "topology", "up best", "up p50", "down best", "down p50"
     );
     for (label, file, (up_target, down_target)) in cases {
@@ -93,7 +93,7 @@ fn run(args: Args) -> Result<()> {
         let (down_best, down_mid) = best_median(&mut downs);
         let met = |v: f64, t: f64| if v < t { "met" } else { "NOT met" };
         println!(
-            "{label:<40} {up_best:>8.2}s {up_mid:>8.2}s {down_best:>8.2}s {down_mid:>8.2}s  <{up_target}s {} / <{down_target}s {}",
+            "{label:<48} {up_best:>8.2}s {up_mid:>8.2}s {down_best:>8.2}s {down_mid:>8.2}s  <{up_target}s {} / <{down_target}s {}",
             met(up_mid, up_target),
             met(down_mid, down_target)
         );
