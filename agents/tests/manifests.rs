@@ -55,12 +55,18 @@ fn each_module_manifest_names_its_binary_and_exactly_its_methods() {
         magi_agents::pktcounters::METHODS,
     );
     check("flooder", "magi-flooder", magi_agents::flooder::METHODS);
+    check(
+        "link_up_down",
+        "magi-link-up-down",
+        magi_agents::link_up_down::METHODS,
+    );
     // The binaries the commands name are built by this crate.
     for bin in [
         env!("CARGO_BIN_EXE_magi-http-server"),
         env!("CARGO_BIN_EXE_magi-http-client"),
         env!("CARGO_BIN_EXE_magi-pktcounters"),
         env!("CARGO_BIN_EXE_magi-flooder"),
+        env!("CARGO_BIN_EXE_magi-link-up-down"),
     ] {
         assert!(Path::new(bin).is_file(), "{bin}");
     }

@@ -11,6 +11,7 @@
 //! - [`export`]: a run or a study packed into one archive with an RO-Crate.
 //! - [`experiment`]: finding the broker from `--experiment/--project`.
 //! - [`methods`]: `magi check`'s warnings about calls to methods agents do not have.
+//! - [`testbed_nodes`]: a `magi-node` per namespace of a testbed, for runs over a broker.
 pub mod cli;
 pub mod console;
 pub mod driver;
@@ -22,3 +23,4 @@ pub mod record;
 pub mod recorded;
 pub mod simulate;
 pub mod study;
+pub mod testbed_nodes;

@@ -36,6 +36,12 @@ pub fn down(name: &str) -> Result<DownReport, TestbedError> {
     }
     namespaces.sort();
     let killed = kill_processes_in(&namespaces);
+    // The host's end of the control network goes with its namespace, but only once the
+    // kernel gets round to it: removed here, so that it is gone when `down` returns.
+    let host_end = crate::control::host_interface(name);
+    if Path::new("/sys/class/net").join(&host_end).exists() {
+        batch("ip", &["-force"], &[format!("link del {host_end}")])?;
+    }
     // -force: go on past a namespace that vanished meanwhile.
     batch(
         "ip",

@@ -37,6 +37,9 @@ pub struct Lab {
     pub created: u64,
     /// Whether `up` finished (false: it is being built, or its builder died).
     pub complete: bool,
+    /// Its control network, if it was brought up with one (`--control`).
+    #[serde(default)]
+    pub control: Option<crate::control::Control>,
 }
 
 /// One interface of a node.
@@ -86,6 +89,7 @@ impl Lab {
             routes,
             created,
             complete: false,
+            control: None,
         })
     }
 
@@ -99,13 +103,17 @@ impl Lab {
         format!("{}._lan", self.name)
     }
 
-    /// Every namespace of the testbed (the bridges' one only when there are LANs).
+    /// Every namespace of the testbed (the bridges' one only when there are LANs, the
+    /// control network's only when it has one).
     pub fn namespaces(&self) -> Vec<String> {
         let mut all: Vec<String> = (0..self.topology.nodes.len())
             .map(|n| self.namespace(n))
             .collect();
         if self.topology.lans().next().is_some() {
             all.push(self.lan_namespace());
+        }
+        if self.control.is_some() {
+            all.push(crate::control::namespace(self));
         }
         all
     }

@@ -13,10 +13,12 @@
 //! - [`units`]: ns-2's spellings of bandwidth and delay;
 //! - [`lab`]: a topology laid out under a name (namespaces, interfaces, hosts map) and its
 //!   state file; [`up()`], [`down()`] and [`status`] build, remove and describe it, with
-//!   [`shaping`] (htb, netem, nftables loss) and [`system`] (iproute2 batches, setns).
+//!   [`shaping`] (htb, netem, nftables loss) and [`system`] (iproute2 batches, setns);
+//! - [`control`]: the control network a `magi-node` per namespace reaches the broker by.
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod down;
 pub mod error;
 pub mod lab;
@@ -36,4 +38,4 @@ pub use error::TestbedError;
 pub use lab::Lab;
 pub use plan::{AddressPlan, Net};
 pub use topology::{read, Topology, TopologyError};
-pub use up::up;
+pub use up::{up, up_with, UpOptions};

@@ -17,22 +17,33 @@ pub const LOSS_TABLE: &str = "magi_testbed_loss";
 
 /// `tc -b` lines that shape interface `dev` to `shape`.
 pub fn tc_lines(dev: &str, shape: &Shape) -> Vec<String> {
-    let rate = shape.bandwidth_bps;
+    vec![
+        format!("qdisc add dev {dev} root handle 1: htb default 1"),
+        class_line("add", dev, shape.bandwidth_bps),
+        leaf_line("add", dev, shape.delay_us),
+    ]
+}
+
+/// The `tc` line (without `tc`) that makes (`add`) or changes (`change`) the htb class
+/// holding `dev` to `rate` bits/s.
+pub fn class_line(verb: &str, dev: &str, rate: u64) -> String {
     // The bucket holds 10 ms of traffic (at least two full-size packets), so the average
     // rate is the configured one and bursts stay short.
     let burst = (rate / 8 / 100).max(3000);
-    let leaf = if shape.delay_us > 0 {
-        format!("netem delay {}us limit 1000", shape.delay_us)
+    format!(
+        "class {verb} dev {dev} parent 1: classid 1:1 htb rate {rate}bit ceil {rate}bit burst {burst} cburst {burst}"
+    )
+}
+
+/// The `tc` line (without `tc`) that makes (`add`) or replaces (`replace`) the queue under
+/// `dev`'s class: DropTail, or netem for a delay above 0.
+pub fn leaf_line(verb: &str, dev: &str, delay_us: u64) -> String {
+    let leaf = if delay_us > 0 {
+        format!("netem delay {delay_us}us limit 1000")
     } else {
         format!("bfifo limit {QUEUE_BYTES}")
     };
-    vec![
-        format!("qdisc add dev {dev} root handle 1: htb default 1"),
-        format!(
-            "class add dev {dev} parent 1: classid 1:1 htb rate {rate}bit ceil {rate}bit burst {burst} cburst {burst}"
-        ),
-        format!("qdisc add dev {dev} parent 1:1 handle 10: {leaf}"),
-    ]
+    format!("qdisc {verb} dev {dev} parent 1:1 handle 10: {leaf}")
 }
 
 /// The nftables ruleset that drops each packet leaving the given interfaces with the given

@@ -91,5 +91,15 @@ pub fn describe(lab: &Lab) -> String {
             seg.shape.queue
         );
     }
+    if let Some(c) = &lab.control {
+        let _ = writeln!(
+            out,
+            "\ncontrol network {}: the host is {} on {}, node N is ctl0 in its namespace (bridge ctl in {}); no experiment traffic",
+            c.subnet,
+            c.host_address,
+            c.host_interface,
+            crate::control::namespace(lab)
+        );
+    }
     out
 }

@@ -26,6 +26,16 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Where `program` is installed: on `PATH`, else in the sbin directories a non-login
+/// `PATH` may lack.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 /// Runs `program args... -b -` (iproute2's batch mode) with `lines` on stdin, in the
 /// calling thread's namespace; a failure names the line that failed.
 pub fn batch(program: &str, args: &[&str], lines: &[String]) -> Result<(), TestbedError> {
@@ -146,7 +156,9 @@ pub fn write_sysctls(settings: &[(&str, &str)]) -> Result<(), TestbedError> {
     Ok(())
 }
 
-/// The networks the host routes to, in every routing table (local addresses included).
+/// The networks the host routes to, in every routing table (local addresses included),
+/// but the control networks of testbeds (on interfaces named `mgc...`): they are ours, and
+/// each testbed's is kept apart from the others' by [`crate::control::Control::plan`].
 pub fn host_networks() -> Result<Vec<Net>, TestbedError> {
     let out = Command::new("ip")
         .args(["-j", "-4", "route", "show", "table", "all"])
@@ -162,6 +174,11 @@ pub fn host_networks() -> Result<Vec<Net>, TestbedError> {
         })?;
     Ok(routes
         .iter()
+        .filter(|r| {
+            !r.get("dev")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| d.starts_with(crate::control::HOST_PREFIX))
+        })
         .filter_map(|r| r.get("dst")?.as_str()?.parse::<Net>().ok())
         .collect())
 }

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use crate::control::Control;
 use crate::error::TestbedError;
 use crate::lab::{Lab, NETNS_ETC};
 use crate::plan::{check_pool, Net};
@@ -38,13 +39,48 @@ fn no_ipv6() -> Result<(), TestbedError> {
 /// How many `ip`/`tc` batches run at once.
 const WORKERS: usize = 4;
 
+/// What `up` builds besides the topology.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// A control network ([`crate::control`]), for a `magi-node` in every namespace.
+    pub control: bool,
+}
+
 /// Brings testbed `name` up for `topology`, with addresses from `pool`.
 pub fn up(name: &str, topology: Topology, pool: Net) -> Result<Lab, TestbedError> {
+    up_with(name, topology, pool, UpOptions::default())
+}
+
+/// Brings testbed `name` up for `topology`, with addresses from `pool` and `options`.
+pub fn up_with(
+    name: &str,
+    topology: Topology,
+    pool: Net,
+    options: UpOptions,
+) -> Result<Lab, TestbedError> {
     if !is_root() {
         return Err(TestbedError::NotRoot);
     }
     let mut lab = Lab::new(name, topology, pool)?;
     check_pool(&pool, &system::host_networks()?).map_err(TestbedError::Plan)?;
+    if options.control {
+        let highest = lab
+            .plan
+            .subnets
+            .iter()
+            .map(|s| u64::from(u32::from(s.addr)) + s.size())
+            .max()
+            .unwrap_or(0);
+        let taken: Vec<Net> = Lab::list()
+            .iter()
+            .filter(|other| *other != name)
+            .filter_map(|other| Lab::load(other).ok()?.control.map(|c| c.subnet))
+            .collect();
+        lab.control = Some(
+            Control::plan(name, lab.topology.nodes.len(), pool, highest, &taken)
+                .map_err(TestbedError::Plan)?,
+        );
+    }
     check_emulation(&lab.topology)?;
     if Lab::state_path(name).exists()
         || !namespaces_with_prefix(&Lab::namespace_prefix(name)).is_empty()
@@ -52,7 +88,11 @@ pub fn up(name: &str, topology: Topology, pool: Net) -> Result<Lab, TestbedError
         return Err(TestbedError::AlreadyUp(name.to_string()));
     }
     lab.save()?;
-    if let Err(e) = build(&lab) {
+    let built = build(&lab).and_then(|()| match &lab.control {
+        Some(control) => crate::control::build(&lab, control),
+        None => Ok(()),
+    });
+    if let Err(e) = built {
         let _ = crate::down::down(name);
         return Err(e);
     }
@@ -82,7 +122,7 @@ pub fn check_emulation(topology: &Topology) -> Result<(), TestbedError> {
         }
     }
     if let Some(s) = topology.segments.iter().find(|s| s.shape.loss > 0.0) {
-        if which("nft").is_none() {
+        if crate::system::which("nft").is_none() {
             return Err(TestbedError::Unsupported(format!(
                 "{} asks for loss, which is emulated with nftables: install it (apt-get install nftables)",
                 at(s)
@@ -103,14 +143,6 @@ pub fn netem_available() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 fn build(lab: &Lab) -> Result<(), TestbedError> {
@@ -237,7 +269,7 @@ fn write_hosts(ns: &str, text: &str) -> Result<(), TestbedError> {
 }
 
 /// Runs `f` on every item, [`WORKERS`] at a time; the first error wins.
-fn parallel<T: Sync>(
+pub(crate) fn parallel<T: Sync>(
     items: &[T],
     f: impl Fn(&T) -> Result<(), TestbedError> + Sync,
 ) -> Result<(), TestbedError> {

@@ -225,13 +225,22 @@ impl PktCountersAgent {
             (_, _, None) => Some("nft is not installed".to_string()),
             (_, Some(me), Some(program)) => {
                 let table = nft::table_name(&self.ctx.run, &self.ctx.name, &self.ctx.node);
+                let local = crate::netif::list().await.unwrap_or_default();
                 let nft_peers: Vec<nft::Peer> = peers
                     .iter()
                     .zip(&routes)
-                    .map(|((name, ip), (_, dev))| nft::Peer {
-                        name: name.clone(),
-                        ip: *ip,
-                        intf: dev.clone().unwrap_or_else(|| "any".to_string()),
+                    .map(|((name, ip), (_, dev))| {
+                        let intf = dev.clone().unwrap_or_else(|| "any".to_string());
+                        let link_end = match ip {
+                            IpAddr::V4(v4) => crate::netif::link_end(&local, &intf, *v4),
+                            IpAddr::V6(_) => false,
+                        };
+                        nft::Peer {
+                            name: name.clone(),
+                            ip: *ip,
+                            intf,
+                            link_end,
+                        }
                     })
                     .collect();
                 match nft::Table::create(program, table, me, &nft_peers).await {

@@ -12,7 +12,11 @@
 //!
 //! The address pair is what tells peers apart on the embedded default, where every node
 //! shares the loopback interface; the forward rules make a router count transit traffic
-//! per neighbour as the original's per-interface counters did. Bytes are IP bytes
+//! per neighbour as the original's per-interface counters did. A peer at the other end of
+//! a point-to-point link (a testbed's /30) is counted by the interface instead
+//! (`iifname`/`oifname` in all three chains), so what it forwards from beyond counts as
+//! its traffic, as on a testbed node: the feedback case study's `rc` senses everything
+//! `rs` sends it. Bytes are IP bytes
 //! (headers included), as iptables counted them. Chains hook at priority -300 (before
 //! connection tracking and any filtering), so what is counted is what arrived or left.
 
@@ -36,6 +40,10 @@ pub struct Peer {
     pub ip: IpAddr,
     /// The interface traffic to it uses (for `intfName`).
     pub intf: String,
+    /// Whether it is the other end of a point-to-point link on `intf`: then everything
+    /// that crosses `intf` is counted as its traffic, also what it forwards from beyond
+    /// (as the original's per-interface counters on a testbed node did).
+    pub link_end: bool,
 }
 
 /// The agent's table; deleted on [`Table::remove`] or, failing that, on drop.
@@ -97,7 +105,13 @@ pub fn script(table: &str, me: IpAddr, peers: &[Peer]) -> (String, Vec<(String, 
         let (cin, cout) = (format!("in_{k}"), format!("out_{k}"));
         let (f, fm) = (family(p.ip), family(me));
         defs.push_str(&format!("\tcounter {cin} {{ }}\n\tcounter {cout} {{ }}\n"));
-        if f == fm {
+        if p.link_end {
+            let dev = &p.intf;
+            input.push_str(&format!("\t\tiifname \"{dev}\" counter name \"{cin}\"\n"));
+            output.push_str(&format!("\t\toifname \"{dev}\" counter name \"{cout}\"\n"));
+            forward.push_str(&format!("\t\tiifname \"{dev}\" counter name \"{cin}\"\n"));
+            forward.push_str(&format!("\t\toifname \"{dev}\" counter name \"{cout}\"\n"));
+        } else if f == fm {
             input.push_str(&format!(
                 "\t\t{f} saddr {} {f} daddr {me} counter name \"{cin}\"\n",
                 p.ip
@@ -107,8 +121,10 @@ pub fn script(table: &str, me: IpAddr, peers: &[Peer]) -> (String, Vec<(String, 
                 p.ip
             ));
         }
-        forward.push_str(&format!("\t\t{f} saddr {} counter name \"{cin}\"\n", p.ip));
-        forward.push_str(&format!("\t\t{f} daddr {} counter name \"{cout}\"\n", p.ip));
+        if !p.link_end {
+            forward.push_str(&format!("\t\t{f} saddr {} counter name \"{cin}\"\n", p.ip));
+            forward.push_str(&format!("\t\t{f} daddr {} counter name \"{cout}\"\n", p.ip));
+        }
         for (name, direction) in [(cin, Direction::In), (cout, Direction::Out)] {
             counters.push((
                 name,
@@ -292,11 +308,36 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_a_point_to_point_link_is_counted_by_the_interface() {
+        let peers = [Peer {
+            name: "rs".into(),
+            ip: "198.18.0.1".parse().unwrap(),
+            intf: "eth0".into(),
+            link_end: true,
+        }];
+        let (text, _) = script("magi_t", "198.18.0.2".parse().unwrap(), &peers);
+        assert_eq!(
+            text.matches("iifname \"eth0\" counter name \"in_0\"")
+                .count(),
+            2,
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("oifname \"eth0\" counter name \"out_0\"")
+                .count(),
+            2,
+            "{text}"
+        );
+        assert!(!text.contains("saddr"), "{text}");
+    }
+
+    #[test]
     fn the_script_counts_each_direction_by_address_pair() {
         let peers = [Peer {
             name: "clientnode".into(),
             ip: "127.0.1.1".parse().unwrap(),
             intf: "lo".into(),
+            link_end: false,
         }];
         let (text, counters) = script("magi_t", "127.0.1.2".parse().unwrap(), &peers);
         assert!(text.starts_with("add table inet magi_t\ndelete table inet magi_t\n"));

@@ -27,6 +27,10 @@ struct Args {
     /// The `magi` binary (default: next to this program).
     #[arg(long)]
     magi: Option<PathBuf>,
+    /// Also time each topology with a control network (`up --control`: one more veth per
+    /// node, for a `magi-node` per namespace over RabbitMQ).
+    #[arg(long)]
+    control: bool,
 }
 
 /// The targets, seconds: (up, down) for the 56-node topology and the 1,000-node LAN.
@@ -49,7 +53,7 @@ fn run(args: Args) -> Result<()> {
             .join("magi"),
     };
     let dir = tempfile::tempdir()?;
-    let mut cases = vec![(
+    let mut cases: Vec<(String, PathBuf, (f64, f64))> = vec![(
         "cs55_topology.tcl (56 nodes, 2 LANs)".to_string(),
         args.cs55.clone(),
         TARGET_CS55,
@@ -59,8 +63,15 @@ fn run(args: Args) -> Result<()> {
         std::fs::write(&lan, lan_topology(args.lan))?;
         cases.push((format!("one LAN of {} nodes", args.lan), lan, TARGET_LAN));
     }
+    if args.control {
+        let with: Vec<_> = cases
+            .iter()
+            .map(|(label, file, target)| (format!("{label} + control"), file.clone(), *target))
+            .collect();
+        cases.extend(with);
+    }
     println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>9}  target (up/down)",
+        "{:<48} {:>9} {:>9} {:>9} {:>9}  target (up/down)",
         "topology", "up best", "up p50", "down best", "down p50"
     );
     for (label, file, (up_target, down_target)) in cases {
@@ -68,10 +79,12 @@ fn run(args: Args) -> Result<()> {
         let mut downs = Vec::new();
         for i in 0..args.runs.max(1) {
             let name = format!("bench{}-{i}", std::process::id());
-            let up = timed(
-                &magi,
-                &["testbed", "up", &file.to_string_lossy(), "--name", &name],
-            );
+            let file = file.to_string_lossy();
+            let mut up_args = vec!["testbed", "up", &file, "--name", &name];
+            if label.ends_with("+ control") {
+                up_args.push("--control");
+            }
+            let up = timed(&magi, &up_args);
             let down = timed(&magi, &["testbed", "down", &name]);
             ups.push(up?);
             downs.push(down?);
@@ -80,7 +93,7 @@ fn run(args: Args) -> Result<()> {
         let (down_best, down_mid) = best_median(&mut downs);
         let met = |v: f64, t: f64| if v < t { "met" } else { "NOT met" };
         println!(
-            "{label:<40} {up_best:>8.2}s {up_mid:>8.2}s {down_best:>8.2}s {down_mid:>8.2}s  <{up_target}s {} / <{down_target}s {}",
+            "{label:<48} {up_best:>8.2}s {up_mid:>8.2}s {down_best:>8.2}s {down_mid:>8.2}s  <{up_target}s {} / <{down_target}s {}",
             met(up_mid, up_target),
             met(down_mid, down_target)
         );

@@ -36,6 +36,18 @@ pub struct SeriesSpec {
     pub line: usize,
 }
 
+/// A band of y values drawn behind the series (`graph.band`): the feedback case study's
+/// thresholds, between which its control loop keeps the traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    /// Its lower edge.
+    pub low: f64,
+    /// Its upper edge.
+    pub high: f64,
+    /// Its legend label.
+    pub label: Option<String>,
+}
+
 /// A parsed graph configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphConfig {
@@ -47,6 +59,8 @@ pub struct GraphConfig {
     pub x_label: Option<String>,
     /// `graph.yLabel`.
     pub y_label: Option<String>,
+    /// `graph.band` (an addition of ours): `{low: N, high: N, label: TEXT}`.
+    pub band: Option<Band>,
     /// `db.agent`: the agent whose records are plotted (None: every agent).
     pub agent: Option<String>,
     /// The series (`db.plots`, or the single `db.filter`).
@@ -179,7 +193,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
         "write `graph: {type: line, xLabel: ..., yLabel: ..., title: ...}`",
     )?;
     let mut plot_type = PlotType::Line;
-    let (mut title, mut x_label, mut y_label) = (None, None, None);
+    let (mut title, mut x_label, mut y_label, mut band) = (None, None, None, None);
     for (k, v) in g {
         match k.text() {
             Some("type") => {
@@ -198,6 +212,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
             Some("title") => title = Some(scalar_string(&ctx, v, "title")?),
             Some("xLabel") => x_label = Some(scalar_string(&ctx, v, "xLabel")?),
             Some("yLabel") => y_label = Some(scalar_string(&ctx, v, "yLabel")?),
+            Some("band") => band = Some(read_band(&ctx, v)?),
             _ => warn_unknown(&mut warnings, k, "graph"),
         }
     }
@@ -305,12 +320,48 @@ pub fn parse_config(text: &str, file: &str) -> Result<GraphConfig, GraphConfigEr
         title,
         x_label,
         y_label,
+        band,
         agent,
         series,
         x_value,
         y_value,
         warnings,
     })
+}
+
+fn read_band(ctx: &Ctx, node: &Yaml) -> Result<Band, GraphConfigError> {
+    const HOW: &str = "write `band: {low: 10100000, high: 10400000, label: thresholds}`";
+    mapping(ctx, node, "band", HOW)?;
+    let edge = |key: &str| -> Result<f64, GraphConfigError> {
+        let v = node
+            .get(key)
+            .ok_or_else(|| ctx.at(node, format!("the band has no `{key}`"), Some(HOW.into())))?;
+        scalar_string(ctx, v, key)?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| {
+                ctx.at(
+                    v,
+                    format!("the band's `{key}` must be a number"),
+                    Some(HOW.into()),
+                )
+            })
+    };
+    let (low, high) = (edge("low")?, edge("high")?);
+    if low > high {
+        return Err(ctx.at(
+            node,
+            "the band's `low` is above its `high`",
+            Some(HOW.into()),
+        ));
+    }
+    let label = node
+        .get("label")
+        .map(|l| scalar_string(ctx, l, "label"))
+        .transpose()?;
+    Ok(Band { low, high, label })
 }
 
 fn format_example() -> String {
@@ -339,6 +390,34 @@ mod tests {
         );
         assert_eq!(c.agent.as_deref(), Some("monitor_agent"));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_band_is_read_and_a_bad_one_named_at_its_line() {
+        let with = |band: &str| {
+            CURRENT.replace(
+                "   title: Traffic plot\n",
+                &format!("   title: Traffic plot\n   band: {band}\n"),
+            )
+        };
+        let c = parse_config(
+            &with("{low: 10100000, high: 10400000, label: thresholds}"),
+            "g.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            c.band,
+            Some(Band {
+                low: 10_100_000.0,
+                high: 10_400_000.0,
+                label: Some("thresholds".into())
+            })
+        );
+        assert_eq!(parse_config(CURRENT, "g.conf").unwrap().band, None);
+        for bad in ["{low: 2, high: 1}", "{low: x, high: 1}", "{high: 1}", "5"] {
+            let e = parse_config(&with(bad), "g.conf").unwrap_err();
+            assert_eq!(e.line, 6, "{bad}: {e}");
+        }
     }
 
     #[test]

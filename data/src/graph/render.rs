@@ -115,6 +115,13 @@ fn draw(
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (ymin, ymax) = all
         .iter()
+        .chain(
+            cfg.band
+                .iter()
+                .flat_map(|b| [(xmin, b.low), (xmin, b.high)])
+                .collect::<Vec<_>>()
+                .iter(),
+        )
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let (x0, x1, xstep) = nice_range(xmin.min(0.0), xmax);
     let (y0, y1, ystep) = nice_range(ymin, ymax);
@@ -161,6 +168,20 @@ fn draw(
             .map_err(|e| draw_err(&e))?;
     }
 
+    if let Some(band) = &cfg.band {
+        let shade = RGBColor(200, 200, 200).mix(0.5);
+        let anno = chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, band.low), (x1, band.high)],
+                shade.filled(),
+            )))
+            .map_err(|e| draw_err(&e))?;
+        if let Some(label) = &band.label {
+            anno.label(label).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade.filled())
+            });
+        }
+    }
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let label = s.label.clone().unwrap_or_default();
@@ -181,7 +202,9 @@ fn draw(
             });
         }
     }
-    if series.iter().any(|s| s.label.is_some()) {
+    if series.iter().any(|s| s.label.is_some())
+        || cfg.band.as_ref().is_some_and(|b| b.label.is_some())
+    {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)

@@ -31,8 +31,11 @@ Exit codes:
 Without --broker the run uses the embedded bus: one in-process node agent per node named in
 `groups`, each with its own loopback address (127.0.1.x); with --testbed NAME, each node's
 agents run inside its namespace of a testbed made by `magi testbed up`, with its experiment
-address. Every run leaves a record directory (--record-dir) with the procedure, its hash,
-the archives' hashes, every event and trigger, the console lines and the data recorded.";
+address; with --broker and --testbed NAME, a magi-node is started in each namespace for the
+run, reaching the broker over the testbed's control network (`magi testbed up --control`;
+--node-credentials DIR for per-node broker users). Every run leaves a record directory
+(--record-dir) with the procedure, its hash, the archives' hashes, every event and trigger,
+the console lines and the data recorded.";
 
 /// Arguments of `magi run`.
 #[derive(Args, Debug)]
@@ -94,10 +97,24 @@ pub struct RunArgs {
     /// Where embedded node agents keep their agent cache (default ~/.cache/magi).
     #[arg(long, env = "MAGI_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Run across a testbed made by `magi testbed up` (embedded bus): each node's agents
-    /// start in its namespace, with its experiment address.
+    /// Run across a testbed made by `magi testbed up`: each node's agents start in its
+    /// namespace, with its experiment address. With --broker, a `magi-node` is started in
+    /// each namespace for the run, reaching the broker over the testbed's control network
+    /// (`magi testbed up --control`).
     #[arg(long, value_name = "NAME")]
     pub testbed: Option<String>,
+    /// With --broker and --testbed: broker-config/apply.sh's credential directory
+    /// (`<node>.cred`), so that each node logs in as its own broker user.
+    #[arg(long, value_name = "DIR", requires = "testbed")]
+    pub node_credentials: Option<PathBuf>,
+}
+
+/// Where the nodes of a run across a testbed run.
+enum Placement {
+    /// In-process node agents whose agents start in the namespaces.
+    Embedded(Vec<crate::embedded::NodePlace>, magi_proto::Object),
+    /// A `magi-node` per namespace, over the broker.
+    Broker(magi_testbed::Lab),
 }
 
 /// Runs `magi run`; returns the exit code.
@@ -175,21 +192,34 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             return EXIT_INVALID;
         }
     };
+    if args.node_credentials.is_some() && broker.is_none() {
+        console.note(
+            "error: --node-credentials is for runs over a broker (--broker URL --testbed NAME)",
+        );
+        return EXIT_INVALID;
+    }
     let placed = match (&args.testbed, &broker) {
         (None, _) => None,
-        (Some(_), Some(_)) => {
-            console.note(
-                "error: --testbed runs on the embedded bus; drop --broker (or MAGI_BROKER, -e/-p)",
-            );
+        (Some(name), Some(_)) => Some(
+            super::testbed::whole(name, &procedure.all_nodes()).and_then(|lab| match lab.control {
+                Some(_) => Ok(Placement::Broker(lab)),
+                None => Err(format!(
+                    "testbed {name} has no control network for a magi-node per namespace to reach the broker by: \
+                     bring it up with `magi testbed up --control` (or drop --broker to run on the embedded bus)"
+                )),
+            }),
+        ),
+        (Some(name), None) => Some(
+            super::testbed::places(name, &procedure.all_nodes())
+                .map(|(places, hosts)| Placement::Embedded(places, hosts)),
+        ),
+    };
+    let placed = match placed.transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            console.note(&format!("error: {e}"));
             return EXIT_INVALID;
         }
-        (Some(name), None) => match super::testbed::places(name, &procedure.all_nodes()) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                console.note(&format!("error: {e}"));
-                return EXIT_INVALID;
-            }
-        },
     };
     let run = args
         .run
@@ -266,16 +296,39 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         }
         Err(e) => return infra(console, &mut record, &e.to_string()),
     };
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let log_dir = record.dir().join("logs");
+    // Over a broker across a testbed: a magi-node in every namespace, for this run.
+    let testbed_nodes = match (&placed, &broker) {
+        (Some(Placement::Broker(lab)), Some(url)) => {
+            let launch = crate::testbed_nodes::NodeLaunch {
+                broker: url.clone(),
+                credentials: args.node_credentials.clone(),
+                state_dir: state_dir.join("testbed-nodes"),
+                log_dir: log_dir.clone(),
+                modules: args.modules.clone(),
+            };
+            match crate::testbed_nodes::TestbedNodes::start(lab, &procedure.all_nodes(), &launch)
+                .await
+            {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let _ = link.port.close().await;
+                    bus.close().await;
+                    return infra(console, &mut record, &e);
+                }
+            }
+        }
+        _ => None,
+    };
     // The embedded default: the nodes' agents run here, on the same in-process bus.
     let nodes = if broker.is_none() {
-        let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-        let log_dir = record.dir().join("logs");
         let started = match placed {
-            Some((places, hosts)) => {
+            Some(Placement::Embedded(places, hosts)) => {
                 EmbeddedNodes::start_placed(&*bus, &places, hosts, state_dir, log_dir, library)
                     .await
             }
-            None => {
+            _ => {
                 EmbeddedNodes::start(&*bus, &procedure.all_nodes(), state_dir, log_dir, library)
                     .await
             }
@@ -301,6 +354,9 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
     .await;
     let _ = port.close().await;
     if let Some(nodes) = nodes {
+        nodes.stop().await;
+    }
+    if let Some(nodes) = testbed_nodes {
         nodes.stop().await;
     }
     bus.close().await;
@@ -388,7 +444,7 @@ fn default_state_dir() -> PathBuf {
 }
 
 /// The user name of a broker URL (`amqp://alice:pw@host/` → `alice`).
-fn broker_user(url: &str) -> Option<String> {
+pub(crate) fn broker_user(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
     let creds = &rest[..rest.find('@')?];
     let user = creds.split(':').next()?;

@@ -18,7 +18,9 @@ random drop, delay needs the kernel's sch_netem. Addresses come from 198.18.0.0/
 static routes are computed for every node, and names resolve through /etc/netns/*/hosts.
 Nothing is routed out of the lab. Needs root. State: /run/magi-testbed/NAME.json.
 
-Then: magi run --testbed NAME procedure.aal
+Then: magi run --testbed NAME procedure.aal (agents in the namespaces, embedded bus), or,
+with --control, magi run --broker URL --testbed NAME procedure.aal (a magi-node in every
+namespace, reaching the broker over the control network).
 
 Exit codes: 0 done, 2 bad topology, name or pool (the message says where), 3 the machine
 refused (not root, a tool failed).";
@@ -43,6 +45,10 @@ enum TestbedCommand {
         /// Where addresses come from; must not overlap the host's networks.
         #[arg(long, default_value = magi_testbed::plan::DEFAULT_POOL)]
         pool: String,
+        /// Also a control network (from the pool's last sixteenth), so that `magi run
+        /// --broker URL --testbed NAME` can start a `magi-node` in every namespace.
+        #[arg(long)]
+        control: bool,
     },
     /// Remove a testbed: namespaces, links, bridges, processes left in them, state.
     Down {
@@ -63,7 +69,8 @@ pub fn run(args: TestbedArgs) -> i32 {
             topology,
             name,
             pool,
-        } => up(&topology, name, &pool),
+            control,
+        } => up(&topology, name, &pool, control),
         TestbedCommand::Down { name } => {
             let started = Instant::now();
             magi_testbed::down(&name).map(|r| {
@@ -101,16 +108,28 @@ pub fn run(args: TestbedArgs) -> i32 {
     }
 }
 
-fn up(topology: &Path, name: Option<String>, pool: &str) -> Result<(), TestbedError> {
+fn up(
+    topology: &Path,
+    name: Option<String>,
+    pool: &str,
+    control: bool,
+) -> Result<(), TestbedError> {
     let pool: Net = pool
         .parse()
         .map_err(|e| TestbedError::Plan(format!("--pool: {e}")))?;
     let name = name.unwrap_or_else(|| default_name(topology));
     let started = Instant::now();
     let topology = magi_testbed::read(topology)?;
-    let lab = magi_testbed::up(&name, topology, pool)?;
+    let lab = magi_testbed::up_with(&name, topology, pool, magi_testbed::UpOptions { control })?;
+    let over_broker = match &lab.control {
+        Some(c) => format!(
+            "\nover RabbitMQ (a magi-node per namespace, over the control network {}): magi run --broker URL --testbed {name} PROCEDURE.aal",
+            c.subnet
+        ),
+        None => String::new(),
+    };
     println!(
-        "testbed {name} up in {:.2} s\n{}\nrun a procedure across it: magi run --testbed {name} PROCEDURE.aal",
+        "testbed {name} up in {:.2} s\n{}\nrun a procedure across it: magi run --testbed {name} PROCEDURE.aal{over_broker}",
         started.elapsed().as_secs_f64(),
         magi_testbed::status::summary(&lab)
     );
@@ -121,6 +140,27 @@ fn up(topology: &Path, name: Option<String>, pool: &str) -> Result<(), TestbedEr
 /// `ip netns exec`, with its experiment address), and the host map agents get (every node
 /// of the testbed to its address). A node the testbed lacks is an error.
 pub fn places(name: &str, nodes: &[String]) -> Result<(Vec<NodePlace>, Object), String> {
+    let lab = whole(name, nodes)?;
+    let address = |i: usize| lab.address(i).map(|a| a.to_string());
+    let places = nodes
+        .iter()
+        .filter_map(|n| lab.topology.node_index(n))
+        .map(|i| NodePlace {
+            name: lab.topology.nodes[i].name.clone(),
+            address: address(i).unwrap_or_else(|| "127.0.0.1".into()),
+            command_prefix: ["ip", "netns", "exec", &lab.namespace(i)]
+                .map(String::from)
+                .to_vec(),
+        })
+        .collect();
+    let hosts = (0..lab.topology.nodes.len())
+        .filter_map(|i| Some((lab.topology.nodes[i].name.clone(), json!(address(i)?))))
+        .collect();
+    Ok((places, hosts))
+}
+
+/// Testbed `name`, checked to be whole and to have every one of `nodes`.
+pub fn whole(name: &str, nodes: &[String]) -> Result<Lab, String> {
     if !magi_testbed::system::is_root() {
         return Err(TestbedError::NotRoot.to_string());
     }
@@ -143,22 +183,7 @@ pub fn places(name: &str, nodes: &[String]) -> Result<(Vec<NodePlace>, Object), 
             lab.topology.source
         ));
     }
-    let address = |i: usize| lab.address(i).map(|a| a.to_string());
-    let places = nodes
-        .iter()
-        .filter_map(|n| lab.topology.node_index(n))
-        .map(|i| NodePlace {
-            name: lab.topology.nodes[i].name.clone(),
-            address: address(i).unwrap_or_else(|| "127.0.0.1".into()),
-            command_prefix: ["ip", "netns", "exec", &lab.namespace(i)]
-                .map(String::from)
-                .to_vec(),
-        })
-        .collect();
-    let hosts = (0..lab.topology.nodes.len())
-        .filter_map(|i| Some((lab.topology.nodes[i].name.clone(), json!(address(i)?))))
-        .collect();
-    Ok((places, hosts))
+    Ok(lab)
 }
 
 /// The file's name as a testbed name: `cs55_topology.tcl` gives `cs55-topology`.

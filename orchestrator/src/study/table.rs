@@ -237,6 +237,7 @@ pub fn plot(rows: &[Row], figure: &str, param: &str, out: &Path) -> Result<(), S
         query: Query::new(),
     };
     let cfg = GraphConfig {
+        band: None,
         plot_type: PlotType::Line,
         title: Some(format!("{figure} against {param}")),
         x_label: Some(param.to_string()),

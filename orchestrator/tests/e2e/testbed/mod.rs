@@ -6,6 +6,9 @@
 //! Needs root. Every test holds one lock (namespace tests run one at a time) and uses a
 //! testbed name made unique by this process's id; addresses come from 198.18.0.0/15 and no
 //! route leads out of the lab.
+mod broker;
 mod build;
+mod feedback;
+mod links;
 mod runs;
 mod support;

@@ -17,7 +17,7 @@ fn shortened(dir: &Path, file: &str, ms: u32) -> PathBuf {
     aal
 }
 
-fn short_case_study(dir: &Path) -> PathBuf {
+pub fn short_case_study(dir: &Path) -> PathBuf {
     shortened(dir, "casestudy_clientserver_monitor.aal", 6000)
 }
 
@@ -92,25 +92,7 @@ fn the_case_study_runs_across_the_two_node_testbed_and_counts_its_link() {
     // The server's counter saw the client by its experiment address on eth0, the
     // namespace's interface; the client fetched from servernode's experiment address.
     let run = records.join("cs");
-    let counted = magi(&[
-        "data",
-        "query",
-        &run.to_string_lossy(),
-        "--agent",
-        "monitor_agent",
-        "--json",
-        "--where",
-        "peerNode=clientnode",
-        "--where",
-        "trafficDirection=in",
-    ]);
-    let bytes: u64 = String::from_utf8_lossy(&counted.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .inspect(|r| assert_eq!(r["data"]["intfName"], "eth0", "{r}"))
-        .filter_map(|r| r["data"]["bytes"].as_u64())
-        .sum();
-    assert!(bytes > 0, "no traffic counted: {}", text(&counted));
+    assert!(counted_in(&run, "clientnode") > 0, "no traffic counted");
     let logs = std::fs::read_dir(run.join("logs")).expect("logs").count();
     assert!(logs > 0);
 }

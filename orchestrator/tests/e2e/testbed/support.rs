@@ -49,14 +49,16 @@ pub struct Bed {
 
 impl Bed {
     pub fn up(topology: &Path, tag: &str) -> Bed {
+        Bed::up_with(topology, tag, &[])
+    }
+
+    /// `magi testbed up` with more options (`--control`).
+    pub fn up_with(topology: &Path, tag: &str, options: &[&str]) -> Bed {
         let name = format!("t{}-{tag}", std::process::id());
-        let out = magi(&[
-            "testbed",
-            "up",
-            &topology.to_string_lossy(),
-            "--name",
-            &name,
-        ]);
+        let topology = topology.to_string_lossy();
+        let mut args = vec!["testbed", "up", &topology, "--name", &name];
+        args.extend(options);
+        let out = magi(&args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let lab = Lab::load(&name).expect("state file");
         Bed { name, lab }
@@ -84,6 +86,29 @@ impl Drop for Bed {
     fn drop(&mut self) {
         let _ = magi_testbed::down(&self.name);
     }
+}
+
+/// The bytes a run's `monitor_agent` counted from `peer` into its node, checking each
+/// record was counted on `eth0` (the namespace's interface, not the host's).
+pub fn counted_in(run: &Path, peer: &str) -> u64 {
+    let counted = magi(&[
+        "data",
+        "query",
+        &run.to_string_lossy(),
+        "--agent",
+        "monitor_agent",
+        "--json",
+        "--where",
+        &format!("peerNode={peer}"),
+        "--where",
+        "trafficDirection=in",
+    ]);
+    String::from_utf8_lossy(&counted.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .inspect(|r| assert_eq!(r["data"]["intfName"], "eth0", "{r}"))
+        .filter_map(|r| r["data"]["bytes"].as_u64())
+        .sum()
 }
 
 /// What is left of testbed `name`: namespaces, /etc/netns entries, its state file.
