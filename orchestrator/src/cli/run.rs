@@ -1,7 +1,7 @@
 //! `magi run`: carry out a procedure, on the embedded bus or over RabbitMQ.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,7 +304,9 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
             let launch = crate::testbed_nodes::NodeLaunch {
                 broker: url.clone(),
                 credentials: args.node_credentials.clone(),
-                state_dir: state_dir.join("testbed-nodes"),
+                // Not under this user's home: as root, each magi-node runs its agents as
+                // nobody, who must reach their code (the node checks it at start).
+                state_dir: Path::new("/var/lib/magi-testbed/nodes").join(&lab.name),
                 log_dir: log_dir.clone(),
                 modules: args.modules.clone(),
             };
