@@ -174,10 +174,11 @@ for entry in "${nodes[@]}"; do
     ensure_user "$user" "$password"
     n="$user"
     # A node agent serves every run (nodes are shared by orchestrators) but only as itself:
-    # its own queue; the group exchanges it joins (declared on join, bound to `calls`);
-    # triggers, records, statuses and their tap copies.
+    # its own queue (and, on a cluster, its lock queue node.<n>.lock); the group exchanges
+    # it joins (declared on join, bound to `calls`); triggers, records, statuses and their
+    # tap copies.
     q set_permissions -p "$vhost" "$n" \
-        "^${p}(node\\.${n}|group\\..*)\$" \
+        "^${p}(node\\.${n}(\\.lock)?|group\\..*)\$" \
         "^${p}(node\\.${n}|group\\..*|triggers|watch|status)\$" \
         "^${p}(node\\.${n}|group\\..*|calls|nodes)\$"
     q clear_topic_permissions -p "$vhost" "$n"
