@@ -220,6 +220,11 @@ async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its
         read("n2.log")
     );
     assert_eq!(got.len(), 2 * ROUNDS, "{per_node:?}");
+    // The stops did hit them: each node agent moved to another broker node.
+    for name in ["n1", "n2"] {
+        let log = read(&format!("{name}.log"));
+        assert!(log.contains("reconnected to the broker"), "{name}:\n{log}");
+    }
     assert!(per_node.values().all(|n| *n == ROUNDS), "{per_node:?}");
 
     for n in &nodes {
