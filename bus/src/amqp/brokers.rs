@@ -148,7 +148,7 @@ fn take_queues_param(url: &str) -> Result<(String, Option<QueueKind>), String> {
 }
 
 /// The user name of a broker URL; `guest` when it names none (lapin's default).
-pub(crate) fn url_user(url: &str) -> String {
+fn url_user(url: &str) -> String {
     url.parse::<lapin::uri::AMQPUri>()
         .map(|u| u.authority.userinfo.username)
         .unwrap_or_else(|_| "guest".into())

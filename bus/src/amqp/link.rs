@@ -71,7 +71,7 @@ impl Link {
                     break;
                 }
                 Err(e) => {
-                    if brokers.urls.len() > 1 {
+                    if i + 1 < brokers.urls.len() {
                         warn!(broker = %redact(url), error = %e, "broker unavailable, trying the next");
                     }
                     failures.push(e)
