@@ -247,9 +247,25 @@ async fn bare_consumers(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<(Connection, Vec<String>)>> {
     let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
-    let mut out = Vec::new();
-    let mut consumers = tokio::task::JoinSet::new();
-    for c in 0..conns {
+    // The connections declare and consume at once (quorum queues take a Raft round each).
+    let made = futures_util::future::join_all(
+        (0..conns).map(|c| bare_connection(args, c, conns, exchange, reply, stop.clone())),
+    )
+    .await;
+    made.into_iter().collect()
+}
+
+/// Connection `c` of `conns` of the bare consumers: its queues and their consumers (tasks
+/// that end when `stop` says so or the channel closes).
+async fn bare_connection(
+    args: &FleetArgs,
+    c: usize,
+    conns: usize,
+    exchange: &str,
+    reply: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<(Connection, Vec<String>)> {
+    {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("{}bare-fleet#{c}", args.prefix).into());
         let conn = connect_first(&args.url_for(args.first / args.per_conn.max(1) + c), props)
@@ -303,7 +319,7 @@ async fn bare_consumers(
                     FieldTable::default(),
                 )
                 .await?;
-            consumers.spawn(async move {
+            tokio::spawn(async move {
                 let mut stop = stop;
                 loop {
                     let d = tokio::select! {
@@ -335,10 +351,8 @@ async fn bare_consumers(
                 let _ = ch.close(200, "bye".into()).await;
             });
         }
-        out.push((conn, queues));
+        Ok((conn, queues))
     }
-    tokio::spawn(async move { while consumers.join_next().await.is_some() {} });
-    Ok(out)
 }
 
 /// A lapin connection to the first broker of `url` (a broker option) that answers.
