@@ -231,11 +231,17 @@ async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its
         // SAFETY: kill on a pid of a child we own and have not reaped.
         unsafe { libc::kill(n.0.id() as libc::pid_t, libc::SIGTERM) };
     }
-    for mut n in nodes {
-        let until = Instant::now() + Duration::from_secs(20);
-        while n.0.try_wait().unwrap().is_none() && Instant::now() < until {
+    // They leave cleanly (goodbye, queue and lock deleted) on SIGTERM.
+    for (i, mut n) in nodes.into_iter().enumerate() {
+        let until = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = n.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < until, "magi-node n{} did not stop on SIGTERM", i + 1);
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        assert!(status.success(), "magi-node n{}: {status:?}", i + 1);
     }
     drop(magi);
     let left = kit.cleanup().await.expect("cleanup");
