@@ -166,10 +166,11 @@ for entry in "${nodes[@]}"; do
     ensure_user "$user" "$password"
     n="$user"
     # A node agent serves every run (nodes are shared by orchestrators) but only as itself:
-    # its own queue; the group exchanges it joins (declared on join, bound to `calls`);
-    # triggers, records, statuses and their tap copies.
+    # its own queue (and, on a cluster, its lock queue node.<n>.lock); the group exchanges
+    # it joins (declared on join, bound to `calls`); triggers, records, statuses and their
+    # tap copies.
     permit "$n" \
-        "^${p}(node\\.${n}|group\\..*)\$" \
+        "^${p}(node\\.${n}(\\.lock)?|group\\..*)\$" \
         "^${p}(node\\.${n}|group\\..*|triggers|watch|status)\$" \
         "^${p}(node\\.${n}|group\\..*|calls|nodes)\$"
     # Triggers and records under its own name only (<run>.trigger.<node>, <run>.record.<node>).

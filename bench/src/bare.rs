@@ -19,8 +19,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
-use crate::fleet::{expiring, Fleet, FleetArgs};
-use crate::sys::{cpu_of, find_broker};
+use crate::fleet::{bare_queue_args, connect_first, FleetArgs, Fleets};
+use crate::sys::{cpu_of, find_brokers};
 
 /// What one bare run measured.
 pub struct BareRun {
@@ -42,6 +42,8 @@ struct Publisher {
     answers: Consumer,
     exchange: String,
     n: usize,
+    /// The floor: transient, no confirm, no `mandatory`, automatic acknowledgements.
+    floor: bool,
 }
 
 impl Publisher {
@@ -51,10 +53,11 @@ impl Publisher {
         body.resize(size.max(8), b'x');
         let t = Instant::now();
         let opts = BasicPublishOptions {
-            mandatory: true,
+            mandatory: !self.floor,
             ..Default::default()
         };
-        let props = BasicProperties::default().with_delivery_mode(2);
+        let props = BasicProperties::default().with_delivery_mode(if self.floor { 1 } else { 2 });
+        // Without confirm mode (the floor) the confirmation is `NotRequested` at once.
         self.out
             .basic_publish(self.exchange.clone().into(), "".into(), opts, &body, props)
             .await?
@@ -68,7 +71,9 @@ impl Publisher {
                 bail!("bare: the answers stopped")
             };
             let d = d?;
-            d.ack(BasicAckOptions::default()).await?;
+            if !self.floor {
+                d.ack(BasicAckOptions::default()).await?;
+            }
             if d.data == body[..8] {
                 got += 1;
             }
@@ -83,32 +88,37 @@ impl Publisher {
 pub struct Session {
     conn: Connection,
     publisher: Publisher,
-    fleet: Option<Fleet>,
+    fleet: Option<Fleets>,
     reply: String,
     n: usize,
     seq: u64,
     samples: Vec<Duration>,
     big_samples: Vec<Duration>,
-    /// Processes whose CPU is counted: this one, the broker, the consumers.
-    pids: [Option<u32>; 3],
+    /// Processes whose CPU is counted: this one (`None`), the brokers, the consumers.
+    pids: [Vec<Option<u32>>; 3],
     /// CPU seconds of each over the measured rounds.
     cpu: [f64; 3],
 }
 
 impl Session {
-    /// Declares the exchange and the reply queue, starts `fleet_args.nodes` consumers.
-    pub async fn start(fleet_args: &FleetArgs) -> Result<Session> {
+    /// Declares the exchange and the reply queue, starts `fleet_args.nodes` consumers; the
+    /// floor (`floor`: transient, unconfirmed, auto-acked, classic queues) or the
+    /// reference with the bus's guarantees.
+    pub async fn start(fleet_args: &FleetArgs, floor: bool) -> Result<Session> {
         let p = &fleet_args.prefix;
         let n = fleet_args.nodes;
-        let (ex, reply) = (format!("{p}bare.x"), format!("{p}bare.reply"));
+        let kind = if floor { "floor" } else { "bare" };
+        let (ex, reply) = (format!("{p}{kind}.x"), format!("{p}{kind}.reply"));
         let props = ConnectionProperties::default()
-            .with_connection_name(format!("{p}bare-orchestrator").into());
-        let conn = Connection::connect(&fleet_args.url, props)
+            .with_connection_name(format!("{p}{kind}-orchestrator").into());
+        let conn = connect_first(&fleet_args.url, props)
             .await
             .context("bare: connecting")?;
         let setup = async {
             let out = conn.create_channel().await?;
-            out.confirm_select(ConfirmSelectOptions::default()).await?;
+            if !floor {
+                out.confirm_select(ConfirmSelectOptions::default()).await?;
+            }
             let ex_opts = ExchangeDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -124,24 +134,32 @@ impl Session {
                 durable: true,
                 ..Default::default()
             };
-            out.queue_declare(reply.clone().into(), q_opts, expiring())
-                .await?;
+            out.queue_declare(
+                reply.clone().into(),
+                q_opts,
+                bare_queue_args(&fleet_args.url, floor),
+            )
+            .await?;
             let inbox = conn.create_channel().await?;
             inbox.basic_qos(256, BasicQosOptions::default()).await?;
             let answers = inbox
                 .basic_consume(
                     reply.clone().into(),
                     "".into(),
-                    BasicConsumeOptions::default(),
+                    BasicConsumeOptions {
+                        no_ack: floor,
+                        ..Default::default()
+                    },
                     FieldTable::default(),
                 )
                 .await?;
             let args = FleetArgs {
                 bare_exchange: Some(ex.clone()),
                 bare_reply: Some(reply.clone()),
+                bare_floor: floor,
                 ..fleet_args.clone()
             };
-            let fleet = Fleet::start(&args, Duration::from_secs(300)).await?;
+            let fleet = Fleets::start(&args, Duration::from_secs(600)).await?;
             Ok::<_, anyhow::Error>((out, answers, fleet))
         }
         .await;
@@ -152,13 +170,19 @@ impl Session {
                 return Err(e);
             }
         };
-        let pids = [None, find_broker(), fleet.pid()];
+        let some = |v: Vec<u32>| v.into_iter().map(Some).collect::<Vec<_>>();
+        let pids = [
+            vec![None],
+            some(find_brokers(&fleet_args.url)),
+            some(fleet.pids()),
+        ];
         Ok(Session {
             publisher: Publisher {
                 out,
                 answers,
                 exchange: ex,
                 n,
+                floor,
             },
             conn,
             fleet: Some(fleet),
@@ -172,12 +196,15 @@ impl Session {
         })
     }
 
+    /// CPU seconds of this process, of the brokers (summed), of the consumers (summed);
+    /// NaN for a group with no process found.
     fn cpu_now(&self) -> [f64; 3] {
-        self.pids.map(|p| {
-            if p.is_none() {
-                cpu_of(None)
+        [0, 1, 2].map(|i| {
+            let group = &self.pids[i];
+            if group.is_empty() {
+                f64::NAN
             } else {
-                p.map_or(f64::NAN, |p| cpu_of(Some(p)))
+                group.iter().map(|p| cpu_of(*p)).sum()
             }
         })
     }

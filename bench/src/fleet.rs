@@ -43,6 +43,13 @@ pub struct FleetArgs {
     /// Node names are `<name-prefix><i>`.
     #[arg(long, default_value = "n")]
     pub name_prefix: String,
+    /// This process hosts nodes `first .. first + nodes` of a fleet of `total` (several
+    /// processes share one fleet); `total` 0 means `nodes`.
+    #[arg(long, default_value_t = 0)]
+    pub first: usize,
+    /// Size of the whole fleet (the width of node numbers).
+    #[arg(long, default_value_t = 0)]
+    pub total: usize,
     /// Where the nodes keep their state (agent cache, logs): one directory shared by all,
     /// as `magi-node --nodes N` does, or `<dir>/<name>` each with `--separate-caches`.
     #[arg(long)]
@@ -62,6 +69,59 @@ pub struct FleetArgs {
     /// Bare-lapin consumers: the queue they answer on.
     #[arg(long)]
     pub bare_reply: Option<String>,
+    /// Bare-lapin consumers of the floor: transient answers without confirms, automatic
+    /// acknowledgements, classic queues.
+    #[arg(long)]
+    pub bare_floor: bool,
+    /// (parent side) How many processes the fleet is spread over.
+    #[arg(skip = 1usize)]
+    pub processes: usize,
+}
+
+impl FleetArgs {
+    /// The names of the nodes this process hosts.
+    pub fn names(&self) -> Vec<String> {
+        let total = if self.total == 0 {
+            self.nodes
+        } else {
+            self.total
+        };
+        let all = node_names(&self.name_prefix, total);
+        all[self.first.min(total)..(self.first + self.nodes).min(total)].to_vec()
+    }
+
+    /// The URL connection `i` uses: the broker list turned so that connections spread
+    /// over a cluster's nodes (each still fails over to the others).
+    pub fn url_for(&self, i: usize) -> String {
+        spread(&self.url, i)
+    }
+}
+
+/// A broker option with its brokers turned by `i` (unchanged for one broker).
+pub fn spread(url: &str, i: usize) -> String {
+    match magi_bus::amqp::Brokers::parse(url) {
+        Ok(b) if b.urls.len() > 1 => {
+            let mut urls = b.urls.clone();
+            urls.rotate_left(i % b.urls.len());
+            urls.join(",")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The queue arguments of the bare reference: quorum queues where the bus uses them (a
+/// broker list), so that both sides keep the same guarantees; classic for the floor.
+pub fn bare_queue_args(url: &str, floor: bool) -> FieldTable {
+    let mut args = expiring();
+    let quorum = magi_bus::amqp::Brokers::parse(url)
+        .is_ok_and(|b| b.queues == magi_bus::amqp::QueueKind::Quorum);
+    if quorum && !floor {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    args
 }
 
 /// Node names of a fleet.
@@ -129,7 +189,7 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
 
 /// Connects the buses and attaches every node agent, a few at a time per connection.
 async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet)> {
-    let names = node_names(&args.name_prefix, args.nodes);
+    let names = args.names();
     let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
     let mut connecting = tokio::task::JoinSet::new();
     for i in 0..conns {
@@ -138,7 +198,7 @@ async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet
             args.max_message,
             format!("{}fleet#{i}", args.prefix),
         );
-        let url = args.url.clone();
+        let url = args.url_for(args.first / args.per_conn.max(1) + i);
         connecting.spawn(async move { (i, AmqpBus::connect(&url, opts).await) });
     }
     let mut buses: Vec<Option<AmqpBus>> = vec![None; conns];
@@ -194,20 +254,39 @@ async fn bare_consumers(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<(Connection, Vec<String>)>> {
     let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
-    let mut out = Vec::new();
-    let mut consumers = tokio::task::JoinSet::new();
-    for c in 0..conns {
+    // The connections declare and consume at once (quorum queues take a Raft round each).
+    let made = futures_util::future::join_all(
+        (0..conns).map(|c| bare_connection(args, c, conns, exchange, reply, stop.clone())),
+    )
+    .await;
+    made.into_iter().collect()
+}
+
+/// Connection `c` of `conns` of the bare consumers: its queues and their consumers (tasks
+/// that end when `stop` says so or the channel closes).
+async fn bare_connection(
+    args: &FleetArgs,
+    c: usize,
+    conns: usize,
+    exchange: &str,
+    reply: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<(Connection, Vec<String>)> {
+    {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("{}bare-fleet#{c}", args.prefix).into());
-        let conn = Connection::connect(&args.url, props)
+        let conn = connect_first(&args.url_for(args.first / args.per_conn.max(1) + c), props)
             .await
             .context("bare fleet: connecting")?;
         let out_ch = conn.create_channel().await?;
-        out_ch
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        if !args.bare_floor {
+            out_ch
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+        }
+        let floor = args.bare_floor;
         let mut queues = Vec::new();
-        for i in (c..args.nodes).step_by(conns) {
+        for i in (args.first + c..args.first + args.nodes).step_by(conns) {
             let q = format!("{}bare.q.{i}", args.prefix);
             queues.push(q.clone());
             let (conn_ref, ex, reply, out_ch, stop) = (
@@ -225,7 +304,7 @@ async fn bare_consumers(
                     durable: true,
                     ..Default::default()
                 },
-                expiring(),
+                bare_queue_args(&args.url, floor),
             )
             .await?;
             ch.queue_bind(
@@ -240,11 +319,14 @@ async fn bare_consumers(
                 .basic_consume(
                     q.into(),
                     "".into(),
-                    BasicConsumeOptions::default(),
+                    BasicConsumeOptions {
+                        no_ack: floor,
+                        ..Default::default()
+                    },
                     FieldTable::default(),
                 )
                 .await?;
-            consumers.spawn(async move {
+            tokio::spawn(async move {
                 let mut stop = stop;
                 loop {
                     let d = tokio::select! {
@@ -252,12 +334,15 @@ async fn bare_consumers(
                         d = deliveries.next() => d,
                     };
                     let Some(Ok(d)) = d else { break };
-                    let _ = d.ack(BasicAckOptions::default()).await;
+                    if !floor {
+                        let _ = d.ack(BasicAckOptions::default()).await;
+                    }
                     let opts = BasicPublishOptions {
-                        mandatory: true,
+                        mandatory: !floor,
                         ..Default::default()
                     };
-                    let props = BasicProperties::default().with_delivery_mode(2);
+                    let props =
+                        BasicProperties::default().with_delivery_mode(if floor { 1 } else { 2 });
                     // The answer is the message's first 8 bytes (its sequence number).
                     let answer = &d.data[..d.data.len().min(8)];
                     match out_ch
@@ -273,10 +358,23 @@ async fn bare_consumers(
                 let _ = ch.close(200, "bye".into()).await;
             });
         }
-        out.push((conn, queues));
+        Ok((conn, queues))
     }
-    tokio::spawn(async move { while consumers.join_next().await.is_some() {} });
-    Ok(out)
+}
+
+/// A lapin connection to the first broker of `url` (a broker option) that answers.
+pub async fn connect_first(url: &str, props: ConnectionProperties) -> Result<Connection> {
+    let brokers = magi_bus::amqp::Brokers::parse(url)?;
+    let mut last = None;
+    for u in &brokers.urls {
+        match Connection::connect(u, props.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow::anyhow!("no broker")))
 }
 
 /// Queue arguments of the bare side: gone 10 minutes after its last use, whatever happens.
@@ -309,6 +407,8 @@ impl Fleet {
                 &args.per_conn.to_string(),
             ])
             .args(["--name-prefix", &args.name_prefix])
+            .args(["--first", &args.first.to_string()])
+            .args(["--total", &args.total.to_string()])
             .arg("--state-dir")
             .arg(&args.state_dir)
             .args(["--max-message", &args.max_message.to_string()])
@@ -318,6 +418,9 @@ impl Fleet {
         }
         if let (Some(ex), Some(reply)) = (&args.bare_exchange, &args.bare_reply) {
             cmd.args(["--bare-exchange", ex, "--bare-reply", reply]);
+        }
+        if args.bare_floor {
+            cmd.arg("--bare-floor");
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -367,5 +470,74 @@ impl Fleet {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         let _ = self.child.start_kill();
         Ok(Duration::from_millis(took?.parse().unwrap_or(0)))
+    }
+}
+
+/// A fleet spread over `args.processes` child processes, started and stopped together.
+pub struct Fleets {
+    parts: Vec<Fleet>,
+    /// How long the slowest child took to attach everything.
+    pub ready_after: Duration,
+}
+
+impl Fleets {
+    /// Starts the children (at once), each with its share of the nodes, and waits until all
+    /// are ready.
+    pub async fn start(args: &FleetArgs, patience: Duration) -> Result<Fleets> {
+        let processes = args.processes.clamp(1, args.nodes.max(1));
+        let share = args.nodes.div_ceil(processes);
+        let total = if args.total == 0 {
+            args.nodes
+        } else {
+            args.total
+        };
+        let shares: Vec<FleetArgs> = (0..processes)
+            .map(|k| FleetArgs {
+                first: args.first + k * share,
+                nodes: share.min(args.nodes.saturating_sub(k * share)),
+                total,
+                state_dir: if processes > 1 {
+                    args.state_dir.join(format!("p{k}"))
+                } else {
+                    args.state_dir.clone()
+                },
+                ..args.clone()
+            })
+            .filter(|a| a.nodes > 0)
+            .collect();
+        let started =
+            futures_util::future::join_all(shares.iter().map(|a| Fleet::start(a, patience))).await;
+        let mut parts = Vec::new();
+        let mut failed = None;
+        for r in started {
+            match r {
+                Ok(f) => parts.push(f),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            futures_util::future::join_all(parts.into_iter().map(Fleet::stop)).await;
+            return Err(e);
+        }
+        let ready_after = parts
+            .iter()
+            .map(|f| f.ready_after)
+            .max()
+            .unwrap_or_default();
+        Ok(Fleets { parts, ready_after })
+    }
+
+    /// The children's pids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.parts.iter().filter_map(Fleet::pid).collect()
+    }
+
+    /// Stops every child; how long the slowest took to stop its nodes.
+    pub async fn stop(self) -> Result<Duration> {
+        let mut longest = Duration::ZERO;
+        for r in futures_util::future::join_all(self.parts.into_iter().map(Fleet::stop)).await {
+            longest = longest.max(r?);
+        }
+        Ok(longest)
     }
 }

@@ -10,6 +10,7 @@
 
 mod bare;
 mod check;
+mod figures;
 mod fleet;
 mod memory;
 mod ours;
@@ -21,10 +22,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use magi_testkit::{vhost_of, BrokerGuard, TestBroker};
+use magi_testkit::{vhost_of, BrokerGuard, Cluster, ClusterGuard, TestBroker};
 
+use crate::figures::{floor_figures, size_figures};
 use crate::fleet::FleetArgs;
-use crate::report::{ms, percentile, Figure};
+use crate::report::{ms, Figure};
 
 /// MAGI-rs benchmarks against RabbitMQ.
 #[derive(Parser, Debug)]
@@ -82,6 +84,17 @@ struct Cli {
     /// Skip the bare-lapin reference.
     #[arg(long)]
     no_bare: bool,
+    /// Skip the floor (the same fan-out over bare lapin, transient, without confirms).
+    #[arg(long)]
+    no_floor: bool,
+    /// Fleet processes per N (default: one per 1000 nodes, at least one).
+    #[arg(long)]
+    processes: Option<usize>,
+    /// On the local three-node cluster (`scripts/cluster`, started if it is not running)
+    /// instead of `--url`: every client gets the three nodes as its broker list, turned so
+    /// that connections spread over them; inbox queues are quorum queues.
+    #[arg(long)]
+    cluster: bool,
     /// Where the work directory (node states, run records) is made (default: the system's
     /// temporary directory).
     #[arg(long)]
@@ -173,13 +186,25 @@ async fn bench(cli: Cli) -> Result<bool> {
             .tempdir_in(dir)?,
         None => tempfile::Builder::new().prefix("magi-bench.").tempdir()?,
     };
+    let mut cli = cli;
+    if cli.cluster {
+        Cluster::ensure()
+            .await
+            .context("starting the local cluster")?;
+        cli.url = Cluster::url(&[1, 2, 3]);
+    }
     let kit = TestBroker {
         url: cli.url.clone(),
         vhost: vhost_of(&cli.url),
         prefix: format!("magi.bench.{}.", uuid::Uuid::new_v4().simple()),
     };
-    // Tests that restart the broker take this lock exclusively: never measure across one.
+    // Tests that restart the broker (or stop cluster nodes) take these locks exclusively:
+    // never measure across one.
     let _hold = BrokerGuard::shared().await.context("the broker lock")?;
+    let _cluster_hold = match cli.cluster {
+        true => Some(ClusterGuard::shared().await.context("the cluster lock")?),
+        false => None,
+    };
     watch_signals(kit.prefix.clone(), kit.url.clone());
     let agent_program = bin_dir.join("magi-bench-agent");
     if !agent_program.is_file() {
@@ -221,6 +246,10 @@ async fn bench(cli: Cli) -> Result<bool> {
             separate_caches: cli.separate_caches,
             bare_exchange: None,
             bare_reply: None,
+            bare_floor: false,
+            first: 0,
+            total: n,
+            processes: cli.processes.unwrap_or(n.div_ceil(1000)).max(1),
         };
         // Bare lapin: half of its rounds before MAGI-rs's run, half after, with the same
         // consumers, so that both see the same drift of the machine's load.
@@ -228,7 +257,7 @@ async fn bench(cli: Cli) -> Result<bool> {
         if !cli.no_bare {
             eprintln!("magi-bench: N = {n}: bare lapin ...");
             let started = async {
-                let mut s = bare::Session::start(&args).await?;
+                let mut s = bare::Session::start(&args, false).await?;
                 s.rounds(warmup, rounds.div_ceil(2)).await?;
                 Ok::<_, anyhow::Error>(s)
             };
@@ -280,8 +309,34 @@ async fn bench(cli: Cli) -> Result<bool> {
                 }
             }
         };
+        // The floor, after both: the same fan-out with none of the guarantees.
+        let floor = if cli.no_floor {
+            None
+        } else {
+            eprintln!("magi-bench: N = {n}: the floor (bare lapin, transient, no confirms) ...");
+            let measured = async {
+                let mut s = bare::Session::start(&args, true).await?;
+                let r = s.rounds(warmup.min(3), rounds).await;
+                let run = s.finish().await;
+                r.map(|()| run)
+            };
+            match measured.await {
+                Ok(run) => Some(run),
+                Err(e) => {
+                    eprintln!("magi-bench: N = {n}: the floor failed: {e:#}");
+                    complete = false;
+                    None
+                }
+            }
+        };
         let _ = std::fs::remove_dir_all(&args.state_dir);
         figures.extend(size_figures(n, ours.as_ref(), bare.as_ref(), &module));
+        figures.extend(floor_figures(
+            n,
+            ours.as_ref(),
+            bare.as_ref(),
+            floor.as_ref(),
+        ));
     }
     let magi_node = cli
         .magi_node
@@ -458,102 +513,4 @@ fn redact(url: &str) -> String {
         ),
         _ => url.to_string(),
     }
-}
-
-/// The figures of one N: round trip, CPU per trigger, setup, teardown and the rest.
-fn size_figures(
-    n: usize,
-    ours: Option<&ours::OursRun>,
-    bare: Option<&bare::BareRun>,
-    module: &ours::Module,
-) -> Vec<Figure> {
-    let mut figures = Vec::new();
-    let median = |v: &[Duration]| ms(percentile(v, 50.0));
-    let Some(ours) = ours else {
-        // Only the reference could be measured: keep its figures (value = baseline).
-        if let Some(b) = bare {
-            for (p, name) in [(50.0, "bare_roundtrip_p50"), (99.0, "bare_roundtrip_p99")] {
-                figures.push(Figure::new(name, n, ms(percentile(&b.rounds, p)), "ms"));
-            }
-        }
-        return figures;
-    };
-    for (p, name) in [(50.0, "roundtrip_p50"), (99.0, "roundtrip_p99")] {
-        let v = ms(percentile(&ours.rounds, p));
-        let f = match bare {
-            Some(b) => Figure::compared(name, n, v, ms(percentile(&b.rounds, p)), "ms"),
-            None => Figure::new(name, n, v, "ms"),
-        };
-        // Issue 6: at N = 1000 the round trip is at most 1.5 times bare lapin's.
-        figures.push(if n == 1000 && bare.is_some() {
-            f.at_most(1.5)
-        } else {
-            f
-        });
-    }
-    let us = |v: f64| v * 1e6;
-    let cpu_rows = [
-        (
-            "orchestrator_cpu_per_trigger",
-            Some(ours.cpu_per_trigger),
-            bare.map(|b| b.cpu_per_answer),
-            "orchestrator process; bare: the bare client's CPU per answer",
-        ),
-        (
-            "nodes_cpu_per_trigger",
-            ours.nodes_cpu_per_trigger,
-            bare.and_then(|b| b.nodes_cpu_per_answer),
-            "the fleet process (node agents; agent processes not counted); bare: the consumers",
-        ),
-        (
-            "broker_cpu_per_trigger",
-            ours.broker_cpu_per_trigger,
-            bare.and_then(|b| b.broker_cpu_per_answer),
-            "RabbitMQ (beam.smp), all of its work in the round-trip phase",
-        ),
-    ];
-    for (name, value, baseline, note) in cpu_rows {
-        let Some(value) = value else { continue };
-        figures.push(
-            match baseline {
-                Some(b) => Figure::compared(name, n, us(value), us(b), "us"),
-                None => Figure::new(name, n, us(value), "us"),
-            }
-            .note(note),
-        );
-    }
-    let kib = module.packed.bytes.len() / 1024;
-    let setup_s = ours.setup.as_secs_f64();
-    let setup = match bare.filter(|b| !b.big_rounds.is_empty()) {
-        Some(b) => Figure::compared("setup", n, setup_s, median(&b.big_rounds) / 1e3, "s").note(
-            format!("groups built + {kib} KiB agent loaded everywhere; bare: one message of the shipped size to N queues, N answers"),
-        ),
-        None => Figure::new("setup", n, setup_s, "s")
-            .note(format!("groups built + {kib} KiB agent loaded everywhere")),
-    };
-    figures.push(if n == 1000 {
-        // The target is on the time, not on a ratio.
-        let mut f = setup;
-        f.target = Some(10.0);
-        f.met = Some(setup_s <= 10.0);
-        f
-    } else {
-        setup
-    });
-    figures.push(Figure::new("teardown", n, ours.teardown.as_secs_f64(), "s"));
-    figures.push(
-        Figure::new("preflight", n, ours.preflight.as_secs_f64(), "s")
-            .note("every node announced (before setup)"),
-    );
-    figures.push(
-        Figure::new("fleet_start", n, ours.fleet_ready.as_secs_f64(), "s")
-            .note("node agents attached in the fleet process"),
-    );
-    figures.push(Figure::new(
-        "fleet_stop",
-        n,
-        ours.fleet_stop.as_secs_f64(),
-        "s",
-    ));
-    figures
 }

@@ -29,7 +29,7 @@ use magi_engine::Outcome;
 use magi_node::pack::Packed;
 use serde_json::Value;
 
-use crate::fleet::{bus_options, node_names, Fleet, FleetArgs};
+use crate::fleet::{bus_options, node_names, FleetArgs, Fleets};
 use crate::sys::{cpu_between, epoch, CpuSampler, StdoutTo};
 
 /// The agent module every node loads.
@@ -174,7 +174,7 @@ pub async fn run(
     } else {
         None
     };
-    let fleet = match Fleet::start(fleet_args, Duration::from_secs(300)).await {
+    let fleet = match Fleets::start(fleet_args, Duration::from_secs(600)).await {
         Ok(f) => f,
         Err(e) => {
             let _ = port.close().await;
@@ -208,8 +208,9 @@ pub async fn run(
         color: false,
         live: false,
     });
-    let broker = crate::sys::find_broker();
-    let others: Vec<u32> = [broker, fleet.pid()].into_iter().flatten().collect();
+    let brokers = crate::sys::find_brokers(&fleet_args.url);
+    let fleet_pids = fleet.pids();
+    let others: Vec<u32> = brokers.iter().chain(&fleet_pids).copied().collect();
     let sampler = CpuSampler::start(Duration::from_millis(5), &others);
     let started = epoch();
     let outcome = {
@@ -273,24 +274,26 @@ pub async fn run(
     let all: Vec<Duration> = pings.iter().zip(&ends).map(|(a, b)| secs(b - a)).collect();
     let measured_from = pings[warmup];
     let triggers = (rounds * n).max(1) as f64;
-    let per_trigger = |i: usize| {
-        samples
-            .get(i)
-            .map(|s| cpu_between(s, measured_from, unload) / triggers)
-            .filter(|v| v.is_finite())
+    // CPU seconds per trigger of the processes sampled at indices `range` (summed).
+    let per_trigger = |range: std::ops::Range<usize>| {
+        if range.is_empty() {
+            return None;
+        }
+        let total: f64 = samples[range]
+            .iter()
+            .map(|s| cpu_between(s, measured_from, unload))
+            .sum();
+        Some(total / triggers).filter(|v| v.is_finite())
     };
-    let (broker_i, fleet_i) = match broker {
-        Some(_) => (Some(1), 2),
-        None => (None, 1),
-    };
+    let (b, f) = (brokers.len(), fleet_pids.len());
     Ok(OursRun {
         rounds: all[warmup..].to_vec(),
         preflight: secs(join - started),
         setup: secs(pings[0] - join),
         teardown: secs(closed - unload),
-        cpu_per_trigger: per_trigger(0).unwrap_or(0.0),
-        broker_cpu_per_trigger: broker_i.and_then(per_trigger),
-        nodes_cpu_per_trigger: per_trigger(fleet_i),
+        cpu_per_trigger: per_trigger(0..1).unwrap_or(0.0),
+        broker_cpu_per_trigger: per_trigger(1..1 + b),
+        nodes_cpu_per_trigger: per_trigger(1 + b..1 + b + f),
         fleet_ready,
         fleet_stop,
     })

@@ -65,6 +65,42 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// The RabbitMQ broker's process (`beam.smp` running `rabbit`), to read its CPU time.
+/// The RabbitMQ processes serving `url`: the nodes of the local cluster
+/// (`magi1..3@localhost`) when it names them, else the single broker.
+pub fn find_brokers(url: &str) -> Vec<u32> {
+    if !magi_testkit::Cluster::serves(url) {
+        return find_broker().into_iter().collect();
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "beam.smp" {
+            continue;
+        }
+        if cluster_node(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether `pid` is a node of the local cluster (`scripts/cluster` names it in the
+/// environment: the command line does not carry the node name).
+fn cluster_node(pid: u32) -> bool {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    String::from_utf8_lossy(&environ)
+        .split('\0')
+        .any(|v| v.starts_with("RABBITMQ_NODENAME=magi"))
+}
+
+/// The single broker's process (not a node of the local cluster).
 pub fn find_broker() -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -79,7 +115,7 @@ pub fn find_broker() -> Option<u32> {
             continue;
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("rabbit") {
+        if String::from_utf8_lossy(&cmdline).contains("rabbit") && !cluster_node(pid) {
             return Some(pid);
         }
     }

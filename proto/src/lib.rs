@@ -168,8 +168,32 @@ pub fn color_allowed(terminal: bool, no_color_flag: bool) -> bool {
 }
 
 /// A broker or database URL with its password replaced by `***`, for messages and logs
-/// (`amqp://alice:secret@h/` → `amqp://alice:***@h/`).
+/// (`amqp://alice:secret@h/` → `amqp://alice:***@h/`). A list of URLs separated by commas
+/// (a broker option naming a cluster's nodes) has every password replaced.
 pub fn redact_url(url: &str) -> String {
+    // A comma starts another URL where a scheme and `://` follow it.
+    let starts_url = |after: &str| {
+        after.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+        })
+    };
+    let mut out = String::with_capacity(url.len());
+    let mut start = 0;
+    for (i, _) in url.match_indices(',') {
+        if starts_url(&url[i + 1..]) {
+            out.push_str(&redact_one(&url[start..i]));
+            out.push(',');
+            start = i + 1;
+        }
+    }
+    out.push_str(&redact_one(&url[start..]));
+    out
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -195,6 +219,18 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("amqp://h"), "amqp://h");
+    }
+
+    #[test]
+    fn every_password_of_a_broker_list_is_hidden() {
+        assert_eq!(
+            redact_url("amqp://h1/%2f,amqp://bob:s1@h2/%2f,amqps://bob:s2@h3/%2f"),
+            "amqp://h1/%2f,amqp://bob:***@h2/%2f,amqps://bob:***@h3/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://bob:s,ecret@h1:1,h2:2/%2f"),
+            "amqp://bob:***@h1:1,h2:2/%2f"
+        );
     }
 
     #[test]

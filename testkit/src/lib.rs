@@ -13,6 +13,9 @@ use lapin::{Connection, ConnectionProperties};
 
 use magi_bus::amqp::{AmqpBus, BusOptions};
 
+mod cluster;
+pub use cluster::{Cluster, ClusterGuard};
+
 /// The broker the tests use unless `MAGI_TEST_AMQP_URL` says otherwise.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -67,16 +70,41 @@ impl TestBroker {
         Ok(AmqpBus::connect(&self.url, self.options()).await?)
     }
 
-    /// A plain lapin connection to the same broker (for publishing what a bus never would).
+    /// A plain lapin connection to the same broker (for publishing what a bus never would);
+    /// the first broker that answers when the URL names several.
     pub async fn raw(&self) -> Result<Connection, KitError> {
-        Ok(Connection::connect(&self.url, ConnectionProperties::default()).await?)
+        let brokers = magi_bus::amqp::Brokers::parse(&self.url)?;
+        let mut last = None;
+        for url in &brokers.urls {
+            match Connection::connect(url, ConnectionProperties::default()).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("a broker list is never empty").into())
+    }
+
+    /// A fresh prefix on the local three-node cluster (`scripts/cluster`), reached through
+    /// the broker list `url` (see [`Cluster::url`]); the cluster must be running
+    /// ([`Cluster::ensure`]).
+    pub fn on_cluster(url: &str) -> Self {
+        TestBroker {
+            url: url.to_string(),
+            vhost: "/".into(),
+            prefix: format!("magi.test.{}.", uuid::Uuid::new_v4().simple()),
+        }
     }
 
     /// Exchanges and queues on the broker whose names start with this test's prefix.
     pub fn leftovers(&self) -> Result<Vec<String>, KitError> {
         let mut found = Vec::new();
         for what in ["list_exchanges", "list_queues"] {
-            let out = ctl(&[what, "-q", "-p", &self.vhost, "name"])?;
+            let args = [what, "-q", "-p", &self.vhost, "name"];
+            let out = if Cluster::serves(&self.url) {
+                Cluster::ctl_any(&args)?
+            } else {
+                ctl(&args)?
+            };
             let names = out
                 .lines()
                 .map(str::trim)
@@ -191,23 +219,31 @@ impl BrokerGuard {
     }
 
     async fn take(op: libc::c_int) -> std::io::Result<BrokerGuard> {
-        tokio::task::spawn_blocking(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(LOCK_PATH)?;
-            // SAFETY: flock on a file descriptor we own; it is released when the file closes.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(BrokerGuard { _file: file })
+        Ok(BrokerGuard {
+            _file: flock(LOCK_PATH, op).await?,
         })
-        .await
-        .map_err(std::io::Error::other)?
     }
+}
+
+/// `path` opened (created if missing) and locked with `flock(op)`, waiting for the lock
+/// in a blocking thread; released when the file is closed.
+pub(crate) async fn flock(path: &'static str, op: libc::c_int) -> std::io::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Whether every service the tests use must be there: `CI` or `MAGI_REQUIRE_SERVICES` is

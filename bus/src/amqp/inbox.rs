@@ -56,6 +56,9 @@ pub(crate) struct Inbox {
     /// Whether the consumer is exclusive (a second node agent or orchestrator under the
     /// same name is refused).
     pub(crate) exclusive: bool,
+    /// An exclusive queue declared before consuming, refused (`RESOURCE_LOCKED`) while
+    /// another connection holds it: what keeps a second consumer off a quorum queue.
+    pub(crate) lock: Option<String>,
 }
 
 impl Inbox {
@@ -79,6 +82,14 @@ impl Inbox {
         conn: &Connection,
     ) -> Result<(Channel, Consumer, String), lapin::Error> {
         let ch = conn.create_channel().await?;
+        if let Some(lock) = &self.lock {
+            let exclusive = QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            };
+            ch.queue_declare(lock.as_str().into(), exclusive, FieldTable::default())
+                .await?;
+        }
         ch.basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
         let queue = ch

@@ -8,7 +8,12 @@
 //! *generation*. Everyone who uses the connection asks [`Link::current`] for the present
 //! generation and rebuilds what it needs on it: the publisher its confirm channel, each
 //! link's inbox its channel, queue, bindings, memberships and consumer.
+//!
+//! A broker option can name several brokers (the nodes of a cluster, `brokers`): the link
+//! connects to the first that answers and, when its connection fails, tries the next ones
+//! in turn (the one that failed last), so every kind of link fails over in this one place.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,7 @@ use magi_proto::redact_url as redact;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::amqp::brokers::Brokers;
 use crate::amqp::BusOptions;
 
 /// Where the connection stands.
@@ -34,7 +40,10 @@ enum State {
 
 /// The bus's connection, replaced by a new one whenever it fails.
 pub(crate) struct Link {
-    url: String,
+    /// The brokers to try, in order (one URL each).
+    urls: Vec<String>,
+    /// Index in `urls` of the broker of the present (or last) connection.
+    using: AtomicUsize,
     name: String,
     opts: BusOptions,
     state: watch::Sender<State>,
@@ -47,20 +56,47 @@ pub(crate) struct Link {
 
 impl Link {
     /// Connect, and start watching the connection.
+    /// Connect to the first of `brokers` that answers, and start watching the connection.
     pub(crate) async fn connect(
-        url: &str,
+        brokers: &Brokers,
         name: String,
         opts: BusOptions,
     ) -> Result<Arc<Link>, SendError> {
-        let conn = open(url, &name, &opts).await?;
-        let user = url_user(url);
+        let mut failures = Vec::new();
+        let mut opened = None;
+        for (i, url) in brokers.urls.iter().enumerate() {
+            match open(url, &name, &opts).await {
+                Ok(conn) => {
+                    opened = Some((i, conn));
+                    break;
+                }
+                Err(e) => {
+                    if i + 1 < brokers.urls.len() {
+                        warn!(broker = %redact(url), error = %e, "broker unavailable, trying the next");
+                    }
+                    failures.push(e)
+                }
+            }
+        }
+        let Some((index, conn)) = opened else {
+            let last = failures.pop().expect("at least one broker");
+            return Err(if failures.is_empty() {
+                last
+            } else {
+                SendError::Disconnected(format!(
+                    "none of the {} brokers answered; the last: {last}",
+                    brokers.urls.len()
+                ))
+            });
+        };
         let (state, _) = watch::channel(State::Up(1, Arc::new(conn)));
         let link = Arc::new(Link {
-            url: url.to_string(),
+            urls: brokers.urls.clone(),
+            using: AtomicUsize::new(index),
             name,
             opts,
             state,
-            user,
+            user: brokers.user.clone(),
             up_since: std::sync::Mutex::new(Instant::now()),
         });
         tokio::spawn(supervise(Arc::downgrade(&link)));
@@ -103,6 +139,11 @@ impl Link {
         })
     }
 
+    /// The broker of the present (or last) connection, its password hidden.
+    pub(crate) fn broker(&self) -> String {
+        redact(&self.urls[self.using.load(Ordering::SeqCst) % self.urls.len()])
+    }
+
     /// The broker user this link publishes as.
     pub(crate) fn user(&self) -> &str {
         &self.user
@@ -133,13 +174,6 @@ impl Link {
             let _ = conn.close(200, "bye".into()).await;
         }
     }
-}
-
-/// The user name of a broker URL; `guest` when it names none (lapin's default).
-fn url_user(url: &str) -> String {
-    url.parse::<lapin::uri::AMQPUri>()
-        .map(|u| u.authority.userinfo.username)
-        .unwrap_or_else(|_| "guest".into())
 }
 
 /// Open one connection: a TCP probe first (a broker that is not even listening is reported
@@ -218,12 +252,13 @@ async fn supervise(link: Weak<Link>) {
             }
         }
         drop(events);
-        warn!(
-            generation = n,
-            "connection to the broker lost, reconnecting"
-        );
         drop(conn);
         let Some(l) = link.upgrade() else { return };
+        warn!(
+            generation = n,
+            broker = %l.broker(),
+            "connection to the broker lost, reconnecting"
+        );
         let replaced = l.state.send_if_modified(|s| match s {
             State::Up(m, _) if *m == n => {
                 *s = State::Down;
@@ -239,6 +274,10 @@ async fn supervise(link: Weak<Link>) {
             l.opts.reconnect_max_delay,
             l.opts.reconnect_attempts.max(1),
         );
+        // The brokers in turn, starting with the one after the broker that failed (which
+        // is tried last: with one broker, it is the only one); the delay doubles after
+        // each round.
+        let (failed, count) = (l.using.load(Ordering::SeqCst), l.urls.len());
         drop(l);
         let mut delay = min;
         let mut tries = 0;
@@ -249,12 +288,14 @@ async fn supervise(link: Weak<Link>) {
                 return;
             }
             tries += 1;
-            match open(&l.url, &l.name, &l.opts).await {
+            let index = (failed + tries) % count;
+            match open(&l.urls[index], &l.name, &l.opts).await {
                 Ok(conn) => {
                     let conn = Arc::new(conn);
                     let installed = l.state.send_if_modified(|s| match s {
                         State::Down => {
                             *l.up_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                            l.using.store(index, Ordering::SeqCst);
                             *s = State::Up(n + 1, conn.clone());
                             true
                         }
@@ -264,11 +305,16 @@ async fn supervise(link: Weak<Link>) {
                         let _ = conn.close(200, "bye".into()).await;
                         return;
                     }
-                    info!(generation = n + 1, tries, "reconnected to the broker");
+                    info!(
+                        generation = n + 1,
+                        tries,
+                        broker = %l.broker(),
+                        "reconnected to the broker"
+                    );
                     break;
                 }
                 Err(e) => {
-                    debug!(error = %e, tries, "reconnection failed");
+                    debug!(error = %e, tries, broker = %redact(&l.urls[index]), "reconnection failed");
                     if tries >= attempts {
                         warn!(error = %e, tries, "giving up reconnecting to the broker");
                         l.state.send_replace(State::Closed(format!(
@@ -276,7 +322,9 @@ async fn supervise(link: Weak<Link>) {
                         )));
                         return;
                     }
-                    delay = (delay * 2).min(max);
+                    if tries % count == 0 {
+                        delay = (delay * 2).min(max);
+                    }
                 }
             }
         }

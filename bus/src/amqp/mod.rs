@@ -8,12 +8,14 @@
 //! Layout of the crate:
 //! - [`names`]: every exchange, queue and routing key (the topology is in `docs/bus.md`);
 //! - `wire`: JSON bodies, properties, inbound checks, duplicate suppression;
-//! - `link`: the connection, replaced by a new one whenever it fails;
+//! - `brokers`: the broker option (one broker, or several: a cluster) and the queue kind;
+//! - `link`: the connection, replaced by a new one (on the next broker) whenever it fails;
 //! - `publisher`: confirms + `mandatory`, retried through outages;
 //! - `topology`: declarations and short-lived channels;
 //! - `inbox`: the consumer task shared by node, run and tap links;
 //! - `node`, `run`, `tap`: the three kinds of link;
 
+pub mod brokers;
 pub mod names;
 
 mod error;
@@ -35,6 +37,7 @@ use crate::{AttachError, Bus, ConnectError, NodeLink, RunLink, SendError, TapIte
 use async_trait::async_trait;
 use tracing::warn;
 
+pub use brokers::{Brokers, QueueKind};
 pub use names::Names;
 pub use wire::DEFAULT_MAX_MESSAGE;
 
@@ -130,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) names: Names,
     pub(crate) opts: BusOptions,
     pub(crate) publisher: Publisher,
+    /// The kind of the node and run queues.
+    pub(crate) queues: QueueKind,
     /// Queue of tap copies (see `publisher::spawn_copier`).
     pub(crate) copier: tokio::sync::mpsc::UnboundedSender<publisher::Copy>,
 }
@@ -156,6 +161,30 @@ impl Shared {
             }
             Err(e) => warn!(error = %e, "tap copy not sent"),
         }
+    }
+
+    /// How a node's or run's inbox is declared and consumed: its queue's arguments, and
+    /// whether a second consumer is kept out by an exclusive consumer (classic queues) or
+    /// by an exclusive lock queue held by the consuming connection (quorum queues accept
+    /// a second "exclusive" consumer: checked on RabbitMQ 3.10).
+    pub(crate) fn inbox_kind(
+        &self,
+        queue: &str,
+        expires: std::time::Duration,
+    ) -> (lapin::types::FieldTable, Option<String>) {
+        let args = topology::queue_args(self.queues, expires, None, None);
+        let lock = (self.queues == QueueKind::Quorum).then(|| self.names.lock_queue(queue));
+        (args, lock)
+    }
+
+    /// Deletes a node's or run's inbox queue (and so its bindings), then its lock queue.
+    pub(crate) async fn delete_inbox(&self, queue: &str, why: &str) -> Result<(), SendError> {
+        topology::delete_queue(&self.link, self.opts.patience, queue, why).await?;
+        if self.queues == QueueKind::Quorum {
+            let lock = self.names.lock_queue(queue);
+            topology::delete_queue(&self.link, self.opts.patience, &lock, why).await?;
+        }
+        Ok(())
     }
 
     /// Publish a message that must arrive: persistent, mandatory, confirmed.
@@ -189,14 +218,19 @@ pub struct AmqpBus {
 
 impl AmqpBus {
     /// Connect to the broker at `url` (`amqp://user:pass@host:5672/vhost`; `%2f` is `/`;
-    /// `?heartbeat=10` is advised) and make sure the global exchanges exist.
+    /// `?heartbeat=10` is advised), or to the first that answers of several brokers
+    /// ([`Brokers`]: `amqp://u:p@b1,b2,b3/vhost`, or URLs separated by commas), and make
+    /// sure the global exchanges exist.
     pub async fn connect(url: &str, options: BusOptions) -> Result<AmqpBus, ConnectError> {
         let name = options
             .connection_name
             .clone()
             .unwrap_or_else(|| std::env::args().next().unwrap_or_else(|| "magi".into()));
-        let url = with_frame_max(url);
-        let conn = link::Link::connect(&url, name, options.clone()).await?;
+        let mut brokers = Brokers::parse(url)?;
+        for u in &mut brokers.urls {
+            *u = with_frame_max(u);
+        }
+        let conn = link::Link::connect(&brokers, name, options.clone()).await?;
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, options.patience).await?;
         let publisher = Publisher::new(conn.clone(), options.patience);
@@ -207,9 +241,20 @@ impl AmqpBus {
                 names,
                 opts: options,
                 publisher,
+                queues: brokers.queues,
                 copier,
             }),
         })
+    }
+
+    /// The broker this bus is connected to now (or was last), its password hidden.
+    pub fn broker(&self) -> String {
+        self.shared.link.broker()
+    }
+
+    /// The kind of this bus's node and run queues.
+    pub fn queue_kind(&self) -> QueueKind {
+        self.shared.queues
     }
 
     /// The names this bus uses.

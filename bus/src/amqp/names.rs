@@ -99,6 +99,13 @@ impl Names {
         format!("{}run.{}", self.prefix, word(run))
     }
 
+    /// The lock of a node's or run's queue on a cluster: an exclusive (classic) queue
+    /// held by the connection that consumes `queue`, so that a second one is refused.
+    /// Words have no `.`, so no node or run queue is ever named like a lock.
+    pub fn lock_queue(&self, queue: &str) -> String {
+        format!("{queue}.lock")
+    }
+
     /// Routing key of a group call on [`Names::calls_exchange`], and the key that binds the
     /// group's exchange there.
     pub fn group_key(&self, run: &str, group: &str) -> String {

@@ -18,9 +18,7 @@ use tracing::warn;
 use crate::amqp::error::{is_not_found, to_attach, to_bus};
 use crate::amqp::names::{first_word, word};
 use crate::amqp::publisher::{Outcome, Outgoing};
-use crate::amqp::topology::{
-    check_len, delete_queue, group_options, inbox_options, on_fresh_channel, queue_args,
-};
+use crate::amqp::topology::{check_len, group_options, inbox_options, on_fresh_channel};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
@@ -32,14 +30,16 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
     let queue = names.node_queue(node);
     check_len("node queue", &queue)?;
     let memberships: Memberships = Arc::new(Mutex::new(BTreeSet::new()));
+    let (args, lock_queue) = shared.inbox_kind(&queue, shared.opts.node_queue_expires);
     let spec = Arc::new(inbox::Inbox {
         queue: queue.clone(),
         options: inbox_options(),
-        args: queue_args(shared.opts.node_queue_expires, None, None),
+        args,
         prefetch: shared.opts.node_prefetch,
         bindings: vec![(names.nodes_exchange(), names.node_binding(node))],
         consumer_tag: format!("magi-node.{}", word(node)),
         exclusive: true,
+        lock: lock_queue,
     });
     let setup: inbox::Setup = {
         let (shared, node, memberships) = (shared.clone(), node.to_string(), memberships.clone());
@@ -311,13 +311,7 @@ impl NodePort for NodeSide {
             self.lock().clear();
             self.stop.notify_one();
             let why = format!("detaching node {}", self.node);
-            delete_queue(
-                &self.shared.link,
-                self.shared.opts.patience,
-                &self.queue,
-                &why,
-            )
-            .await?;
+            self.shared.delete_inbox(&self.queue, &why).await?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use tracing::warn;
 use crate::amqp::error::{to_attach, to_bus};
 use crate::amqp::names::word;
 use crate::amqp::publisher::Outcome;
-use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_fresh_channel, queue_args};
+use crate::amqp::topology::{check_len, inbox_options, on_fresh_channel};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
@@ -25,10 +25,11 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, Atta
     let names = &shared.names;
     let queue = names.run_queue(run);
     check_len("run queue", &queue)?;
+    let (args, lock) = shared.inbox_kind(&queue, shared.opts.run_queue_expires);
     let setup = inbox::Inbox {
         queue: queue.clone(),
         options: inbox_options(),
-        args: queue_args(shared.opts.run_queue_expires, None, None),
+        args,
         prefetch: shared.opts.run_prefetch,
         bindings: vec![
             (names.triggers_exchange(), names.run_binding(run)),
@@ -36,6 +37,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, Atta
         ],
         consumer_tag: format!("magi-run.{}", word(run)),
         exclusive: true,
+        lock,
     }
     .setup();
     let deadline = Instant::now() + shared.opts.patience;
@@ -237,7 +239,7 @@ impl RunPort for RunSide {
         self.stop.notify_one();
         let shared = &self.shared;
         let why = format!("closing run {}", self.run);
-        delete_queue(&shared.link, shared.opts.patience, &self.queue, &why).await?;
+        shared.delete_inbox(&self.queue, &why).await?;
         let groups: Vec<String> = self
             .groups
             .lock()

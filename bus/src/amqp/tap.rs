@@ -10,6 +10,7 @@ use magi_proto::NodeStatus;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
+use crate::amqp::brokers::QueueKind;
 use crate::amqp::error::to_attach;
 use crate::amqp::names::{first_word, word};
 use crate::amqp::topology::{check_len, queue_args};
@@ -48,7 +49,9 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
             auto_delete: true,
             ..Default::default()
         },
+        // Always classic: an exclusive queue cannot be a quorum queue.
         args: queue_args(
+            QueueKind::Classic,
             shared.opts.tap_queue_expires,
             Some(shared.opts.tap_max_length),
             None,
@@ -57,6 +60,7 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
         bindings,
         consumer_tag: "magi-tap".into(),
         exclusive: false,
+        lock: None,
     }
     .setup();
     let deadline = Instant::now() + shared.opts.patience;

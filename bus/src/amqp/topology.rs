@@ -16,6 +16,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use tracing::debug;
 
+use crate::amqp::brokers::QueueKind;
 use crate::amqp::error::{is_channel_error, is_not_found, to_bus};
 use crate::amqp::link::Link;
 use crate::amqp::names::Names;
@@ -53,13 +54,20 @@ pub(crate) fn inbox_options() -> QueueDeclareOptions {
     }
 }
 
-/// Arguments of a queue: expiry, and optionally a length bound and a message TTL.
+/// Arguments of a queue: its kind, expiry, and optionally a length bound and a message TTL.
 pub(crate) fn queue_args(
+    kind: QueueKind,
     expires: Duration,
     max_length: Option<u32>,
     message_ttl: Option<Duration>,
 ) -> FieldTable {
     let mut args = FieldTable::default();
+    if kind == QueueKind::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     args.insert("x-expires".into(), AMQPValue::LongInt(millis(expires)));
     if let Some(n) = max_length {
         args.insert(

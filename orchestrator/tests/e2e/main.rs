@@ -14,6 +14,7 @@ mod agents_compat;
 mod broker;
 mod casestudy;
 mod check;
+mod cluster;
 mod graph;
 mod limits;
 mod run;

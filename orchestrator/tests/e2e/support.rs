@@ -4,11 +4,46 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The real `magi` binary.
 pub fn magi_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_magi"))
+}
+
+/// The workspace's root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `magi-node`, next to `magi` in the target directory; built (with the standard agents)
+/// once per test binary unless `MAGI_TEST_NO_BUILD` is set.
+pub fn node_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = magi_bin().parent().expect("target dir").to_path_buf();
+            let bin = dir.join("magi-node");
+            if std::env::var_os("MAGI_TEST_NO_BUILD").is_none() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "-p", "magi-node", "-p", "magi-agents", "--bins"])
+                    .current_dir(workspace())
+                    .status()
+                    .expect("running cargo build");
+                assert!(
+                    status.success(),
+                    "cargo build -p magi-node -p magi-agents failed"
+                );
+            }
+            assert!(
+                bin.is_file(),
+                "{} is missing: run `cargo build -p magi-node -p magi-agents`",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
 }
 
 /// `magi` with no colours and no broker or record directory inherited.

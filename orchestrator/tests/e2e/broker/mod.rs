@@ -20,10 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use magi_testkit::{ctl, BrokerGuard, TestBroker};
+
+use crate::support::{magi_bin, node_bin, workspace};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -33,44 +34,6 @@ use serde_json::Value;
 /// The heartbeat the tests' node agents use: the orchestrator declares a node lost after
 /// max(3 heartbeats, 3 s) of silence, and its pre-flight waits for one heartbeat.
 const HEARTBEAT_MS: u64 = 500;
-
-fn magi_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_magi"))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `magi-node`, next to `magi` in the target directory; built (with the standard agents)
-/// once per test binary unless `MAGI_TEST_NO_BUILD` is set.
-fn node_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = magi_bin().parent().expect("target dir").to_path_buf();
-            let bin = dir.join("magi-node");
-            if std::env::var_os("MAGI_TEST_NO_BUILD").is_none() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "magi-node", "-p", "magi-agents", "--bins"])
-                    .current_dir(workspace())
-                    .status()
-                    .expect("running cargo build");
-                assert!(
-                    status.success(),
-                    "cargo build -p magi-node -p magi-agents failed"
-                );
-            }
-            assert!(
-                bin.is_file(),
-                "{} is missing: run `cargo build -p magi-node -p magi-agents`",
-                bin.display()
-            );
-            bin
-        })
-        .clone()
-}
 
 /// A short unique tag for run names.
 fn tag() -> String {
