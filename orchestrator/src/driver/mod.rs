@@ -73,6 +73,8 @@ pub struct Driver<'a> {
     /// Set once the engine has started (triggers before that have nothing to do).
     running: bool,
     outcome: Option<Outcome>,
+    /// The `runAlive` publishing now, if any (a slow broker gets no second one meanwhile).
+    alive: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl<'a> Driver<'a> {
@@ -103,6 +105,7 @@ impl<'a> Driver<'a> {
             started_epoch: magi_proto::epoch_now(),
             seen: HashMap::new(),
             outcome: None,
+            alive: None,
         }
     }
 
@@ -186,7 +189,7 @@ impl<'a> Driver<'a> {
                     if let Some(every) = self.config.alive_every {
                         if last_alive.elapsed() >= every {
                             last_alive = Instant::now();
-                            self.daemon_call_to_all(DaemonCall::RunAlive {}).await;
+                            self.run_alive();
                         }
                     }
                     let waits = self.engine.waits(self.now_ms());
@@ -356,8 +359,41 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A node-agent method without answer, sent to every node of the run (`runAlive`,
-    /// the nodes' dead-man switch; `detachRun`).
+    /// Tells the nodes this run is alive (their dead-man switch): one `runAlive` per group
+    /// (a node with agents of this run is in a group), published from a task of its own so
+    /// that the loop goes on taking triggers in while the broker confirms. One message per
+    /// node, awaited here, held the loop up at N = 1000 and made the round trip's tail
+    /// (docs/benchmarks.md). A group with no member yet (before setup) is no failure.
+    fn run_alive(&mut self) {
+        if self.alive.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (method, args) = DaemonCall::RunAlive {}.to_wire();
+        let call = Call {
+            run: self.run.clone(),
+            seq: 0,
+            dock: DAEMON_DOCK.into(),
+            method,
+            args,
+            trigger: None,
+            nodes: None,
+            sender: None,
+        };
+        let groups: Vec<String> = self
+            .procedure
+            .groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        let port = self.link.port.clone();
+        self.alive = Some(tokio::spawn(async move {
+            for group in groups {
+                let _ = port.publish_group(&group, call.clone()).await;
+            }
+        }));
+    }
+
+    /// A node-agent method without answer, sent to every node of the run (`detachRun`).
     async fn daemon_call_to_all(&mut self, daemon: DaemonCall) {
         let (method, args) = daemon.to_wire();
         let call = Call {
