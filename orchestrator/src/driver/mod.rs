@@ -368,17 +368,7 @@ impl<'a> Driver<'a> {
         if self.alive.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (method, args) = DaemonCall::RunAlive {}.to_wire();
-        let call = Call {
-            run: self.run.clone(),
-            seq: 0,
-            dock: DAEMON_DOCK.into(),
-            method,
-            args,
-            trigger: None,
-            nodes: None,
-            sender: None,
-        };
+        let call = self.daemon_call(DaemonCall::RunAlive {});
         let groups: Vec<String> = self
             .procedure
             .groups
@@ -395,8 +385,15 @@ impl<'a> Driver<'a> {
 
     /// A node-agent method without answer, sent to every node of the run (`detachRun`).
     async fn daemon_call_to_all(&mut self, daemon: DaemonCall) {
+        let call = self.daemon_call(daemon);
+        let nodes: Vec<String> = self.nodes.iter().cloned().collect();
+        let _ = self.link.port.publish_nodes(&nodes, call).await;
+    }
+
+    /// A node-agent method of this run that expects no answer.
+    fn daemon_call(&self, daemon: DaemonCall) -> Call {
         let (method, args) = daemon.to_wire();
-        let call = Call {
+        Call {
             run: self.run.clone(),
             seq: 0,
             dock: DAEMON_DOCK.into(),
@@ -405,9 +402,7 @@ impl<'a> Driver<'a> {
             trigger: None,
             nodes: None,
             sender: None,
-        };
-        let nodes: Vec<String> = self.nodes.iter().cloned().collect();
-        let _ = self.link.port.publish_nodes(&nodes, call).await;
+        }
     }
 
     /// Carries out the engine's outputs, feeding back what cannot be delivered.
