@@ -5,8 +5,8 @@
 //! One binary links once and shares [`support`]. Its tests run in parallel; what cannot
 //! share the machine takes a lock: the broker tests hold `magi_testkit::BrokerGuard`, the
 //! namespace tests `testbed::support::serial`, and every run of the case study's agents on
-//! this host's own addresses (an HTTP server on port 80, nftables counters)
-//! [`support::host_agents`].
+//! this host's own addresses (an HTTP server on port 80, nftables counters), and every
+//! flood, capture or measurement on loopback, [`support::host_agents`].
 
 mod support;
 

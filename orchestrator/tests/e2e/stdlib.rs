@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::support::host_agents;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/stdlib")
@@ -138,6 +140,8 @@ fn the_original_runshell_procedure_runs_unchanged_and_records_each_scripts_statu
 
 #[test]
 fn the_original_iperf_procedure_runs_unchanged_and_records_client_and_server_reports() {
+    // Floods, captures or measures loopback: alone, or the others' traffic is in it.
+    let _host = host_agents();
     let dir = tempfile::tempdir().unwrap();
     let (out, record) = run(&fixture("iperf.aal"), "iperf", dir.path());
     let text = assert_exit(&out, 0);
@@ -216,6 +220,8 @@ fn the_original_nodestats_procedure_samples_its_six_nodes_into_the_store() {
 
 #[test]
 fn the_original_tcpdump_procedure_captures_to_a_file_of_the_run_and_records_it() {
+    // Floods, captures or measures loopback: alone, or the others' traffic is in it.
+    let _host = host_agents();
     let dir = tempfile::tempdir().unwrap();
     let Some((out, record)) =
         run_with_hosts(&fixture("tcpdump.aal"), "tcpdump", dir.path(), &["node2"])
@@ -268,6 +274,8 @@ fn the_original_tcpdump_procedure_captures_to_a_file_of_the_run_and_records_it()
 
 #[test]
 fn the_original_hping_procedure_floods_for_its_minute_and_records_the_statistics() {
+    // Floods, captures or measures loopback: alone, or the others' traffic is in it.
+    let _host = host_agents();
     let dir = tempfile::tempdir().unwrap();
     let Some((out, record)) =
         run_with_hosts(&fixture("hping.aal"), "hping", dir.path(), &["servernode"])

@@ -78,8 +78,9 @@ pub fn text(o: &Output) -> String {
 
 static HOST_AGENTS: Mutex<()> = Mutex::new(());
 
-/// Held by every test that runs the case study's agents on this host's own addresses: two
-/// of them at once would both bind port 80 and count with the same nftables tables.
+/// Held by every test that runs the case study's agents on this host's own addresses (two
+/// of them at once would both bind port 80 and count with the same nftables tables), and by
+/// those that flood, capture or measure loopback (a flood would fill another's capture).
 pub fn host_agents() -> MutexGuard<'static, ()> {
     HOST_AGENTS.lock().unwrap_or_else(|e| e.into_inner())
 }
