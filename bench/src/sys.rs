@@ -71,24 +71,20 @@ pub fn find_brokers(url: &str) -> Vec<u32> {
     if !magi_testkit::Cluster::serves(url) {
         return find_broker().into_iter().collect();
     }
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "beam.smp" {
-            continue;
-        }
-        if cluster_node(pid) {
-            found.push(pid);
-        }
-    }
-    found
+    beam_processes().filter(|&pid| cluster_node(pid)).collect()
+}
+
+/// The Erlang VMs running on this machine (RabbitMQ brokers among them).
+fn beam_processes() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "beam.smp")
+        })
 }
 
 /// Whether `pid` is a node of the local cluster (`scripts/cluster` names it in the
@@ -102,24 +98,10 @@ fn cluster_node(pid: u32) -> bool {
 
 /// The single broker's process (not a node of the local cluster).
 pub fn find_broker() -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "beam.smp" {
-            continue;
-        }
+    beam_processes().find(|&pid| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("rabbit") && !cluster_node(pid) {
-            return Some(pid);
-        }
-    }
-    None
+        String::from_utf8_lossy(&cmdline).contains("rabbit") && !cluster_node(pid)
+    })
 }
 
 /// CPU seconds of this process (`None`) or another one.
