@@ -328,6 +328,9 @@ async fn tcpdump_captures_the_traffic_toward_dest_into_a_pcap_file_and_records_i
         "the capture holds the datagrams: {payloads}"
     );
     assert_eq!(recorded(&a)[0]["file"], file);
+    // And it is handed back, for the node to fetch into the run record.
+    assert_eq!(a.files.len(), 1, "{:?}", a.files);
+    assert_eq!(a.files[0]["path"], file);
     let _ = std::fs::remove_file(file);
     let e = refused(
         &mut a,

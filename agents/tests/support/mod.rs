@@ -21,6 +21,8 @@ pub struct AgentProcess {
     pub records: Vec<(Instant, Value)>,
     /// Every log line seen so far.
     pub logs: Vec<Value>,
+    /// Every file handed back so far (`{"kind":"file","path":...}` lines).
+    pub files: Vec<Value>,
 }
 
 /// A unique run name, so that agents of parallel tests never share a table.
@@ -112,6 +114,7 @@ impl AgentProcess {
             next_id: 1,
             records: Vec::new(),
             logs: Vec::new(),
+            files: Vec::new(),
         };
         let start = json!({"kind": "start", "name": "test_agent", "node": node, "run": run,
                            "execargs": execargs, "address": address, "hosts": hosts});
@@ -189,6 +192,7 @@ impl AgentProcess {
         match line["kind"].as_str() {
             Some("record") => self.records.push((Instant::now(), line["data"].clone())),
             Some("log") => self.logs.push(line),
+            Some("file") => self.files.push(line),
             _ => panic!("unexpected line {line}"),
         }
     }
