@@ -91,9 +91,15 @@ impl Node {
         }
         let path = self.saved_path();
         let tmp = path.with_extension("json.tmp");
+        // Private to the node: agents (run as another user) must not read other runs'
+        // configurations.
         let written = path
             .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_or(Ok(()), |dir| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(dir)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            })
             .and_then(|()| std::fs::write(&tmp, &bytes))
             .and_then(|()| std::fs::rename(&tmp, &path));
         match written {
