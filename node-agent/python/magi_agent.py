@@ -205,6 +205,11 @@ class Bounded:
     def running(self):
         return self.process.poll() is None
 
+    def output_so_far(self, key="stderr"):
+        """What the child wrote on `key` ("stdout" or "stderr") so far (text, cut at the
+        limit)."""
+        return bytes(self._out[key]).decode("utf-8", "replace")
+
     def send(self, sig):
         """Sends signal `sig` to the child's process group while the child runs."""
         if self.process.poll() is None:

@@ -83,13 +83,23 @@ class Tcpdump(Agent):
         # As root, tcpdump gives up root for the user `tcpdump`, who could not write here:
         # it keeps the agent's own user instead.
         user = pwd.getpwuid(os.getuid()).pw_name
-        argv = ["tcpdump", "-i", interface, "-w", path, "-U", "-Z", user]
+        # Immediate mode: each packet reaches the file as it comes (a capture stopped within
+        # libpcap's 1 s block timeout lost the last block); a 8 MiB buffer against drops.
+        argv = ["tcpdump", "--immediate-mode", "-B", "8192", "-i", interface, "-w", path, "-U",
+                "-Z", user]
         try:
             process = Bounded(argv)
         except OSError as error:
             raise AgentError("cannot run tcpdump: %s (the Debian package `tcpdump` provides "
                              "it)" % (error.strerror or error)) from None
-        time.sleep(1)   # as the original: a tcpdump that cannot start has ended by then
+        # As the original, a second (a tcpdump that cannot start has ended by then), and on
+        # a loaded machine until tcpdump says it captures ("listening on ..."), so that
+        # traffic sent right after startCollection is in the file.
+        time.sleep(1)
+        deadline = time.time() + 10
+        while (process.running() and "listening on" not in process.output_so_far()
+               and time.time() < deadline):
+            time.sleep(0.05)
         if not process.running():
             result = process.wait()
             raise AgentError("tcpdump did not start (exit status %s): %s"
