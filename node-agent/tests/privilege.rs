@@ -206,19 +206,20 @@ async fn a_confined_agent_hands_back_its_own_files_but_not_roots() {
     const RUN: &str = "r-files";
     let (_bus, mut orch, loaded, _dirs) = node_with_probe(RUN, &[], &[]).await;
     assert_eq!(loaded.event, "AgentLoadDone", "{loaded:?}");
-    // /etc/shadow is root's: the node, which could read it, refuses to send it.
-    assert_eq!(
-        ask(
-            &mut orch,
-            RUN,
-            2,
-            "handback",
-            json!({"path": "/etc/shadow"})
-        )
-        .await,
-        json!(true)
-    );
-    let refusal = next_trigger(&mut orch).await;
+    // /etc/shadow is root's: the node, which could read it, refuses to send it. The
+    // refusal and the call's reply may come in either order.
+    let shadow = call(RUN, 2, "probe", "handback", json!({"path": "/etc/shadow"}));
+    orch.port
+        .publish_nodes(&["n1".into()], shadow)
+        .await
+        .expect("call");
+    let (a, b) = (next_trigger(&mut orch).await, next_trigger(&mut orch).await);
+    let (refusal, reply) = if a.event == "RuntimeException" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(reply.event, "handbackDone", "{reply:?}");
     assert_eq!(refusal.event, "RuntimeException", "{refusal:?}");
     assert_eq!(refusal.args["type"], json!("MagiWarning"));
     let error = refusal.args["error"].as_str().unwrap_or_default();
@@ -226,22 +227,34 @@ async fn a_confined_agent_hands_back_its_own_files_but_not_roots() {
         error.contains("/etc/shadow") && error.contains("uid 0"),
         "{error}"
     );
-    // A file the agent wrote itself comes back as a record chunk.
-    assert_eq!(
-        ask(&mut orch, RUN, 3, "handback", json!({"path": "own"})).await,
-        json!(true)
-    );
-    let chunk = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(magi_bus::Inbound::Record(r)) = orch.inbound.recv().await {
-                if let Some(c) = magi_proto::file::FileChunk::from_record(&r.data) {
-                    return c.expect("a well-formed chunk");
+    // A file the agent wrote itself comes back as a record chunk (before or after the
+    // call's reply: both are awaited).
+    let own = call(RUN, 3, "probe", "handback", json!({"path": "own"}));
+    orch.port
+        .publish_nodes(&["n1".into()], own)
+        .await
+        .expect("call");
+    let (mut replied, mut chunk) = (false, None);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !(replied && chunk.is_some()) {
+            match orch.inbound.recv().await {
+                Some(magi_bus::Inbound::Record(r)) => {
+                    if let Some(c) = magi_proto::file::FileChunk::from_record(&r.data) {
+                        chunk = Some(c.expect("a well-formed chunk"));
+                    }
                 }
+                Some(magi_bus::Inbound::Trigger(t)) => {
+                    assert_eq!(t.event, "handbackDone", "{t:?}");
+                    replied = true;
+                }
+                Some(_) => {}
+                None => panic!("the bus closed"),
             }
         }
     })
     .await
-    .expect("the file within 30 s");
+    .expect("the reply and the file within 30 s");
+    let chunk = chunk.expect("a chunk");
     assert!(chunk.name.starts_with("magi-privilege-test-"), "{chunk:?}");
     assert_eq!(
         (chunk.offset, chunk.size, chunk.data.as_str()),
