@@ -84,3 +84,32 @@ static HOST_AGENTS: Mutex<()> = Mutex::new(());
 pub fn host_agents() -> MutexGuard<'static, ()> {
     HOST_AGENTS.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The case study's packet counter (`counted`: the server's outgoing records towards the
+/// client) saw at least the bodies of the client's requests (`requests`) made before its
+/// last sample.
+pub fn assert_counted_covers_requests(
+    counted: &[serde_json::Value],
+    requests: &[serde_json::Value],
+) {
+    let bytes: u64 = counted
+        .iter()
+        .filter_map(|r| r["data"]["bytes"].as_u64())
+        .sum();
+    // Samples are per-interval deltas; bodies sent after the last sample are not in any.
+    // Records are stamped when they reach the node agent, a little after the fact, hence
+    // the margin.
+    let last_sample = counted
+        .iter()
+        .filter_map(|r| r["created"].as_f64())
+        .fold(0.0, f64::max);
+    let asked: u64 = requests
+        .iter()
+        .filter(|r| r["created"].as_f64().is_some_and(|t| t < last_sample - 0.1))
+        .filter_map(|r| r["data"]["size_download"].as_u64())
+        .sum();
+    assert!(
+        bytes >= asked && asked > 0,
+        "the server sent at least the bodies of the requests before the last sample: counted {bytes}, bodies {asked}"
+    );
+}

@@ -55,26 +55,7 @@ fn check_traffic(w: &World, store: &str, run: &str) {
         ],
     );
     assert!(counted.len() >= 3, "{store}: {counted:?}");
-    let bytes: u64 = counted
-        .iter()
-        .filter_map(|r| r["data"]["bytes"].as_u64())
-        .sum();
-    // Samples are per-interval deltas; bodies sent after the last sample are not in any.
-    // Records are stamped when they reach the node agent, a little after the fact, hence
-    // the margin.
-    let last_sample = counted
-        .iter()
-        .filter_map(|r| r["created"].as_f64())
-        .fold(0.0, f64::max);
-    let asked: u64 = requests
-        .iter()
-        .filter(|r| r["created"].as_f64().is_some_and(|t| t < last_sample - 0.1))
-        .filter_map(|r| r["data"]["size_download"].as_u64())
-        .sum();
-    assert!(
-        bytes >= asked && asked > 0,
-        "the server sent at least the bodies of the requests before the last sample: counted {bytes}, bodies {asked}"
-    );
+    crate::support::assert_counted_covers_requests(&counted, &requests);
 }
 
 /// Drops a PostgreSQL table when the test ends, however it ends.
