@@ -56,12 +56,16 @@ q() { "$ctl" -q "$@"; }
 
 split() { user="${1%%:*}"; password="${1#*:}"; [ "$user" != "$1" ] || die "expected USER:PASSWORD, got '$1'"; }
 
-# A password of 32 letters and digits (safe inside an amqp:// URL).
-generate_password() {
-    local pw
-    pw="$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true)"
-    [ "${#pw}" -eq 32 ] || die "cannot generate a password from /dev/urandom"
-    printf '%s' "$pw"
+# Passwords of 32 letters and digits (safe inside an amqp:// URL), $1 of them, into the
+# array `generated`, from one read of /dev/urandom (a command per password took a fork each:
+# seconds for a thousand nodes).
+generate_passwords() {
+    local all i
+    generated=()
+    [ "$1" -gt 0 ] || return 0
+    all="$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c $((32 * $1)) || true)"
+    [ "${#all}" -eq $((32 * $1)) ] || die "cannot generate passwords from /dev/urandom"
+    for ((i = 0; i < $1; i++)); do generated+=("${all:$((32 * i)):32}"); done
 }
 
 # Nodes listed in a file: `name[:password]` per line. The whole file is checked before
@@ -83,6 +87,18 @@ if [ -n "$nodes_from" ]; then
             die "$nodes_from:$lineno: empty password for node $name"
         listed+=("$line")
     done <"$nodes_from"
+    # Passwords for the nodes that have no credential file yet, generated at once.
+    fresh=()
+    for line in "${listed[@]}"; do
+        name="${line%%:*}"
+        [ "$name" != "$line" ] || [ -f "$cred_dir/$name.cred" ] || fresh+=("$name")
+    done
+    generate_passwords "${#fresh[@]}"
+    declare -A fresh_pw=()
+    for i in "${!fresh[@]}"; do fresh_pw[${fresh[$i]}]="${generated[$i]}"; done
+    old_umask="$(umask)"
+    umask 077
+    [ "${#fresh[@]}" -eq 0 ] || mkdir -p "$cred_dir"
     for line in "${listed[@]}"; do
         name="${line%%:*}"
         if [ "$name" != "$line" ]; then
@@ -90,15 +106,18 @@ if [ -n "$nodes_from" ]; then
             continue
         fi
         cred="$cred_dir/$name.cred"
-        if [ -f "$cred" ]; then
-            pw="$(sed -n '1s/^[^:]*://p' "$cred")"
-            [ -n "$pw" ] || die "$cred: expected one line name:password"
+        if [ -n "${fresh_pw[$name]:-}" ]; then
+            pw="${fresh_pw[$name]}"
+            printf '%s:%s\n' "$name" "$pw" >"$cred"
         else
-            pw="$(generate_password)"
-            (umask 077 && mkdir -p "$cred_dir" && printf '%s:%s\n' "$name" "$pw" >"$cred")
+            first=""
+            read -r first <"$cred" || true
+            pw="${first#*:}"
+            [ -n "$pw" ] && [ "$pw" != "$first" ] || die "$cred: expected one line name:password"
         fi
         nodes+=("$name:$pw")
     done
+    umask "$old_umask"
 fi
 
 # The vhost (adding an existing one fails harmlessly, so look first).
@@ -122,10 +141,12 @@ limit other-limits '.*' 1000 16777216 600000 0
 # Everything else (the global exchanges, every user, its permissions and topic
 # permissions) goes to the broker in one definitions file: one `rabbitmqctl` for any
 # number of users, where a command per setting took minutes for 55 nodes.
-existing_users="$(q list_users | awk '{print $1}')"
-js() { local s="${1//\\/\\\\}"; printf '"%s"' "${s//\"/\\\"}"; }
-vj="$(js "$vhost")"
-users=() passwords=() permissions=() topics=()
+declare -A existing=()
+while read -r name _; do existing[$name]=1; done < <(q list_users)
+# JSON string of $1, into J (no subshell: these run a few times per user).
+js() { local s="${1//\\/\\\\}"; J="\"${s//\"/\\\"}\""; }
+js "$vhost"; vj=$J
+users=() passwords=() permissions=() topics=() stale=()
 
 # A user with this password exists afterwards, with no tags (no management access). A user
 # that existed loses its old topic permissions first (re-running with another prefix).
@@ -134,15 +155,20 @@ ensure_user() {
     [ -n "$2" ] || die "user $1 needs a password (USER:PASSWORD)"
     users+=("$1")
     passwords+=("$2")
-    if grep -qxF -- "$1" <<<"$existing_users"; then
-        q clear_topic_permissions -p "$vhost" "$1"
-    fi
+    [ -z "${existing[$1]:-}" ] || stale+=("$1")
+}
+# One JSON object of four string fields (names $2 $4 $6 $8, values $3 $5 $7 $9) after the
+# vhost, into J.
+quad() {
+    local a b c d
+    js "$3"; a=$J; js "$5"; b=$J; js "$7"; c=$J; js "$9"; d=$J
+    J="{\"$2\":$a,\"vhost\":$vj,\"$4\":$b,\"$6\":$c,\"$8\":$d}"
 }
 permit() { # user configure write read
-    permissions+=("{\"user\":$(js "$1"),\"vhost\":$vj,\"configure\":$(js "$2"),\"write\":$(js "$3"),\"read\":$(js "$4")}")
+    quad _ user "$1" configure "$2" write "$3" read "$4"; permissions+=("$J")
 }
 topic() { # user exchange write read
-    topics+=("{\"user\":$(js "$1"),\"vhost\":$vj,\"exchange\":$(js "$2"),\"write\":$(js "$3"),\"read\":$(js "$4")}")
+    quad _ user "$1" exchange "$2" write "$3" read "$4"; topics+=("$J")
 }
 
 for entry in "${orchestrators[@]}"; do
@@ -211,6 +237,15 @@ for line in sys.stdin.read().split("\n")[:-1]:
     [ "${#hashes[@]}" -eq "${#users[@]}" ] || die "hashing the passwords failed"
 fi
 
+# Users that existed lose their old topic permissions (all of them in one command).
+if [ "${#stale[@]}" -gt 0 ]; then
+    list=""
+    for u in "${stale[@]}"; do list+="${list:+,}<<\"$u\">>"; done
+    ev="${vhost//\\/\\\\}"
+    ev="${ev//\"/\\\"}"
+    q eval "[rabbit_auth_backend_internal:clear_topic_permissions(U, <<\"$ev\"/utf8>>, <<\"apply.sh\">>) || U <- [$list]], ok." >/dev/null
+fi
+
 defs="$(mktemp)"
 trap 'rm -f "$defs"' EXIT
 chmod 644 "$defs" # read by the broker, which runs as another user
@@ -219,11 +254,13 @@ exchanges=()
 # The five global exchanges: durable topic exchanges, declared here so that no client role
 # needs the right to configure (hence delete) them. Clients only check them passively.
 for x in calls nodes triggers status watch; do
-    exchanges+=("{\"name\":$(js "$prefix$x"),\"vhost\":$vj,\"type\":\"topic\",\"durable\":true,\"auto_delete\":false,\"internal\":false,\"arguments\":{}}")
+    js "$prefix$x"
+    exchanges+=("{\"name\":$J,\"vhost\":$vj,\"type\":\"topic\",\"durable\":true,\"auto_delete\":false,\"internal\":false,\"arguments\":{}}")
 done
 user_defs=()
 for i in "${!users[@]}"; do
-    user_defs+=("{\"name\":$(js "${users[$i]}"),\"password_hash\":$(js "${hashes[$i]}"),\"hashing_algorithm\":\"rabbit_password_hashing_sha256\",\"tags\":[]}")
+    js "${users[$i]}"; name=$J; js "${hashes[$i]}"
+    user_defs+=("{\"name\":$name,\"password_hash\":$J,\"hashing_algorithm\":\"rabbit_password_hashing_sha256\",\"tags\":[]}")
 done
 printf '{"exchanges":[%s],"users":[%s],"permissions":[%s],"topic_permissions":[%s]}\n' \
     "$(join "${exchanges[@]}")" "$(join "${user_defs[@]}")" \

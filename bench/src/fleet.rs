@@ -5,7 +5,7 @@
 //! The child prints `ready <ms>` once everything is attached, then waits for a line on its
 //! stdin (or its end), stops everything, prints `stopped <ms>` and exits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,14 @@ pub struct FleetArgs {
     /// acknowledgements, classic queues.
     #[arg(long)]
     pub bare_floor: bool,
+    /// With permissions (`--permissions`): `<dir>/<node>.cred` holds each node's broker
+    /// credentials (as apply.sh writes them), and every node has a connection of its own as
+    /// that user, as `magi-node` does (`--url` gives the broker and vhost).
+    #[arg(long)]
+    pub cred_dir: Option<PathBuf>,
+    /// The broker user the nodes admit (`magi-node --allow`); default: everyone.
+    #[arg(long)]
+    pub allow: Option<String>,
     /// (parent side) How many processes the fleet is spread over.
     #[arg(skip = 1usize)]
     pub processes: usize,
@@ -190,6 +198,70 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
 /// Connects the buses and attaches every node agent, a few at a time per connection.
 async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet)> {
     let names = args.names();
+    let (buses, links) = match &args.cred_dir {
+        Some(dir) => own_connections(args, &names, dir).await?,
+        None => shared_connections(args, &names).await?,
+    };
+    let mut fleet = magi_node::Fleet::new();
+    for (name, link) in links {
+        let state = match args.separate_caches {
+            true => args.state_dir.join(&name),
+            false => args.state_dir.clone(),
+        };
+        let mut config = NodeConfig::new(&name, state);
+        // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
+        config.dead_man = Some(Duration::from_secs(10));
+        config.heartbeat = Duration::from_millis(args.heartbeat_ms);
+        if let Some(user) = &args.allow {
+            config.policy.allow = Some(vec![user.clone()]);
+        }
+        fleet.spawn(link, config);
+    }
+    Ok((buses, fleet))
+}
+
+type Attached = (Vec<AmqpBus>, Vec<(String, magi_bus::NodeLink)>);
+
+/// Every node on a connection of its own, as its own broker user (64 connecting at once).
+async fn own_connections(args: &FleetArgs, names: &[String], cred_dir: &Path) -> Result<Attached> {
+    let mut attaching = tokio::task::JoinSet::new();
+    let (mut buses, mut links) = (Vec::new(), Vec::new());
+    for name in names {
+        if attaching.len() >= 64 {
+            if let Some(r) = attaching.join_next().await {
+                let (bus, link) = r??;
+                buses.push(bus);
+                links.push(link);
+            }
+        }
+        let url = crate::permissions::node_url(&args.url, cred_dir, name)?;
+        let opts = bus_options(
+            &args.prefix,
+            args.max_message,
+            format!("{}{name}", args.prefix),
+        );
+        let name = name.clone();
+        attaching.spawn(async move {
+            let bus = AmqpBus::connect(&url, opts)
+                .await
+                .with_context(|| format!("connecting {name}"))?;
+            let link = bus
+                .attach_node(&name)
+                .await
+                .with_context(|| format!("attaching {name}"))?;
+            Ok::<_, anyhow::Error>((bus, (name, link)))
+        });
+    }
+    while let Some(r) = attaching.join_next().await {
+        let (bus, link) = r??;
+        buses.push(bus);
+        links.push(link);
+    }
+    Ok((buses, links))
+}
+
+/// `per_conn` nodes on each connection, as the benchmark's default user.
+async fn shared_connections(args: &FleetArgs, names: &[String]) -> Result<Attached> {
     let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
     let mut connecting = tokio::task::JoinSet::new();
     for i in 0..conns {
@@ -229,19 +301,7 @@ async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet
     while let Some(r) = attaching.join_next().await {
         links.push(r??);
     }
-    let mut fleet = magi_node::Fleet::new();
-    for (name, link) in links {
-        let state = match args.separate_caches {
-            true => args.state_dir.join(&name),
-            false => args.state_dir.clone(),
-        };
-        let mut config = NodeConfig::new(&name, state);
-        // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
-        config.dead_man = Some(Duration::from_secs(10));
-        config.heartbeat = Duration::from_millis(args.heartbeat_ms);
-        fleet.spawn(link, config);
-    }
-    Ok((buses, fleet))
+    Ok((buses, links))
 }
 
 /// The bare-lapin side: per consumer a channel, a durable queue bound to the exchange,
@@ -415,6 +475,12 @@ impl Fleet {
             .args(["--heartbeat-ms", &args.heartbeat_ms.to_string()]);
         if args.separate_caches {
             cmd.arg("--separate-caches");
+        }
+        if let Some(dir) = &args.cred_dir {
+            cmd.arg("--cred-dir").arg(dir);
+        }
+        if let Some(user) = &args.allow {
+            cmd.args(["--allow", user]);
         }
         if let (Some(ex), Some(reply)) = (&args.bare_exchange, &args.bare_reply) {
             cmd.args(["--bare-exchange", ex, "--bare-reply", reply]);

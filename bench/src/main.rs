@@ -14,6 +14,7 @@ mod figures;
 mod fleet;
 mod memory;
 mod ours;
+mod permissions;
 mod report;
 mod sys;
 
@@ -95,6 +96,12 @@ struct Cli {
     /// that connections spread over them; inbox queues are quorum queues.
     #[arg(long)]
     cluster: bool,
+    /// MAGI-rs with permissions on, as on a shared testbed: a throwaway vhost made by
+    /// broker-config/apply.sh, one broker user per node on a connection of its own, an
+    /// orchestrator user the nodes admit alone (the bare reference and the floor keep
+    /// `--url`). Not with `--cluster`.
+    #[arg(long, conflicts_with = "cluster")]
+    permissions: bool,
     /// Where the work directory (node states, run records) is made (default: the system's
     /// temporary directory).
     #[arg(long)]
@@ -247,6 +254,8 @@ async fn bench(cli: Cli) -> Result<bool> {
             bare_exchange: None,
             bare_reply: None,
             bare_floor: false,
+            cred_dir: None,
+            allow: None,
             first: 0,
             total: n,
             processes: cli.processes.unwrap_or(n.div_ceil(1000)).max(1),
@@ -270,8 +279,34 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         }
         eprintln!("magi-bench: N = {n}: MAGI-rs ...");
-        let ours = match ours::run(
-            &args,
+        let permissions = match cli.permissions {
+            false => None,
+            true => {
+                // Broker users are global: names unique to this benchmark.
+                let id = &kit.prefix["magi.bench.".len()..][..8];
+                let dir = work.path().join(format!("permissions-{n}"));
+                std::fs::create_dir_all(&dir)?;
+                let made = permissions::Permissions::create(&cli.url, &kit.prefix, id, n, &dir)
+                    .context("--permissions")?;
+                eprintln!(
+                    "magi-bench: N = {n}: permissions on: vhost {}, {n} node users, orchestrator {}",
+                    made.vhost, made.orchestrator
+                );
+                Some(made)
+            }
+        };
+        let ours_args = match &permissions {
+            None => args.clone(),
+            Some(p) => FleetArgs {
+                url: p.orchestrator_url(),
+                name_prefix: p.node_prefix.clone(),
+                cred_dir: Some(p.cred_dir.clone()),
+                allow: Some(p.orchestrator.clone()),
+                ..args.clone()
+            },
+        };
+        let ours = ours::run(
+            &ours_args,
             alive,
             cli.watch_heartbeats,
             &module,
@@ -279,8 +314,14 @@ async fn bench(cli: Cli) -> Result<bool> {
             rounds,
             work.path(),
         )
-        .await
-        {
+        .await;
+        if let Some(p) = &permissions {
+            if let Err(e) = p.remove() {
+                eprintln!("magi-bench: {e:#}");
+                complete = false;
+            }
+        }
+        let ours = match ours {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
@@ -330,7 +371,13 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         };
         let _ = std::fs::remove_dir_all(&args.state_dir);
-        figures.extend(size_figures(n, ours.as_ref(), bare.as_ref(), &module));
+        let mut these = size_figures(n, ours.as_ref(), bare.as_ref(), &module);
+        if cli.permissions {
+            for f in these.iter_mut().filter(|f| f.name.starts_with("roundtrip")) {
+                f.note = Some("permissions on: a broker user and connection per node".into());
+            }
+        }
+        figures.extend(these);
         figures.extend(floor_figures(
             n,
             ours.as_ref(),

@@ -148,10 +148,14 @@ pub async fn run(
     let bus = AmqpBus::connect(&fleet_args.url, opts)
         .await
         .context("orchestrator: connecting")?;
-    let run = format!(
+    let mut run = format!(
         "bench-n{n}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // With permissions the nodes admit one broker user, whose runs are `<user>.<anything>`.
+    if let Some(user) = &fleet_args.allow {
+        run = format!("{user}.{run}");
+    }
     let link = bus.open_run(&run).await.context("opening the run")?;
     let port = link.port.clone();
 

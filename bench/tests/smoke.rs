@@ -77,3 +77,73 @@ fn the_quick_benchmark_runs_and_writes_every_figure() {
         );
     }
 }
+
+#[test]
+fn the_benchmark_runs_with_permissions_on_and_removes_its_vhost_and_users() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("figures.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_magi-bench"))
+        .args([
+            "--permissions",
+            "--sizes",
+            "3",
+            "--rounds",
+            "5",
+            "--warmup",
+            "1",
+        ])
+        .args(["--no-bare", "--no-floor", "--check-runs", "1"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run magi-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "magi-bench --permissions failed ({}):\n{stderr}",
+        output.status
+    );
+    // The vhost and users it made, named in its log line `permissions on: vhost V, ...,
+    // orchestrator O`.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("permissions on: vhost"))
+        .unwrap_or_else(|| panic!("no permissions line in:\n{stderr}"));
+    let vhost = line
+        .split("vhost ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("vhost named");
+    let figures: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&out).expect("the figures file")).expect("JSON");
+    let p50 = figures
+        .iter()
+        .find(|f| f["name"] == "roundtrip_p50" && f["n"] == 3)
+        .unwrap_or_else(|| panic!("no round trip at N = 3 in {figures:?}\n{stderr}"));
+    assert!(p50["value"].as_f64().is_some_and(|v| v > 0.0), "{p50}");
+    assert!(
+        p50["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("permissions on")),
+        "{p50}"
+    );
+    let ctl = |args: &[&str]| {
+        let o = Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(
+        !ctl(&["-q", "list_vhosts", "name"])
+            .lines()
+            .any(|l| l == vhost),
+        "vhost {vhost} left behind"
+    );
+    let user_prefix = format!("mb{}", &vhost["magi-bench-".len()..]);
+    let users = ctl(&["-q", "list_users"]);
+    assert!(
+        !users.lines().any(|l| l.starts_with(&user_prefix)),
+        "users {user_prefix}* left behind:\n{users}"
+    );
+}
