@@ -115,7 +115,7 @@ struct Cli {
 enum Internal {
     /// (internal) A fleet of simulated nodes, started by the benchmark itself.
     #[command(hide = true)]
-    Fleet(FleetArgs),
+    Fleet(Box<FleetArgs>),
     /// Delete every broker object under a prefix a benchmark left behind (it was killed).
     Cleanup {
         /// The prefix, e.g. `magi.bench.0123abcd.` (printed when the benchmark starts).
@@ -141,7 +141,7 @@ fn main() {
     let runtime = builder.enable_all().build().expect("tokio runtime");
     let code = runtime.block_on(async move {
         match cli.internal {
-            Some(Internal::Fleet(args)) => match fleet::serve(args).await {
+            Some(Internal::Fleet(args)) => match fleet::serve(*args).await {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("magi-bench fleet: {e:#}");
