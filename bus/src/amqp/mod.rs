@@ -195,8 +195,26 @@ impl Shared {
         kind: &str,
         body: &[u8],
     ) -> Result<Outcome, SendError> {
-        let mut properties = wire::properties(kind, true, self.link.user());
-        if let (Some(ttl), "call") = (self.opts.call_ttl, kind) {
+        self.publish_confirmed(exchange, key, kind, body, None)
+            .await
+    }
+
+    /// [`Shared::publish_sure`], or, with `fleeting`, a message worth nothing after that
+    /// long: transient (no disk write in any queue) and expiring there. A node's `runAlive`
+    /// is one: a newer one follows every period, and while the broker writes an agent
+    /// archive into a thousand queues a persistent one waited seconds behind it (nodes'
+    /// dead-man switches fired).
+    pub(crate) async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        key: &str,
+        kind: &str,
+        body: &[u8],
+        fleeting: Option<std::time::Duration>,
+    ) -> Result<Outcome, SendError> {
+        let mut properties = wire::properties(kind, fleeting.is_none(), self.link.user());
+        let ttl = fleeting.or(self.opts.call_ttl.filter(|_| kind == "call"));
+        if let Some(ttl) = ttl {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
         }
         let msg = Outgoing {

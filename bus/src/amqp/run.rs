@@ -177,6 +177,14 @@ impl RunSide {
     }
 }
 
+/// How long a call is worth anything, if not for ever: `runAlive` only until the node's
+/// dead-man switch (10 s by default) would have fired without it (see
+/// `Shared::publish_confirmed`).
+fn fleeting(call: &Call) -> Option<std::time::Duration> {
+    (call.dock == DAEMON_DOCK && call.method == method::RUN_ALIVE)
+        .then_some(std::time::Duration::from_secs(10))
+}
+
 #[async_trait]
 impl RunPort for RunSide {
     async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
@@ -193,7 +201,7 @@ impl RunPort for RunSide {
         self.shared.watch_copy(self.copy(Some(group), &[], &call));
         match self
             .shared
-            .publish_sure(&exchange, &key, "call", &body)
+            .publish_confirmed(&exchange, &key, "call", &body, fleeting(&call))
             .await?
         {
             // AMQP only tells "at least one queue".
@@ -211,10 +219,11 @@ impl RunPort for RunSide {
         for key in &keys {
             check_len("routing key", key)?;
         }
-        let sends = futures_util::future::join_all(
-            keys.iter()
-                .map(|k| self.shared.publish_sure(&exchange, k, "call", &body)),
-        );
+        let lifetime = fleeting(&call);
+        let sends = futures_util::future::join_all(keys.iter().map(|k| {
+            self.shared
+                .publish_confirmed(&exchange, k, "call", &body, lifetime)
+        }));
         self.shared.watch_copy(self.copy(None, nodes, &call));
         let outcomes = sends.await;
         let mut receivers = 0;

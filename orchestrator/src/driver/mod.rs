@@ -6,7 +6,7 @@
 //! ([`tests`]): a minute of procedure takes no time, and the timing rules (lost nodes,
 //! `runAlive`) are pinned exactly.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
-use magi_engine::steps::Dest;
 use magi_engine::{Engine, Outcome, Output};
 use magi_proto::{method, Call, DaemonCall, DAEMON_DOCK};
 use serde_json::{json, Value};
@@ -22,6 +21,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::console::Console;
 use crate::record::RunRecord;
+
+mod sender;
+use sender::{Outgoing, Sender};
 
 /// An agent archive shipped with `loadAgent`.
 #[derive(Debug, Clone)]
@@ -75,6 +77,8 @@ pub struct Driver<'a> {
     outcome: Option<Outcome>,
     /// The `runAlive` publishes still waiting for the broker's confirm.
     alive: Vec<tokio::task::JoinHandle<()>>,
+    /// Where the engine's calls go out, in order, without holding this loop up.
+    sender: Sender,
 }
 
 impl<'a> Driver<'a> {
@@ -89,6 +93,7 @@ impl<'a> Driver<'a> {
         writer: Option<&'a magi_data::Writer>,
     ) -> Self {
         let engine = Engine::new(procedure.clone(), config.engine.clone(), run);
+        let link_port = link.port.clone();
         let nodes = procedure.all_nodes().into_iter().collect();
         Driver {
             run: run.to_string(),
@@ -106,6 +111,7 @@ impl<'a> Driver<'a> {
             seen: HashMap::new(),
             outcome: None,
             alive: Vec::new(),
+            sender: Sender::start(link_port),
         }
     }
 
@@ -154,7 +160,7 @@ impl<'a> Driver<'a> {
         self.started_epoch = magi_proto::epoch_now();
         self.running = true;
         let outs = self.engine.start(0);
-        self.carry_out(outs).await;
+        self.carry_out(outs);
         let mut interrupts = signal(SignalKind::interrupt())
             .map_err(|e| Infra::BusLost(format!("cannot watch Ctrl-C: {e}")))?;
         let mut terms = signal(SignalKind::terminate())
@@ -179,13 +185,19 @@ impl<'a> Driver<'a> {
                     Some(msg) => self.on_inbound(msg).await,
                     None => return Err(Infra::BusLost("the bus closed during the run".into())),
                 },
+                Some(u) = self.sender.undelivered.recv() => {
+                    tracing::warn!("{}: {}", u.what, u.error);
+                    let now = self.now_ms();
+                    let outs = self.engine.on_undeliverable(now, &u.stream, &u.what);
+                    self.carry_out(outs);
+                }
                 _ = sleep => {
                     let now = self.now_ms();
                     let outs = self.engine.on_time(now);
-                    self.carry_out(outs).await;
+                    self.carry_out(outs);
                 }
                 _ = tick.tick() => {
-                    self.check_heartbeats().await;
+                    self.check_heartbeats();
                     if let Some(every) = self.config.alive_every {
                         if last_alive.elapsed() >= every {
                             last_alive = Instant::now();
@@ -200,7 +212,7 @@ impl<'a> Driver<'a> {
                     let now = self.now_ms();
                     if last_interrupt.is_some_and(|t| t.elapsed() <= Duration::from_secs(2)) {
                         let outs = self.engine.interrupt(now);
-                        self.carry_out(outs).await;
+                        self.carry_out(outs);
                     } else {
                         last_interrupt = Some(Instant::now());
                         let waits = self.engine.waits(now);
@@ -211,16 +223,21 @@ impl<'a> Driver<'a> {
                 _ = terms.recv() => {
                     let now = self.now_ms();
                     let outs = self.engine.interrupt(now);
-                    self.carry_out(outs).await;
+                    self.carry_out(outs);
                 }
             }
-            // Silence while this loop was held up by the bus (a broker outage holds every
-            // publish; the tick bounds a quiet wait to 500 ms) is not the nodes' fault.
+            // Silence while this loop was held up (calls go out from the sender, so only
+            // its own work, e.g. the record, can; the tick bounds a quiet wait to 500 ms) is
+            // not the nodes' fault.
             if iteration.elapsed() > Duration::from_secs(2) {
                 self.seen
                     .values_mut()
                     .for_each(|(last, _)| *last = Instant::now());
             }
+        }
+        // The last calls (teardown) go out before the run ends.
+        for u in self.sender.finish().await {
+            tracing::warn!("{}: {}", u.what, u.error);
         }
         if !self.config.engine.teardown && self.config.alive_every.is_some() {
             // --keep-agents: tell the nodes the silence that follows is on purpose, so
@@ -260,13 +277,21 @@ impl<'a> Driver<'a> {
                         t.nodes.join(", ")
                     ));
                 }
+                // A node that speaks is alive (the bus proved who it is), whether or not
+                // its heartbeat made it through a busy broker.
+                let now = Instant::now();
+                for node in &t.nodes {
+                    if let Some((last, _)) = self.seen.get_mut(node) {
+                        *last = now;
+                    }
+                }
                 if self.outcome.is_none() && self.running {
                     let now = self.now_ms();
                     let outs = match t.call {
                         Some(seq) => self.engine.on_reply(now, seq, &t.event, &t.nodes, &t.args),
                         None => self.engine.on_trigger(now, &t.event, &t.nodes, &t.args),
                     };
-                    self.carry_out(outs).await;
+                    self.carry_out(outs);
                 }
             }
             Inbound::Forged(f) => {
@@ -318,7 +343,7 @@ impl<'a> Driver<'a> {
                         let outs =
                             self.engine
                                 .on_node_lost(now, &status.node, "its node agent shut down");
-                        self.carry_out(outs).await;
+                        self.carry_out(outs);
                     }
                     return;
                 }
@@ -331,10 +356,19 @@ impl<'a> Driver<'a> {
     /// A node is lost when it missed three heartbeats (at least 3 s) while this
     /// orchestrator was connected: during an outage of our own link, silence counts for
     /// no one, and after it every node gets a full period again.
-    async fn check_heartbeats(&mut self) {
+    ///
+    /// Nor does silence count while the broker has held one of our calls for over a
+    /// second: it is overloaded (e.g. writing a 1 MiB agent into a thousand queues) and the
+    /// nodes' heartbeats wait in it too; afterwards every node gets a full window again.
+    fn check_heartbeats(&mut self) {
         let Some(up) = self.link.port.up_since() else {
             return;
         };
+        if self.sender.stalled(Duration::from_secs(1)) {
+            let now = Instant::now();
+            self.seen.values_mut().for_each(|(last, _)| *last = now);
+            return;
+        }
         let up = Instant::from_std(up);
         self.seen
             .values_mut()
@@ -355,7 +389,7 @@ impl<'a> Driver<'a> {
                 &node,
                 &format!("no heartbeat for {:.1} s", silent.as_secs_f64()),
             );
-            self.carry_out(outs).await;
+            self.carry_out(outs);
         }
     }
 
@@ -411,10 +445,10 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Carries out the engine's outputs, feeding back what cannot be delivered.
-    async fn carry_out(&mut self, outs: Vec<Output>) {
-        let mut queue: VecDeque<Output> = outs.into();
-        while let Some(out) = queue.pop_front() {
+    /// Carries out the engine's outputs: console lines and records here, calls handed to
+    /// the sender (what it cannot deliver comes back to the run loop).
+    fn carry_out(&mut self, outs: Vec<Output>) {
+        for out in outs {
             match out {
                 Output::Line(line) => {
                     let epoch = self.epoch_at(line.at_ms);
@@ -427,25 +461,15 @@ impl<'a> Driver<'a> {
                     dest,
                     mut call,
                 } => {
-                    let dest_text = match &dest {
-                        Dest::Group(g) => format!("group {g}"),
-                        Dest::Nodes(n) => format!("nodes {}", n.join(",")),
-                    };
-                    self.record
-                        .event("sent", "call", json!({"dest": dest_text, "call": call}));
+                    self.record.event(
+                        "sent",
+                        "call",
+                        json!({"dest": sender::describe(&dest), "call": call}),
+                    );
                     if call.dock == DAEMON_DOCK && call.method == method::LOAD_AGENT {
                         self.ship(&mut call);
                     }
-                    let what = format!("{} to {dest_text}", call.method);
-                    let result = match &dest {
-                        Dest::Group(g) => self.link.port.publish_group(g, call).await,
-                        Dest::Nodes(n) => self.link.port.publish_nodes(n, call).await,
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!("{what}: {e}");
-                        let now = self.now_ms();
-                        queue.extend(self.engine.on_undeliverable(now, &stream, &what));
-                    }
+                    self.sender.send(Outgoing { stream, dest, call });
                 }
             }
         }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use magi_bus::memory::MemoryBus;
-use magi_bus::{Bus, NodeLink};
+use magi_bus::{Bus, Delivered, NodeLink, RunPort, SendError};
 use magi_engine::{FailureKind, Outcome};
-use magi_proto::{DaemonCall, NodeStatus, Object, Trigger, DAEMON_DOCK};
+use magi_proto::{Call, DaemonCall, NodeStatus, Object, Trigger, DAEMON_DOCK};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -26,6 +26,8 @@ struct Script {
     heartbeat: Duration,
     /// Stop heartbeating (silently: no goodbye) after this long.
     silent_after: Option<Duration>,
+    /// No heartbeat between these two instants (from the node's start).
+    pause: Option<(Duration, Duration)>,
     /// `runAlive` calls received.
     alive: Arc<AtomicUsize>,
 }
@@ -35,6 +37,7 @@ impl Script {
         Script {
             heartbeat: Duration::from_millis(500),
             silent_after: None,
+            pause: None,
             alive: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -55,6 +58,13 @@ fn scripted_node(link: NodeLink, script: Script) {
         loop {
             if s.silent_after.is_some_and(|d| started.elapsed() >= d) {
                 return;
+            }
+            let paused = s
+                .pause
+                .is_some_and(|(from, to)| (from..to).contains(&started.elapsed()));
+            if paused {
+                tokio::time::sleep(s.heartbeat).await;
+                continue;
             }
             let status = NodeStatus {
                 node: "n1".into(),
@@ -113,6 +123,32 @@ fn scripted_node(link: NodeLink, script: Script) {
     });
 }
 
+/// A run port whose broker confirms calls of one method late: delivered at once, the
+/// publish returns only after `delay` (as a broker busy writing a large message does).
+struct LateConfirm {
+    inner: Arc<dyn RunPort>,
+    method: &'static str,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl RunPort for LateConfirm {
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
+        let late = call.method == self.method;
+        let result = self.inner.publish_group(group, call).await;
+        if late {
+            tokio::time::sleep(self.delay).await;
+        }
+        result
+    }
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
+        self.inner.publish_nodes(nodes, call).await
+    }
+    async fn close(&self) -> Result<(), SendError> {
+        self.inner.close().await
+    }
+}
+
 /// Runs `aal` against the scripted node (none: no node at all); the driver's result and
 /// how much (virtual) time it took.
 async fn drive_with(
@@ -121,10 +157,28 @@ async fn drive_with(
     alive_every: Option<Duration>,
     preflight: Duration,
 ) -> (Result<Outcome, Infra>, Duration) {
+    drive_late(aal, script, alive_every, preflight, None).await
+}
+
+/// [`drive_with`], the broker confirming calls of `late.0` `late.1` late.
+async fn drive_late(
+    aal: &str,
+    script: Option<Script>,
+    alive_every: Option<Duration>,
+    preflight: Duration,
+    late: Option<(&'static str, Duration)>,
+) -> (Result<Outcome, Infra>, Duration) {
     let checked = magi_aal::check_str("t.aal", aal);
     let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
     let bus = MemoryBus::new();
-    let link = bus.open_run(RUN).await.expect("open run");
+    let mut link = bus.open_run(RUN).await.expect("open run");
+    if let Some((method, delay)) = late {
+        link.port = Arc::new(LateConfirm {
+            inner: link.port,
+            method,
+            delay,
+        });
+    }
     if let Some(script) = script {
         scripted_node(bus.attach_node("n1").await.expect("attach"), script);
     }
@@ -228,4 +282,42 @@ async fn a_node_that_never_announces_itself_fails_the_preflight_naming_it() {
     let (result, took) = drive_with(&procedure(1000), None, None, Duration::from_secs(20)).await;
     assert_eq!(result, Err(Infra::MissingNodes(vec!["n1".into()])));
     assert_eq!(took, Duration::from_secs(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_silent_while_the_broker_holds_a_call_unconfirmed_is_not_lost() {
+    // The broker takes 12 s to confirm `go` (delivered at once); meanwhile the node's
+    // heartbeats do not come through for 9.5 s, three times the lost-node window.
+    let script = Script {
+        pause: Some((Duration::from_millis(500), Duration::from_secs(10))),
+        ..Script::new()
+    };
+    let (result, _) = drive_late(
+        &procedure(20_000),
+        Some(script.clone()),
+        None,
+        Duration::from_secs(10),
+        Some(("go", Duration::from_secs(12))),
+    )
+    .await;
+    assert_eq!(result, Ok(Outcome::Success));
+    // The same silence with the broker confirming at once: the node is lost.
+    let (result, _) = drive_late(
+        &procedure(20_000),
+        Some(script),
+        None,
+        Duration::from_secs(10),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(
+            &result,
+            Ok(Outcome::Failed {
+                kind: FailureKind::Node,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
 }

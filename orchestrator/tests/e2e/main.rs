@@ -8,6 +8,10 @@
 //! this host's own addresses (an HTTP server on port 80, nftables counters), and every
 //! flood, capture or measurement on loopback, [`support::host_agents`].
 
+// `host_agents` is a std mutex held for a whole test on purpose, awaits included: every
+// test has a runtime of its own, so no task of another test waits on it in the same one.
+#![allow(clippy::await_holding_lock)]
+
 mod support;
 
 mod agents_compat;

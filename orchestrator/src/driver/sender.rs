@@ -1,0 +1,113 @@
+//! The engine's calls go out from a task of their own, one after the other in the engine's
+//! order, each confirmed by the bus before the next. The run loop only hands them over, so
+//! it goes on taking triggers in while the broker confirms a call: at N = 1000 a confirmed
+//! publish to every node's queue takes about 250 ms, and that call's own triggers arrive
+//! meanwhile. (Awaited in the loop, the 1000 triggers were all handled after the confirm,
+//! in one burst of 50-70 ms that every round paid; docs/benchmarks.md.)
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use magi_bus::{RunPort, SendError};
+use magi_engine::steps::Dest;
+use magi_proto::Call;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// A call on its way out.
+pub(super) struct Outgoing {
+    /// The stream that sent it (told when it cannot be delivered).
+    pub stream: String,
+    pub dest: Dest,
+    pub call: Call,
+}
+
+/// A call the bus could not deliver.
+pub(super) struct Undelivered {
+    pub stream: String,
+    /// What was sent, e.g. `ping to group clients`.
+    pub what: String,
+    pub error: SendError,
+}
+
+/// The sending task and both ends of its conversation with the loop.
+pub(super) struct Sender {
+    calls: Option<UnboundedSender<Outgoing>>,
+    /// Calls that could not be delivered, in the order they were sent.
+    pub undelivered: UnboundedReceiver<Undelivered>,
+    task: JoinHandle<()>,
+    /// Since when the call now going out has waited for the bus (`None`: none is).
+    waiting_since: Arc<Mutex<Option<Instant>>>,
+}
+
+/// How a destination reads in messages.
+pub(super) fn describe(dest: &Dest) -> String {
+    match dest {
+        Dest::Group(g) => format!("group {g}"),
+        Dest::Nodes(n) => format!("nodes {}", n.join(",")),
+    }
+}
+
+impl Sender {
+    /// Starts the task on `port`.
+    pub(super) fn start(port: Arc<dyn RunPort>) -> Sender {
+        let (calls, mut rx) = unbounded_channel::<Outgoing>();
+        let (failed, undelivered) = unbounded_channel();
+        let waiting_since = Arc::new(Mutex::new(None));
+        let waiting = waiting_since.clone();
+        let task = tokio::spawn(async move {
+            let set = |v| *waiting.lock().unwrap_or_else(|p| p.into_inner()) = v;
+            while let Some(out) = rx.recv().await {
+                let what = format!("{} to {}", out.call.method, describe(&out.dest));
+                set(Some(Instant::now()));
+                let result = match &out.dest {
+                    Dest::Group(g) => port.publish_group(g, out.call).await,
+                    Dest::Nodes(n) => port.publish_nodes(n, out.call).await,
+                };
+                set(None);
+                if let Err(error) = result {
+                    let _ = failed.send(Undelivered {
+                        stream: out.stream,
+                        what,
+                        error,
+                    });
+                }
+            }
+        });
+        Sender {
+            calls: Some(calls),
+            undelivered,
+            task,
+            waiting_since,
+        }
+    }
+
+    /// Whether a call has waited longer than `limit` for the bus to take it: the broker is
+    /// overloaded or away, and what the nodes send waits in it too.
+    pub(super) fn stalled(&self, limit: Duration) -> bool {
+        self.waiting_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() > limit)
+    }
+
+    /// Queues a call.
+    pub(super) fn send(&self, out: Outgoing) {
+        if let Some(calls) = &self.calls {
+            // The task ends only when `finish` closes this side or the runtime stops.
+            let _ = calls.send(out);
+        }
+    }
+
+    /// Waits until every queued call has gone out; what could not be delivered.
+    pub(super) async fn finish(&mut self) -> Vec<Undelivered> {
+        self.calls = None;
+        let _ = (&mut self.task).await;
+        let mut left = Vec::new();
+        while let Ok(u) = self.undelivered.try_recv() {
+            left.push(u);
+        }
+        left
+    }
+}
