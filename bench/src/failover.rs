@@ -42,10 +42,11 @@ pub enum Victim {
 }
 
 impl Victim {
-    fn label(self) -> &'static str {
+    /// "the orchestrator's", "the node agents'".
+    fn whose(self) -> &'static str {
         match self {
-            Victim::Orchestrator => "orchestrator",
-            Victim::Nodes => "node agents",
+            Victim::Orchestrator => "the orchestrator's",
+            Victim::Nodes => "the node agents'",
         }
     }
 }
@@ -114,8 +115,8 @@ impl Bounce {
                 }
             };
             eprintln!(
-                "magi-bench: failover: stopping node {node} (the {}'s; the orchestrator is on node {orch}) for {} s",
-                victim.label(),
+                "magi-bench: failover: stopping node {node} ({}; the orchestrator is on node {orch}) for {} s",
+                victim.whose(),
                 DOWN.as_secs_f64()
             );
             let (stopped, started) = tokio::task::spawn_blocking(move || bounce(node)).await??;
@@ -292,9 +293,9 @@ pub fn measure(n: usize, events_path: &Path, outage: &Outage, pings: usize) -> R
         .map(|(a, b)| b - a)
         .fold(0.0, f64::max);
     let what = format!(
-        "node {} (the {}'s) stopped {:.1} s",
+        "node {} ({}) down {:.1} s (stop_app returned → start_app returned)",
         outage.node,
-        outage.victim.label(),
+        outage.victim.whose(),
         outage.started - outage.stopped
     );
     let figures = vec![
