@@ -76,6 +76,8 @@ impl Drop for PgTable {
     }
 }
 
+// The host lock (port 80, nftables) is held for the whole test, across its awaits, on purpose.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_case_study_runs_over_rabbitmq_into_sqlite_and_postgresql() {
     let _host = host_agents();
