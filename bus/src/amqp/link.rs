@@ -266,6 +266,11 @@ async fn supervise(link: Weak<Link>) {
         drop(events);
         drop(conn);
         let Some(l) = link.upgrade() else { return };
+        if l.is_closed() {
+            // Closed by the application (its close ended the connection before the state
+            // change woke us): not a loss.
+            return;
+        }
         warn!(
             generation = n,
             broker = %l.broker(),
