@@ -193,7 +193,7 @@ pub fn interface_on<'a>(
 fn timing(args: &Args) -> Result<Option<Duration>, String> {
     match args.f64("timing")? {
         None => Ok(None),
-        Some(t) if t == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(t) if t > 0.0 && t <= 86_400.0 => Ok(Some(Duration::from_secs_f64(t))),
         Some(t) => Err(format!(
             "argument 'timing' must be seconds from 0 to 86400, not {t}"

@@ -10,6 +10,7 @@
 
 mod bare;
 mod check;
+mod failover;
 mod figures;
 mod fleet;
 mod memory;
@@ -102,6 +103,11 @@ struct Cli {
     /// `--url`). Not with `--cluster`.
     #[arg(long, conflicts_with = "cluster")]
     permissions: bool,
+    /// With --cluster: during the measured rounds, stop the broker node the orchestrator's
+    /// connection uses (or the fleet's), for 3 s, then start it again; the run must
+    /// complete; figures failover_recovery, failover_round, failover_triggers_once.
+    #[arg(long, value_enum, requires = "cluster")]
+    failover: Option<failover::Victim>,
     /// Where the work directory (node states, run records) is made (default: the system's
     /// temporary directory).
     #[arg(long)]
@@ -206,11 +212,25 @@ async fn bench(cli: Cli) -> Result<bool> {
         prefix: format!("magi.bench.{}.", uuid::Uuid::new_v4().simple()),
     };
     // Tests that restart the broker (or stop cluster nodes) take these locks exclusively:
-    // never measure across one.
-    let _hold = BrokerGuard::shared().await.context("the broker lock")?;
-    let _cluster_hold = match cli.cluster {
-        true => Some(ClusterGuard::shared().await.context("the cluster lock")?),
-        false => None,
+    // never measure across one. On the cluster the single broker is not used; a failover
+    // run stops cluster nodes itself, so it holds the cluster alone.
+    let (_hold, _cluster_hold) = match (cli.cluster, cli.failover.is_some()) {
+        (false, _) => (
+            Some(BrokerGuard::shared().await.context("the broker lock")?),
+            None,
+        ),
+        (true, false) => (
+            None,
+            Some(ClusterGuard::shared().await.context("the cluster lock")?),
+        ),
+        (true, true) => (
+            None,
+            Some(
+                ClusterGuard::exclusive()
+                    .await
+                    .context("the cluster lock")?,
+            ),
+        ),
     };
     watch_signals(kit.prefix.clone(), kit.url.clone());
     let agent_program = bin_dir.join("magi-bench-agent");
@@ -313,6 +333,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             warmup,
             rounds,
             work.path(),
+            cli.failover,
         )
         .await;
         if let Some(p) = &permissions {
@@ -322,7 +343,13 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         }
         let ours = match ours {
-            Ok(o) => Some(o),
+            Ok(o) => {
+                if let Some(f) = &o.failover {
+                    complete &= f.once;
+                    figures.extend(f.figures.iter().cloned());
+                }
+                Some(o)
+            }
             Err(e) => {
                 eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
                 complete = false;

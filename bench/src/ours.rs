@@ -117,9 +117,13 @@ pub struct OursRun {
     pub fleet_ready: Duration,
     /// How long the fleet took to stop them.
     pub fleet_stop: Duration,
+    /// With `--failover`: the outage's figures.
+    pub failover: Option<crate::failover::Measured>,
 }
 
-/// Runs the procedure on a fleet of `fleet_args.nodes` node agents.
+/// Runs the procedure on a fleet of `fleet_args.nodes` node agents (with `failover`, a
+/// broker node stopped and started during the measured rounds: `failover.rs`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     fleet_args: &FleetArgs,
     alive_every: Option<Duration>,
@@ -128,6 +132,7 @@ pub async fn run(
     warmup: usize,
     rounds: usize,
     work: &Path,
+    failover: Option<crate::failover::Victim>,
 ) -> Result<OursRun> {
     let n = fleet_args.nodes;
     let names = node_names(&fleet_args.name_prefix, n);
@@ -145,7 +150,11 @@ pub async fn run(
         fleet_args.max_message,
         format!("{}orchestrator", fleet_args.prefix),
     );
-    let bus = AmqpBus::connect(&fleet_args.url, opts)
+    let url = match failover {
+        Some(_) => crate::failover::orchestrator_url(&fleet_args.url),
+        None => fleet_args.url.clone(),
+    };
+    let bus = AmqpBus::connect(&url, opts)
         .await
         .context("orchestrator: connecting")?;
     let mut run = format!(
@@ -215,6 +224,11 @@ pub async fn run(
     let brokers = crate::sys::find_brokers(&fleet_args.url);
     let fleet_pids = fleet.pids();
     let others: Vec<u32> = brokers.iter().chain(&fleet_pids).copied().collect();
+    let bounce = failover.map(|victim| {
+        let events = record.dir().join("events.jsonl");
+        let at = warmup + rounds / 3;
+        crate::failover::Bounce::start(victim, bus.clone(), events, at, fleet_args.prefix.clone())
+    });
     let sampler = CpuSampler::start(Duration::from_millis(5), &others);
     let started = epoch();
     let outcome = {
@@ -233,6 +247,10 @@ pub async fn run(
     };
     let _ = port.close().await;
     let closed = epoch();
+    let outage = match bounce {
+        Some(b) => Some(b.finish().await),
+        None => None,
+    };
     let samples = sampler.finish();
     let _ = record.finish(&serde_json::json!({"outcome": "bench"}), 0);
     let fleet_stop = fleet.stop().await.unwrap_or_default();
@@ -256,7 +274,12 @@ pub async fn run(
         ),
     }
 
-    let sent = sent_calls(&record.dir().join("events.jsonl"))?;
+    let events = record.dir().join("events.jsonl");
+    let failover = match outage {
+        Some(o) => Some(crate::failover::measure(n, &events, &o?, warmup + rounds)?),
+        None => None,
+    };
+    let sent = sent_calls(&events)?;
     let first = |m: &str| sent.iter().find(|(_, method)| method == m).map(|(t, _)| *t);
     let pings: Vec<f64> = sent
         .iter()
@@ -300,6 +323,7 @@ pub async fn run(
         nodes_cpu_per_trigger: per_trigger(1 + b..1 + b + f),
         fleet_ready,
         fleet_stop,
+        failover,
     })
 }
 

@@ -287,3 +287,75 @@ cluster_test!(
         node_bus.close().await;
     }
 );
+
+/// Sets the cluster's memory high watermark back to RabbitMQ's default when dropped,
+/// whatever happened.
+struct WatermarkOnDrop;
+
+impl Drop for WatermarkOnDrop {
+    fn drop(&mut self) {
+        for n in 1..=3 {
+            if let Err(e) = Cluster::ctl(n, &["set_vm_memory_high_watermark", "0.4"]) {
+                eprintln!("could not reset node {n}'s memory watermark: {e}");
+            }
+        }
+    }
+}
+
+cluster_test!(
+    closing_a_run_fails_in_time_with_a_clear_error_when_the_broker_stops_answering,
+    exclusive,
+    |kit| {
+        // A memory alarm (watermark 0: it goes off at once, on every node of the cluster)
+        // makes the broker stop reading from a connection once it publishes: every later
+        // request on it (opening a channel, deleting a queue) is never answered, as when
+        // a node's file handles ran out and the deletion of a run's lock queue waited for
+        // ever. `close` must give up after `reply_timeout` and say why.
+        let reply_timeout = Duration::from_secs(3);
+        let opts = magi_bus::amqp::BusOptions {
+            reply_timeout,
+            ..kit.options()
+        };
+        let bus = AmqpBus::connect(&Cluster::url(&[1, 2, 3]), opts)
+            .await
+            .expect("connect to the cluster");
+        let run = bus.open_run("r1").await.unwrap();
+        let alarm = WatermarkOnDrop;
+        tokio::task::spawn_blocking(|| {
+            Cluster::ctl(1, &["set_vm_memory_high_watermark", "0"]).expect("set the alarm")
+        })
+        .await
+        .unwrap();
+        // The publish that gets the connection blocked (it waits for its confirm).
+        let port = run.port.clone();
+        let blocked = tokio::spawn(async move { port.publish_group("g", call("r1", "m")).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(60), run.port.close())
+            .await
+            .expect("close waited for ever: no bound on the broker's answer");
+        let took = started.elapsed();
+        eprintln!("close on a connection the broker no longer reads: {closed:?} after {took:?}");
+        match closed {
+            Err(magi_bus::SendError::Disconnected(why)) => {
+                assert!(why.contains("did not answer"), "{why}")
+            }
+            other => panic!("close should fail as Disconnected, got {other:?}"),
+        }
+        assert!(took >= reply_timeout, "{took:?}");
+        assert!(took < reply_timeout * 4, "{took:?}");
+        // The alarm cleared, the connection is read again: the blocked publish ends.
+        tokio::task::spawn_blocking(move || drop(alarm))
+            .await
+            .unwrap();
+        let published = tokio::time::timeout(Duration::from_secs(60), blocked)
+            .await
+            .expect("the blocked publish ended after the alarm")
+            .unwrap();
+        assert!(
+            matches!(published, Err(magi_bus::SendError::NoRoute(_))),
+            "{published:?}"
+        );
+        bus.close().await;
+    }
+);

@@ -170,6 +170,7 @@ pub fn checksum(data: &[u8], start: u32) -> u16 {
 
 /// Writes one whole IPv4 packet into `buf` (cleared first): a 20-byte header, then a UDP
 /// or TCP header with its checksum, then `payload` bytes of zeros.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     buf: &mut Vec<u8>,
     proto: Proto,

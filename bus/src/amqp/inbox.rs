@@ -122,14 +122,23 @@ impl Inbox {
     }
 }
 
-/// Run `setup` on the present connection (waiting until `deadline` for one).
+/// Run `setup` on the present connection (waiting until `deadline` for one); a broker
+/// that does not answer the setup within `reply_timeout` is an error
+/// ([`crate::amqp::topology::no_answer`]).
 pub(crate) async fn establish(
     link: &Link,
     setup: &Setup,
     deadline: Instant,
+    reply_timeout: Duration,
 ) -> Result<(Channel, Consumer), lapin::Error> {
     let (_, conn) = link.current_lapin(deadline).await?;
-    setup(conn).await
+    match tokio::time::timeout(reply_timeout, setup(conn)).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::amqp::topology::no_answer(
+            "declaring and consuming an inbox",
+            reply_timeout,
+        )),
+    }
 }
 
 /// Start moving deliveries from `consumer` to `tx` through `handle`, until the receiver is
@@ -205,7 +214,7 @@ pub(crate) fn spawn<T, F>(
                     biased;
                     _ = stop.notified() => break 'link,
                     _ = tx.closed() => break 'link,
-                    r = tokio::time::timeout(Duration::from_secs(30), establish(&link, &setup, far)) => r,
+                    r = tokio::time::timeout(Duration::from_secs(30), establish(&link, &setup, far, Duration::from_secs(30))) => r,
                 };
                 match attempt {
                     Ok(Ok((ch, c))) => {

@@ -171,7 +171,19 @@ impl Link {
             .state
             .send_replace(State::Closed("the bus is closed".into()));
         if let State::Up(_, conn) = old {
-            let _ = conn.close(200, "bye".into()).await;
+            // A broker that never answers the close (a blocked connection) must not hold
+            // the application: past `reply_timeout` the connection is dropped unclosed.
+            let limit = self.opts.reply_timeout;
+            if tokio::time::timeout(limit, conn.close(200, "bye".into()))
+                .await
+                .is_err()
+            {
+                warn!(
+                    broker = %self.broker(),
+                    limit_s = limit.as_secs_f64(),
+                    "the broker did not answer the connection's close; dropped it unclosed"
+                );
+            }
         }
     }
 }
@@ -254,6 +266,11 @@ async fn supervise(link: Weak<Link>) {
         drop(events);
         drop(conn);
         let Some(l) = link.upgrade() else { return };
+        if l.is_closed() {
+            // Closed by the application (its close ended the connection before the state
+            // change woke us): not a loss.
+            return;
+        }
         warn!(
             generation = n,
             broker = %l.broker(),

@@ -79,6 +79,12 @@ pub struct BusOptions {
     /// How long an operation keeps retrying through a broker outage before it fails with
     /// [`SendError::Disconnected`].
     pub patience: Duration,
+    /// How long one broker operation (a declaration, a deletion, a binding, a channel
+    /// opened or closed, the connection closed) may wait for the broker's answer. A broker
+    /// that has accepted the request but never answers (a connection it has blocked, a
+    /// cluster node stuck on a queue's Raft group) would otherwise hold the caller for
+    /// ever; past this the operation fails with [`SendError::Disconnected`] naming it.
+    pub reply_timeout: Duration,
     /// Calls not consumed by a node within this time are discarded (none by default).
     pub call_ttl: Option<Duration>,
     /// First delay between reconnection attempts (doubles up to `reconnect_max_delay`).
@@ -108,6 +114,7 @@ impl Default for BusOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE,
             connect_timeout: Duration::from_secs(30),
             patience: Duration::from_secs(300),
+            reply_timeout: Duration::from_secs(120),
             call_ttl: None,
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(2),
@@ -179,10 +186,10 @@ impl Shared {
 
     /// Deletes a node's or run's inbox queue (and so its bindings), then its lock queue.
     pub(crate) async fn delete_inbox(&self, queue: &str, why: &str) -> Result<(), SendError> {
-        topology::delete_queue(&self.link, self.opts.patience, queue, why).await?;
+        topology::delete_queue(&self.link, &self.opts, queue, why).await?;
         if self.queues == QueueKind::Quorum {
             let lock = self.names.lock_queue(queue);
-            topology::delete_queue(&self.link, self.opts.patience, &lock, why).await?;
+            topology::delete_queue(&self.link, &self.opts, &lock, why).await?;
         }
         Ok(())
     }
@@ -250,7 +257,7 @@ impl AmqpBus {
         }
         let conn = link::Link::connect(&brokers, name, options.clone()).await?;
         let names = Names::new(&options.prefix);
-        topology::ensure_globals(&conn, &names, options.patience).await?;
+        topology::ensure_globals(&conn, &names, &options).await?;
         let publisher = Publisher::new(conn.clone(), options.patience);
         let copier = publisher::spawn_copier(conn.clone(), names.watch_exchange());
         Ok(AmqpBus {

@@ -65,9 +65,10 @@ pub(crate) async fn attach(shared: Arc<Shared>, node: &str) -> Result<NodeLink, 
         })
     };
     let deadline = Instant::now() + shared.opts.patience;
-    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
-        .await
-        .map_err(|e| to_attach(&format!("node {node}"), &e))?;
+    let (ch, consumer) =
+        inbox::establish(&shared.link, &setup, deadline, shared.opts.reply_timeout)
+            .await
+            .map_err(|e| to_attach(&format!("node {node}"), &e))?;
 
     let side = Arc::new(NodeSide {
         shared: shared.clone(),
@@ -132,44 +133,39 @@ async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Res
     let mut tries = 0;
     loop {
         tries += 1;
-        let result = on_fresh_channel(
-            &shared.link,
-            shared.opts.patience,
-            "joining a group",
-            |ch| {
-                let (exchange, key, calls, queue) = (
-                    exchange.clone(),
-                    key.clone(),
-                    names.calls_exchange(),
-                    queue.to_string(),
-                );
-                async move {
-                    ch.exchange_declare(
-                        exchange.clone().into(),
-                        ExchangeKind::Fanout,
-                        group_options(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                    ch.exchange_bind(
-                        exchange.clone().into(),
-                        calls.into(),
-                        key.into(),
-                        Default::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                    ch.queue_bind(
-                        queue.into(),
-                        exchange.into(),
-                        "".into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                }
-            },
-        )
+        let result = on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
+            let (exchange, key, calls, queue) = (
+                exchange.clone(),
+                key.clone(),
+                names.calls_exchange(),
+                queue.to_string(),
+            );
+            async move {
+                ch.exchange_declare(
+                    exchange.clone().into(),
+                    ExchangeKind::Fanout,
+                    group_options(),
+                    FieldTable::default(),
+                )
+                .await?;
+                ch.exchange_bind(
+                    exchange.clone().into(),
+                    calls.into(),
+                    key.into(),
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+                ch.queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            }
+        })
         .await;
         match result {
             Ok(()) => return Ok(()),
@@ -255,7 +251,7 @@ impl NodePort for NodeSide {
         // Unbinding from an exchange that is already gone succeeds on RabbitMQ.
         on_fresh_channel(
             &self.shared.link,
-            self.shared.opts.patience,
+            &self.shared.opts,
             "leaving a group",
             |ch| {
                 let (queue, exchange) = (self.queue.clone(), exchange.clone());

@@ -41,9 +41,10 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, Atta
     }
     .setup();
     let deadline = Instant::now() + shared.opts.patience;
-    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
-        .await
-        .map_err(|e| to_attach(&format!("run {run}"), &e))?;
+    let (ch, consumer) =
+        inbox::establish(&shared.link, &setup, deadline, shared.opts.reply_timeout)
+            .await
+            .map_err(|e| to_attach(&format!("run {run}"), &e))?;
 
     let stop = Arc::new(Notify::new());
     let (tx, rx) = unbounded_channel();
@@ -258,18 +259,13 @@ impl RunPort for RunSide {
             .collect();
         for group in groups {
             let exchange = shared.names.group_exchange(&self.run, &group);
-            on_fresh_channel(
-                &shared.link,
-                shared.opts.patience,
-                "deleting a group",
-                |ch| {
-                    let exchange = exchange.clone();
-                    async move {
-                        ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                            .await
-                    }
-                },
-            )
+            on_fresh_channel(&shared.link, &shared.opts, "deleting a group", |ch| {
+                let exchange = exchange.clone();
+                async move {
+                    ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                        .await
+                }
+            })
             .await
             .map_err(|e| to_bus(&format!("deleting group {group} of run {}", self.run), &e))?;
         }

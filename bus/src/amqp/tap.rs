@@ -64,9 +64,10 @@ pub(crate) async fn open(shared: Arc<Shared>, run: Option<&str>) -> Result<TapLi
     }
     .setup();
     let deadline = Instant::now() + shared.opts.patience;
-    let (ch, consumer) = inbox::establish(&shared.link, &setup, deadline)
-        .await
-        .map_err(|e| to_attach("a tap", &e))?;
+    let (ch, consumer) =
+        inbox::establish(&shared.link, &setup, deadline, shared.opts.reply_timeout)
+            .await
+            .map_err(|e| to_attach("a tap", &e))?;
     let (tx, rx) = unbounded_channel();
     let (watch_ex, status_ex) = (names.watch_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes.saturating_mul(2);

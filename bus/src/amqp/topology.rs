@@ -14,12 +14,13 @@ use crate::SendError;
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::amqp::brokers::QueueKind;
 use crate::amqp::error::{is_channel_error, is_not_found, to_bus};
 use crate::amqp::link::Link;
 use crate::amqp::names::Names;
+use crate::amqp::BusOptions;
 
 /// Kind of each global exchange: all topic, so that topic permissions apply to them.
 pub(crate) fn global_kind() -> ExchangeKind {
@@ -103,11 +104,11 @@ pub(crate) fn check_len(what: &str, name: &str) -> Result<(), SendError> {
 /// operation in the error (`closing run r1`).
 pub(crate) async fn delete_queue(
     link: &Link,
-    patience: Duration,
+    opts: &BusOptions,
     queue: &str,
     why: &str,
 ) -> Result<(), crate::SendError> {
-    on_fresh_channel(link, patience, "deleting a queue", |ch| {
+    on_fresh_channel(link, opts, "deleting a queue", |ch| {
         let queue = queue.to_string();
         async move {
             ch.queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
@@ -119,13 +120,29 @@ pub(crate) async fn delete_queue(
     .map_err(|e| crate::amqp::error::to_bus(why, &e))
 }
 
+/// The error of a broker operation that got no answer within `limit`: an I/O time-out, so
+/// that it maps to [`SendError::Disconnected`] with this text.
+pub(crate) fn no_answer(what: &str, limit: Duration) -> lapin::Error {
+    lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the broker did not answer ({what}) within {:.1} s",
+                limit.as_secs_f64()
+            ),
+        ),
+    )))
+}
+
 /// Run `op` on a fresh channel of the present connection, closed afterwards. While the
-/// broker is unreachable the op is retried (on the next connection) until `patience` runs
-/// out; a channel error (refused, not found) is returned at once, since the broker has
-/// answered.
+/// broker is unreachable the op is retried (on the next connection) until `opts.patience`
+/// runs out; a channel error (refused, not found) is returned at once, since the broker has
+/// answered. An attempt the broker does not answer within `opts.reply_timeout` (the
+/// channel opened, the op, the channel closed) fails at once with [`no_answer`]: the
+/// connection is up but stuck, and another attempt on it would wait the same way.
 pub(crate) async fn on_fresh_channel<F, Fut, T>(
     link: &Link,
-    patience: Duration,
+    opts: &BusOptions,
     what: &str,
     mut op: F,
 ) -> Result<T, lapin::Error>
@@ -133,18 +150,32 @@ where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<T, lapin::Error>>,
 {
-    let deadline = Instant::now() + patience;
+    let deadline = Instant::now() + opts.patience;
     loop {
         let (_, conn) = link.current_lapin(deadline).await?;
-        let result = match conn.create_channel().await {
-            Ok(ch) => {
-                let r = op(ch.clone()).await;
-                if ch.status().connected() {
-                    let _ = ch.close(200, "OK".into()).await;
+        let attempt = async {
+            match conn.create_channel().await {
+                Ok(ch) => {
+                    let r = op(ch.clone()).await;
+                    if ch.status().connected() {
+                        let _ = ch.close(200, "OK".into()).await;
+                    }
+                    r
                 }
-                r
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
+        };
+        let result = match tokio::time::timeout(opts.reply_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(
+                    what,
+                    broker = %link.broker(),
+                    limit_s = opts.reply_timeout.as_secs_f64(),
+                    "the broker did not answer"
+                );
+                return Err(no_answer(what, opts.reply_timeout));
+            }
         };
         match result {
             Ok(v) => return Ok(v),
@@ -166,10 +197,10 @@ where
 pub(crate) async fn ensure_globals(
     conn: &Link,
     names: &Names,
-    patience: Duration,
+    opts: &BusOptions,
 ) -> Result<(), SendError> {
     for name in names.global_exchanges() {
-        let exists = on_fresh_channel(conn, patience, "checking an exchange", |ch| {
+        let exists = on_fresh_channel(conn, opts, "checking an exchange", |ch| {
             let name = name.clone();
             async move {
                 ch.exchange_declare(
@@ -187,7 +218,7 @@ pub(crate) async fn ensure_globals(
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(to_bus(&format!("checking exchange {name}"), &e)),
         }
-        on_fresh_channel(conn, patience, "declaring an exchange", |ch| {
+        on_fresh_channel(conn, opts, "declaring an exchange", |ch| {
             let name = name.clone();
             async move {
                 ch.exchange_declare(

@@ -249,3 +249,296 @@ async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its
     let left = kit.cleanup().await.expect("cleanup");
     assert!(left.is_empty(), "left on the cluster: {left:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The case study for real across the failover of the orchestrator's and a node agent's
+// broker node
+// ---------------------------------------------------------------------------------------
+
+/// Seconds since the epoch of a tracing line's RFC 3339 UTC timestamp
+/// (`2026-12-02T12:27:52.096346Z ...`), on the day of `reference` (epoch seconds).
+fn log_time(line: &str, reference: f64) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?;
+    let clock = stamp.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    let midnight = (reference / 86_400.0).floor() * 86_400.0;
+    Some(midnight + h * 3600.0 + m * 60.0 + s)
+}
+
+/// The first time (epoch seconds) after `since` that `log` says `what`.
+fn first_after(log: &str, what: &str, since: f64) -> Option<f64> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| log_time(l, since))
+        .find(|t| *t >= since)
+}
+
+/// Stops node `n`'s app (from a blocking thread), waits two seconds, starts it again;
+/// when `stop_app` was invoked (epoch seconds), once the node is started again.
+async fn bounce_at(n: usize) -> f64 {
+    tokio::task::spawn_blocking(move || {
+        let invoked = magi_proto::epoch_now();
+        Cluster::ctl(n, &["stop_app"]).expect("stop_app");
+        let guard = StartAppOnDrop(n);
+        std::thread::sleep(Duration::from_secs(2));
+        drop(guard);
+        invoked
+    })
+    .await
+    .unwrap()
+}
+
+/// `magi data query STORE ARGS --json`, one JSON value per record.
+fn query(store: &Path, args: &[&str]) -> Vec<Value> {
+    let out = crate::support::magi()
+        .args(["data", "query"])
+        .arg(store)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("magi data query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_case_study_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_a_node_agent()
+{
+    let _host = crate::support::host_agents();
+    if let Err(e) = Cluster::ensure().await {
+        skip("cluster case study", &format!("no local cluster: {e}"));
+        return;
+    }
+    let node_bin = node_bin();
+    let _hold = ClusterGuard::exclusive().await.expect("cluster lock");
+    let kit = TestBroker::on_cluster(&Cluster::url(&[1, 2, 3]));
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(
+        crate::support::shared().join("casestudies/casestudy_clientserver_monitor.aal"),
+    )
+    .expect("the case study");
+    assert!(original.contains("timeout: 60000"));
+    // Long enough for both outages to fall in the traffic (each is a stop_app, 2 s, a
+    // start_app: several seconds on a loaded machine).
+    let aal = dir.path().join("casestudy_failover.aal");
+    std::fs::write(&aal, original.replace("timeout: 60000", "timeout: 30000")).unwrap();
+    let records = dir.path().join("runs");
+    let run = format!(
+        "guest.cs-failover-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+
+    // Each client's first broker is known from its list: the orchestrator node 1, the
+    // client's node agent node 2, the server's node 3.
+    let hosts = [
+        "--host",
+        "clientnode=127.0.1.1",
+        "--host",
+        "servernode=127.0.1.2",
+    ];
+    let mut nodes = Vec::new();
+    for (name, address, order) in [
+        ("clientnode", "127.0.1.1", [2, 3, 1]),
+        ("servernode", "127.0.1.2", [3, 1, 2]),
+    ] {
+        let child = Command::new(&node_bin)
+            .args(["--name", name, "--broker", &Cluster::url(&order)])
+            .args(["--heartbeat-ms", "500", "--address", address])
+            // apache binds port 80 and pktcounters counts with nftables; as root,
+            // magi-node runs them as nobody with only these.
+            .args(["--grant", "net_admin,net_bind_service"])
+            .args(hosts)
+            .arg("--state-dir")
+            .arg(dir.path().join(format!("state-{name}")))
+            .env("MAGI_BUS_PREFIX", &kit.prefix)
+            .env("RUST_LOG", "info,lapin=off")
+            .env_remove("MAGI_NODE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .expect("start magi-node");
+        nodes.push(Proc(child));
+    }
+    let mut magi = Proc(
+        crate::support::magi()
+            .arg("run")
+            .arg(&aal)
+            .args([
+                "--no-color",
+                "--run",
+                &run,
+                "--broker",
+                &Cluster::url(&[1, 2, 3]),
+            ])
+            .args(["--preflight", "30", "--record-dir"])
+            .arg(&records)
+            .env("MAGI_BUS_PREFIX", &kit.prefix)
+            .env("MAGI_STATE_DIR", dir.path().join("embedded-state"))
+            .env("RUST_LOG", "info,lapin=off")
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.path().join("magi.out")).unwrap())
+            .stderr(File::create(dir.path().join("magi.err")).unwrap())
+            .spawn()
+            .expect("start magi run"),
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+    let record = records.join(&run);
+    let deadline = Instant::now() + Duration::from_secs(240);
+
+    // Once the client makes requests: the orchestrator's node, then the client's.
+    let sent = |method: &str| {
+        events_of(&record).iter().any(|e| {
+            e["dir"] == "sent" && e["kind"] == "call" && e["body"]["call"]["method"] == method
+        })
+    };
+    while !sent("startClient") {
+        assert!(
+            Instant::now() < deadline && magi.0.try_wait().unwrap().is_none(),
+            "the run never started the client\n{}\n{}",
+            read("magi.out"),
+            read("magi.err")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let orch_stop = bounce_at(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client_stop = bounce_at(2).await;
+    let both_back = magi_proto::epoch_now();
+    assert!(
+        !sent("stopClient"),
+        "the traffic ended before both outages were over: they did not fall mid-run"
+    );
+
+    let status = loop {
+        if let Some(s) = magi.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "magi run did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (out, err) = (read("magi.out"), read("magi.err"));
+    let logs = format!(
+        "{out}\n{err}\nclientnode: {}\nservernode: {}",
+        read("clientnode.log"),
+        read("servernode.log")
+    );
+    assert_eq!(status.code(), Some(0), "magi run: {status:?}\n{logs}");
+
+    // Time to recover: from the stop to the moved client consuming again on another node.
+    let orch_back = first_after(&err, "consuming again", orch_stop);
+    let client_back = first_after(&read("clientnode.log"), "consuming again", client_stop);
+    eprintln!(
+        "cluster case study: the orchestrator consumed again {:.2} s after its node was stopped, the client's node agent {:.2} s after its node was; both nodes back {:.1} s after the first stop",
+        orch_back.map_or(f64::NAN, |t| t - orch_stop),
+        client_back.map_or(f64::NAN, |t| t - client_stop),
+        both_back - orch_stop,
+    );
+    // The stops did hit them: each moved to another broker node and consumed again there.
+    assert!(
+        err.contains("reconnected to the broker") && orch_back.is_some(),
+        "the orchestrator did not fail over:\n{logs}"
+    );
+    assert!(
+        client_back.is_some(),
+        "the client's node agent did not fail over:\n{logs}"
+    );
+
+    // Every trigger once: none lost (the case study's four), none repeated.
+    let events = events_of(&record);
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for e in events
+        .iter()
+        .filter(|e| e["dir"] == "recv" && e["kind"] == "trigger")
+    {
+        let mut body = e["body"].as_object().cloned().unwrap_or_default();
+        body.remove("run");
+        *seen.entry(Value::Object(body).to_string()).or_default() += 1;
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "triggers received twice: {repeated:?}");
+    for event in [
+        "serverStarted",
+        "collectionServer",
+        "clientStopped",
+        "serverStopped",
+    ] {
+        let n = events
+            .iter()
+            .filter(|e| e["dir"] == "recv" && e["kind"] == "trigger")
+            .filter(|e| e["body"]["event"] == event)
+            .count();
+        assert_eq!(n, 1, "trigger {event} received {n} times\n{logs}");
+    }
+
+    // The traffic happened and was counted, across the outages.
+    let store = record.join("data.sqlite");
+    let requests = query(&store, &["--agent", "client_agent"]);
+    assert!(requests.len() >= 10, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r["host"] == "clientnode"
+            && r["data"]["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://servernode/getsize.py?length="))),
+        "{requests:?}"
+    );
+    let counted = query(
+        &store,
+        &[
+            "--agent",
+            "monitor_agent",
+            "--host",
+            "servernode",
+            "--where",
+            "peerNode=clientnode",
+            "--where",
+            "trafficDirection=out",
+        ],
+    );
+    assert!(counted.len() >= 10, "{counted:?}");
+    crate::support::assert_counted_covers_requests(&counted, &requests);
+    // Requests went on through the outages: one made during each (the client's agent
+    // records one a second; they reach the orchestrator once its broker is back).
+    for (who, stop) in [("orchestrator", orch_stop), ("client", client_stop)] {
+        assert!(
+            requests
+                .iter()
+                .filter_map(|r| r["created"].as_f64())
+                .any(|t| t > stop && t < stop + 4.0),
+            "no request recorded in the 4 s after the {who}'s node was stopped"
+        );
+    }
+
+    for n in &nodes {
+        // SAFETY: kill on a pid of a child we own and have not reaped.
+        unsafe { libc::kill(n.0.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    for (i, mut n) in nodes.into_iter().enumerate() {
+        let until = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = n.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < until,
+                "magi-node {i} did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "magi-node {i}: {status:?}");
+    }
+    drop(magi);
+    let left = kit.cleanup().await.expect("cleanup");
+    assert!(left.is_empty(), "left on the cluster: {left:?}");
+}
