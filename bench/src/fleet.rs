@@ -190,7 +190,14 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
         .await;
     let stopping = Instant::now();
     let _ = stop_tx.send(true);
-    let _ = finish().await;
+    // The end of stdin without a line: the benchmark is gone (interrupted), and may have
+    // deleted the broker objects (with --permissions, the vhost) under the nodes, whose
+    // goodbyes would then wait for a broker that refuses them. Stop at once, best effort.
+    let patience = match line.is_empty() {
+        true => Duration::from_secs(10),
+        false => Duration::from_secs(600),
+    };
+    let _ = tokio::time::timeout(patience, finish()).await;
     println!("stopped {}", stopping.elapsed().as_millis());
     Ok(())
 }

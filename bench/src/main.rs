@@ -573,6 +573,7 @@ fn watch_signals(prefix: String, url: String) {
             prefix,
         };
         let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
+        let _ = tokio::task::spawn_blocking(permissions::remove_live).await;
         std::process::exit(130);
     });
 }

@@ -128,6 +128,8 @@ impl Permissions {
                 .collect(),
             host,
         };
+        // Known before apply.sh makes anything, so that an interrupt removes it too.
+        live().push((made.vhost.clone(), made.users.clone()));
         let out = Command::new("bash")
             .arg(apply_sh())
             .args(["--vhost", &made.vhost, "--prefix", prefix])
@@ -154,28 +156,50 @@ impl Permissions {
         url_as(&self.host, &self.vhost, &self.orchestrator, &self.password)
     }
 
-    /// Deletes the users (in one `rabbitmqctl eval`: one command per user takes about half
-    /// a second each) and the vhost, with everything in it.
+    /// Deletes the users and the vhost (see [`delete`]).
     pub fn remove(&self) -> Result<()> {
-        let users: Vec<String> = self.users.iter().map(|u| format!("<<\"{u}\">>")).collect();
-        let expr = format!(
-            "[catch rabbit_auth_backend_internal:delete_user(U, <<\"magi-bench\">>) || U <- [{}]], ok.",
-            users.join(",")
-        );
-        let users_gone = Command::new("rabbitmqctl")
-            .args(["-q", "eval", &expr])
-            .output();
-        let vhost_gone = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.vhost])
-            .output();
-        match (users_gone, vhost_gone) {
-            (Ok(u), Ok(v)) if u.status.success() && v.status.success() => Ok(()),
-            _ => bail!(
-                "could not delete vhost {} and its {} users (delete them with rabbitmqctl)",
-                self.vhost,
-                self.users.len()
-            ),
+        live().retain(|(v, _)| v != &self.vhost);
+        delete(&self.vhost, &self.users)
+    }
+}
+
+/// The vhosts and users made and not removed yet, for [`remove_live`].
+fn live() -> std::sync::MutexGuard<'static, Vec<(String, Vec<String>)>> {
+    static LIVE: std::sync::Mutex<Vec<(String, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes every vhost and user this process made and has not removed (the benchmark was
+/// interrupted).
+pub fn remove_live() {
+    let made: Vec<(String, Vec<String>)> = live().drain(..).collect();
+    for (vhost, users) in made {
+        if let Err(e) = delete(&vhost, &users) {
+            eprintln!("magi-bench: {e:#}");
         }
+    }
+}
+
+/// Deletes `users` (in one `rabbitmqctl eval`: one command per user takes about half a
+/// second each) and `vhost`, with everything in it.
+fn delete(vhost: &str, users: &[String]) -> Result<()> {
+    let list: Vec<String> = users.iter().map(|u| format!("<<\"{u}\">>")).collect();
+    let expr = format!(
+        "[catch rabbit_auth_backend_internal:delete_user(U, <<\"magi-bench\">>) || U <- [{}]], ok.",
+        list.join(",")
+    );
+    let users_gone = Command::new("rabbitmqctl")
+        .args(["-q", "eval", &expr])
+        .output();
+    let vhost_gone = Command::new("rabbitmqctl")
+        .args(["-q", "delete_vhost", vhost])
+        .output();
+    match (users_gone, vhost_gone) {
+        (Ok(u), Ok(v)) if u.status.success() && v.status.success() => Ok(()),
+        _ => bail!(
+            "could not delete vhost {vhost} and its {} users (delete them with rabbitmqctl)",
+            users.len()
+        ),
     }
 }
 
