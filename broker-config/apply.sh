@@ -157,18 +157,18 @@ ensure_user() {
     passwords+=("$2")
     [ -z "${existing[$1]:-}" ] || stale+=("$1")
 }
-# One JSON object of four string fields (names $2 $4 $6 $8, values $3 $5 $7 $9) after the
-# vhost, into J.
+# One JSON object of four string fields and the vhost (names $1 $3 $5 $7, values $2 $4 $6
+# $8), into J.
 quad() {
     local a b c d
-    js "$3"; a=$J; js "$5"; b=$J; js "$7"; c=$J; js "$9"; d=$J
-    J="{\"$2\":$a,\"vhost\":$vj,\"$4\":$b,\"$6\":$c,\"$8\":$d}"
+    js "$2"; a=$J; js "$4"; b=$J; js "$6"; c=$J; js "$8"; d=$J
+    J="{\"$1\":$a,\"vhost\":$vj,\"$3\":$b,\"$5\":$c,\"$7\":$d}"
 }
 permit() { # user configure write read
-    quad _ user "$1" configure "$2" write "$3" read "$4"; permissions+=("$J")
+    quad user "$1" configure "$2" write "$3" read "$4"; permissions+=("$J")
 }
 topic() { # user exchange write read
-    quad _ user "$1" exchange "$2" write "$3" read "$4"; topics+=("$J")
+    quad user "$1" exchange "$2" write "$3" read "$4"; topics+=("$J")
 }
 
 for entry in "${orchestrators[@]}"; do

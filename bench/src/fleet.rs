@@ -4,6 +4,10 @@
 //!
 //! The child prints `ready <ms>` once everything is attached, then waits for a line on its
 //! stdin (or its end), stops everything, prints `stopped <ms>` and exits.
+//!
+//! One file over 600 lines on purpose: it is the one child process and its protocol, both
+//! sides of it (the child's two kinds of consumers and the parent's handle), which change
+//! together; the bare publisher that drives its bare side is `bare.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -49,8 +49,8 @@ pub fn url_as(host: &str, vhost: &str, user: &str, password: &str) -> String {
     format!("amqp://{user}:{password}@{host}/{vhost}")
 }
 
-/// The URL node `name` connects with: its credentials from `cred_dir`, the rest from `url`
-/// (the orchestrator's URL: same broker and vhost).
+/// The URL node `name` connects with: `url` (the orchestrator's: same broker, vhost and
+/// options) with the node's credentials from `cred_dir` in place of its own.
 pub fn node_url(url: &str, cred_dir: &Path, name: &str) -> Result<String> {
     let file = cred_dir.join(format!("{name}.cred"));
     let line = std::fs::read_to_string(&file)
@@ -59,13 +59,10 @@ pub fn node_url(url: &str, cred_dir: &Path, name: &str) -> Result<String> {
         .trim()
         .split_once(':')
         .with_context(|| format!("{}: expected one line name:password", file.display()))?;
-    let host = host_of(url)?;
-    let vhost = url
-        .strip_prefix("amqp://")
-        .and_then(|r| r.rsplit_once('@').map_or(Some(r), |(_, r)| Some(r)))
-        .and_then(|r| r.split_once('/'))
-        .map_or("", |(_, v)| v);
-    Ok(url_as(&host, vhost, user, password))
+    host_of(url)?;
+    let rest = &url["amqp://".len()..];
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    Ok(format!("amqp://{user}:{password}@{rest}"))
 }
 
 /// Refuses `n` node connections that the local broker cannot take: past its sockets limit
