@@ -42,24 +42,7 @@ fn the_monitor_case_study_runs_for_real_and_its_traffic_is_recorded_and_plotted(
 
     let run = records.join("cs");
     let store = run.join("data.sqlite");
-    let query = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_magi"))
-            .args(["data", "query"])
-            .arg(&store)
-            .args(args)
-            .arg("--json")
-            .output()
-            .expect("query");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .collect::<Vec<_>>()
-    };
+    let query = |args: &[&str]| crate::support::data_query(crate::support::magi(), &store, args);
     // Real HTTP requests from clientnode to servernode, one per second.
     let requests = query(&["--agent", "client_agent"]);
     assert!(requests.len() >= 3, "{requests:?}");

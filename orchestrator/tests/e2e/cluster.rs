@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use magi_testkit::{skip, Cluster, ClusterGuard, TestBroker};
 
-use crate::support::{magi_bin, node_bin, workspace};
+use crate::support::{node_bin, workspace};
 use serde_json::Value;
 
 /// Kills a child still running when dropped.
@@ -99,6 +99,44 @@ fn procedure(rounds: usize) -> String {
     s
 }
 
+/// `magi-node --name NAME` on the cluster through `url` (a broker list), heartbeating every
+/// 500 ms, its state under `dir` and its log in `dir/NAME.log`.
+fn node_on_cluster(node_bin: &Path, name: &str, url: &str, dir: &Path, prefix: &str) -> Command {
+    let mut c = Command::new(node_bin);
+    c.args(["--name", name, "--broker", url, "--heartbeat-ms", "500"])
+        .arg("--state-dir")
+        .arg(dir.join(format!("state-{name}")))
+        .env("MAGI_BUS_PREFIX", prefix)
+        .env("RUST_LOG", "info,lapin=off")
+        .env_remove("MAGI_NODE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join(format!("{name}.log"))).unwrap());
+    c
+}
+
+/// `magi run AAL --run RUN` on the whole cluster (nodes 1, 2, 3: its broker is node 1),
+/// records under `records`, its output in `dir/magi.out` and `dir/magi.err`.
+fn run_on_cluster(aal: &Path, run: &str, records: &Path, dir: &Path, prefix: &str) -> Command {
+    let mut c = crate::support::magi();
+    c.arg("run")
+        .arg(aal)
+        .args([
+            "--no-color",
+            "--run",
+            run,
+            "--broker",
+            &Cluster::url(&[1, 2, 3]),
+        ])
+        .args(["--preflight", "30", "--record-dir"])
+        .arg(records)
+        .env("MAGI_BUS_PREFIX", prefix)
+        .stdin(Stdio::null())
+        .stdout(File::create(dir.join("magi.out")).unwrap())
+        .stderr(File::create(dir.join("magi.err")).unwrap());
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its_node_agents() {
     if let Err(e) = Cluster::ensure().await {
@@ -122,48 +160,14 @@ async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its
     let node_url = Cluster::url(&[2, 3, 1]);
     let mut nodes = Vec::new();
     for name in ["n1", "n2"] {
-        let child = Command::new(&node_bin)
-            .args([
-                "--name",
-                name,
-                "--broker",
-                &node_url,
-                "--heartbeat-ms",
-                "500",
-            ])
-            .arg("--state-dir")
-            .arg(dir.path().join(format!("state-{name}")))
-            .env("MAGI_BUS_PREFIX", &kit.prefix)
-            .env("RUST_LOG", "info,lapin=off")
-            .env_remove("MAGI_NODE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(dir.path().join(format!("{name}.log"))).unwrap())
+        let child = node_on_cluster(&node_bin, name, &node_url, dir.path(), &kit.prefix)
             .spawn()
             .expect("start magi-node");
         nodes.push(Proc(child));
     }
     let started = Instant::now();
     let mut magi = Proc(
-        Command::new(magi_bin())
-            .arg("run")
-            .arg(&aal)
-            .args([
-                "--no-color",
-                "--run",
-                &run,
-                "--broker",
-                &Cluster::url(&[1, 2, 3]),
-            ])
-            .args(["--preflight", "30", "--record-dir"])
-            .arg(&records)
-            .env("MAGI_BUS_PREFIX", &kit.prefix)
-            .env("NO_COLOR", "1")
-            .env_remove("MAGI_BROKER")
-            .env_remove("MAGI_RECORD_DIR")
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.path().join("magi.out")).unwrap())
-            .stderr(File::create(dir.path().join("magi.err")).unwrap())
+        run_on_cluster(&aal, &run, &records, dir.path(), &kit.prefix)
             .spawn()
             .expect("start magi run"),
     );
@@ -291,26 +295,6 @@ async fn bounce_at(n: usize) -> f64 {
     .unwrap()
 }
 
-/// `magi data query STORE ARGS --json`, one JSON value per record.
-fn query(store: &Path, args: &[&str]) -> Vec<Value> {
-    let out = crate::support::magi()
-        .args(["data", "query"])
-        .arg(store)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("magi data query");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_case_study_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_a_node_agent()
 {
@@ -351,44 +335,26 @@ async fn the_case_study_survives_stopping_the_broker_nodes_of_its_orchestrator_a
         ("clientnode", "127.0.1.1", [2, 3, 1]),
         ("servernode", "127.0.1.2", [3, 1, 2]),
     ] {
-        let child = Command::new(&node_bin)
-            .args(["--name", name, "--broker", &Cluster::url(&order)])
-            .args(["--heartbeat-ms", "500", "--address", address])
-            // apache binds port 80 and pktcounters counts with nftables; as root,
-            // magi-node runs them as nobody with only these.
-            .args(["--grant", "net_admin,net_bind_service"])
-            .args(hosts)
-            .arg("--state-dir")
-            .arg(dir.path().join(format!("state-{name}")))
-            .env("MAGI_BUS_PREFIX", &kit.prefix)
-            .env("RUST_LOG", "info,lapin=off")
-            .env_remove("MAGI_NODE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(dir.path().join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .expect("start magi-node");
+        let child = node_on_cluster(
+            &node_bin,
+            name,
+            &Cluster::url(&order),
+            dir.path(),
+            &kit.prefix,
+        )
+        .args(["--address", address])
+        // apache binds port 80 and pktcounters counts with nftables; as root,
+        // magi-node runs them as nobody with only these.
+        .args(["--grant", "net_admin,net_bind_service"])
+        .args(hosts)
+        .spawn()
+        .expect("start magi-node");
         nodes.push(Proc(child));
     }
     let mut magi = Proc(
-        crate::support::magi()
-            .arg("run")
-            .arg(&aal)
-            .args([
-                "--no-color",
-                "--run",
-                &run,
-                "--broker",
-                &Cluster::url(&[1, 2, 3]),
-            ])
-            .args(["--preflight", "30", "--record-dir"])
-            .arg(&records)
-            .env("MAGI_BUS_PREFIX", &kit.prefix)
+        run_on_cluster(&aal, &run, &records, dir.path(), &kit.prefix)
             .env("MAGI_STATE_DIR", dir.path().join("embedded-state"))
             .env("RUST_LOG", "info,lapin=off")
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.path().join("magi.out")).unwrap())
-            .stderr(File::create(dir.path().join("magi.err")).unwrap())
             .spawn()
             .expect("start magi run"),
     );
@@ -484,7 +450,8 @@ async fn the_case_study_survives_stopping_the_broker_nodes_of_its_orchestrator_a
 
     // The traffic happened and was counted, across the outages.
     let store = record.join("data.sqlite");
-    let requests = query(&store, &["--agent", "client_agent"]);
+    let requests =
+        crate::support::data_query(crate::support::magi(), &store, &["--agent", "client_agent"]);
     assert!(requests.len() >= 10, "{requests:?}");
     assert!(
         requests.iter().all(|r| r["host"] == "clientnode"
@@ -493,7 +460,8 @@ async fn the_case_study_survives_stopping_the_broker_nodes_of_its_orchestrator_a
                 .is_some_and(|u| u.starts_with("http://servernode/getsize.py?length="))),
         "{requests:?}"
     );
-    let counted = query(
+    let counted = crate::support::data_query(
+        crate::support::magi(),
         &store,
         &[
             "--agent",

@@ -92,21 +92,11 @@ fn assert_exit(out: &Output, code: i32) -> String {
 
 /// The run's records of `agent`, as `magi data query --json` prints them.
 fn records(record: &Path, agent: &str) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_magi"))
-        .args(["data", "query"])
-        .arg(record.join("data.sqlite"))
-        .args(["--agent", agent, "--json"])
-        .output()
-        .expect("magi data query");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON record"))
-        .collect()
+    crate::support::data_query(
+        crate::support::magi(),
+        record.join("data.sqlite"),
+        &["--agent", agent],
+    )
 }
 
 #[test]

@@ -55,6 +55,31 @@ pub fn magi() -> Command {
     c
 }
 
+/// `magi data query STORE ARGS --json` run by `magi` (a [`magi()`], or one with a test's
+/// environment), one JSON value per record; the query must succeed.
+pub fn data_query(
+    mut magi: Command,
+    store: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+) -> Vec<serde_json::Value> {
+    let out = magi
+        .args(["data", "query"])
+        .arg(store)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("magi data query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect()
+}
+
 /// The shared folder of the product (`../shared`, or `MAGI_SHARED`).
 pub fn shared() -> PathBuf {
     std::env::var_os("MAGI_SHARED")

@@ -7,24 +7,9 @@ use crate::support::{host_agents, shared};
 // (e) the case study for real over RabbitMQ, SQLite and PostgreSQL
 // ---------------------------------------------------------------------------------------
 
-/// `magi data query STORE ARGS --json`, one JSON value per record.
+/// `magi data query STORE ARGS --json` with the world's environment.
 fn query(w: &World, store: &str, args: &[&str]) -> Vec<Value> {
-    let out = w
-        .magi()
-        .args(["data", "query", store])
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("magi data query");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    crate::support::data_query(w.magi(), store, args)
 }
 
 /// Real HTTP requests from clientnode to servernode, and bytes counted towards that peer.
