@@ -372,8 +372,9 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         }
         Err(Infra::MissingNodes(missing)) => {
             let msg = format!(
-                "node agents not answering after the pre-flight wait: {}",
-                missing.join(", ")
+                "{} node agent(s) not answering after the pre-flight wait: {}",
+                missing.len(),
+                crate::console::some_names(&missing, 50)
             );
             console.note(&format!("error: {msg}"));
             (

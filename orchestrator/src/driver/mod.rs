@@ -141,7 +141,7 @@ impl<'a> Driver<'a> {
                 self.console.note(&format!(
                     "waiting up to {} s for node agents: {}",
                     self.config.preflight.as_secs(),
-                    missing.join(", ")
+                    crate::console::some_names(&missing, 10)
                 ));
                 told = true;
             }
@@ -201,7 +201,7 @@ impl<'a> Driver<'a> {
                     if let Some(every) = self.config.alive_every {
                         if last_alive.elapsed() >= every {
                             last_alive = Instant::now();
-                            self.run_alive();
+                            self.run_alive(every);
                         }
                     }
                     let waits = self.engine.waits(self.now_ms());
@@ -394,15 +394,17 @@ impl<'a> Driver<'a> {
     }
 
     /// Tells the nodes this run is alive (their dead-man switch): one `runAlive` per group
-    /// (a node with agents of this run is in a group), published from a task of its own so
-    /// that the loop goes on taking triggers in while the broker confirms. One message per
-    /// node, awaited here, held the loop up at N = 1000 and made the round trip's tail
-    /// (docs/benchmarks.md). A group with no member yet (before setup) is no failure. A
-    /// confirm can take seconds while the broker writes a large agent to every queue, and
-    /// the message is delivered before it is confirmed: the next period's goes out anyway
-    /// (a few at most wait at once), or the nodes would hear nothing for their dead-man
-    /// interval (seen at N = 1000 with one in flight at a time).
-    fn run_alive(&mut self) {
+    /// (a node with agents of this run is in a group) that had no call delivered within the
+    /// last `period` (any call of the run tells its nodes as much: at N = 1000 the skipped
+    /// `runAlive`s were 500 deliveries a second of the round trip's broker time), published
+    /// from a task of its own so that the loop goes on taking triggers in while the broker
+    /// confirms. One message per node, awaited here, held the loop up at N = 1000 and made
+    /// the round trip's tail (docs/benchmarks.md). A group with no member yet (before setup)
+    /// is no failure. A confirm can take seconds while the broker writes a large agent to
+    /// every queue, and the message is delivered before it is confirmed: the next period's
+    /// goes out anyway (a few at most wait at once), or the nodes would hear nothing for
+    /// their dead-man interval (seen at N = 1000 with one in flight at a time).
+    fn run_alive(&mut self, period: Duration) {
         const IN_FLIGHT: usize = 8;
         self.alive.retain(|t| !t.is_finished());
         if self.alive.len() >= IN_FLIGHT {
@@ -414,7 +416,11 @@ impl<'a> Driver<'a> {
             .groups
             .iter()
             .map(|g| g.name.clone())
+            .filter(|g| !self.sender.called_within(g, period))
             .collect();
+        if groups.is_empty() {
+            return;
+        }
         let port = self.link.port.clone();
         self.alive.push(tokio::spawn(async move {
             for group in groups {

@@ -5,6 +5,7 @@
 //! meanwhile. (Awaited in the loop, the 1000 triggers were all handled after the confirm,
 //! in one burst of 50-70 ms that every round paid; docs/benchmarks.md.)
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +40,13 @@ pub(super) struct Sender {
     task: JoinHandle<()>,
     /// Since when the call now going out has waited for the bus (`None`: none is).
     waiting_since: Arc<Mutex<Option<Instant>>>,
+    /// When each group last had a call delivered (a call tells its nodes the run is alive).
+    called: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain values: a panic elsewhere cannot leave them half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How a destination reads in messages.
@@ -56,8 +64,10 @@ impl Sender {
         let (failed, undelivered) = unbounded_channel();
         let waiting_since = Arc::new(Mutex::new(None));
         let waiting = waiting_since.clone();
+        let called = Arc::new(Mutex::new(HashMap::new()));
+        let delivered = called.clone();
         let task = tokio::spawn(async move {
-            let set = |v| *waiting.lock().unwrap_or_else(|p| p.into_inner()) = v;
+            let set = |v| *lock(&waiting) = v;
             while let Some(out) = rx.recv().await {
                 let what = format!("{} to {}", out.call.method, describe(&out.dest));
                 set(Some(Instant::now()));
@@ -66,6 +76,9 @@ impl Sender {
                     Dest::Nodes(n) => port.publish_nodes(n, out.call).await,
                 };
                 set(None);
+                if let (Ok(_), Dest::Group(g)) = (&result, &out.dest) {
+                    lock(&delivered).insert(g.clone(), Instant::now());
+                }
                 if let Err(error) = result {
                     let _ = failed.send(Undelivered {
                         stream: out.stream,
@@ -80,16 +93,21 @@ impl Sender {
             undelivered,
             task,
             waiting_since,
+            called,
         }
+    }
+
+    /// Whether `group` had a call delivered within the last `period`.
+    pub(super) fn called_within(&self, group: &str, period: Duration) -> bool {
+        lock(&self.called)
+            .get(group)
+            .is_some_and(|t| t.elapsed() < period)
     }
 
     /// Whether a call has waited longer than `limit` for the bus to take it: the broker is
     /// overloaded or away, and what the nodes send waits in it too.
     pub(super) fn stalled(&self, limit: Duration) -> bool {
-        self.waiting_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| t.elapsed() > limit)
+        lock(&self.waiting_since).is_some_and(|t| t.elapsed() > limit)
     }
 
     /// Queues a call.

@@ -277,6 +277,33 @@ async fn run_alive_reaches_the_nodes_every_period_while_the_run_lives() {
     );
 }
 
+/// A procedure that calls group g every 500 ms for about 10 s, then waits 10 s.
+fn busy_then_quiet() -> String {
+    let mut aal = String::from(
+        "agents:\n  a: {group: g, path: /nonexistent, execargs: {}}\ngroups:\n  g: [n1]\n\
+         streamstarts: [main]\neventstreams:\n  main:\n",
+    );
+    for _ in 0..20 {
+        aal.push_str("    - {type: event, agent: a, method: go, trigger: went, args: {}}\n");
+        aal.push_str("    - {type: trigger, triggers: [{event: went}]}\n");
+        aal.push_str("    - {type: trigger, triggers: [{timeout: 500}]}\n");
+    }
+    aal.push_str("    - {type: trigger, triggers: [{timeout: 10000}]}\n");
+    aal
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_alive_is_left_out_for_a_group_the_run_has_just_called() {
+    let script = Script::new();
+    let alive = script.alive.clone();
+    let (outcome, took) = drive(&busy_then_quiet(), script, Some(Duration::from_secs(2))).await;
+    assert_eq!(outcome, Outcome::Success);
+    // Only the quiet 10 s (and the setup before the first call) need a `runAlive`.
+    let sent = alive.load(Ordering::SeqCst);
+    assert!(took >= Duration::from_secs(20), "{took:?}");
+    assert!((4..=6).contains(&sent), "{sent} runAlive in {took:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_node_that_never_announces_itself_fails_the_preflight_naming_it() {
     let (result, took) = drive_with(&procedure(1000), None, None, Duration::from_secs(20)).await;
