@@ -15,7 +15,7 @@ impl Node {
     /// orchestrator's way; already in the cache when the same bytes came before), the
     /// original's `tardata`, or a `path` (resolved through the module library when it does
     /// not exist here). Nothing heavy happens here: decoding and unpacking are left to the
-    /// load's own task, so the dispatcher (and its heartbeat) is never held up by them.
+    /// load's own task, so the dispatcher is never held up by them.
     pub(super) fn source_of(&self, load: &LoadAgent) -> Result<Code, String> {
         // `DaemonCall::parse` has checked that a `sha256` is 64 hex digits.
         if load.archive.is_some() || load.sha256.is_some() {

@@ -232,8 +232,6 @@ impl Node {
         // Silence heard while this node is cut off from the broker is nobody's fault: it
         // counts only from the moment the node's present connection came up, so after an
         // outage each orchestrator has a full dead-man interval to be heard from again.
-        // (During an outage this loop is held up by its own announcements; `up_since`
-        // still tells afterwards when the outage ended.)
         let Some(up) = self.port.up_since() else {
             return;
         };
