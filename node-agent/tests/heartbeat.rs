@@ -87,3 +87,57 @@ async fn a_node_heartbeats_every_period_while_its_dispatcher_waits_on_a_slow_joi
     assert_eq!(shown.runs.len(), 1, "{shown:?}");
     assert_eq!(shown.runs[0].groups, ["g"], "{shown:?}");
 }
+
+#[test]
+fn heartbeats_keep_their_period_while_the_node_agents_runtime_is_saturated() {
+    const PERIOD: Duration = Duration::from_millis(100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = tempfile::tempdir().expect("temp dir");
+    let (bus, mut run) = rt.block_on(async {
+        let bus = MemoryBus::new();
+        let run = bus.open_run("r-busy").await.expect("open run");
+        let link = bus.attach_node("n1").await.expect("attach");
+        let mut config = NodeConfig::new("n1", state.path().to_path_buf());
+        config.heartbeat = PERIOD;
+        tokio::spawn(magi_node::run(link, config, std::future::pending()));
+        (bus, run)
+    });
+    // Heard on a thread of its own, so that the listener is not starved either.
+    let listener = std::thread::spawn(move || {
+        let mut heard = Vec::new();
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            match run.inbound.try_recv() {
+                Ok(Inbound::Node(s)) if s.node == "n1" => heard.push(std::time::Instant::now()),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        heard
+    });
+    // Eight tasks that each hold a worker for 300 ms at a time, for 2.5 s: a node agent's
+    // runtime with a backlog of work.
+    let busy_until = std::time::Instant::now() + Duration::from_millis(2500);
+    for _ in 0..8 {
+        rt.spawn(async move {
+            while std::time::Instant::now() < busy_until {
+                std::thread::sleep(Duration::from_millis(300));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let heard = listener.join().expect("listener");
+    let longest = heard
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(heard.len() >= 20, "{} heartbeats in 3 s", heard.len());
+    assert!(longest < PERIOD * 3, "silent for {longest:?}");
+    drop(bus);
+    rt.shutdown_background();
+}

@@ -30,6 +30,7 @@ mod wire;
 
 #[cfg(test)]
 use magi_proto::redact_url as redact;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +145,9 @@ pub(crate) struct Shared {
     pub(crate) queues: QueueKind,
     /// Queue of tap copies (see `publisher::spawn_copier`).
     pub(crate) copier: tokio::sync::mpsc::UnboundedSender<publisher::Copy>,
+    /// Group exchanges this bus has declared and hung off the calls exchange (see
+    /// `node::bind_group`): set once per group, by whichever of its nodes joins first.
+    pub(crate) groups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 impl Shared {
@@ -268,6 +272,7 @@ impl AmqpBus {
                 publisher,
                 queues: brokers.queues,
                 copier,
+                groups: Default::default(),
             }),
         })
     }

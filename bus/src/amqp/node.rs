@@ -122,9 +122,12 @@ fn lock(m: &Memberships) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Declare the group's exchange, hang it off the calls exchange, bind `queue` to it.
-/// A concurrent last member leaving can auto-delete the exchange between the steps; the
-/// broker then answers 404 and the whole sequence runs again.
+/// Declare the group's exchange, hang it off the calls exchange, bind `queue` to it. The
+/// first two are done once per group by this bus (its other nodes wait for the first and
+/// then only bind their queue: at N = 3000 the repeats were two of the five broker
+/// operations of every join, and the broker's backlog made heartbeats 7 s late). A
+/// concurrent last member leaving can auto-delete the exchange at any time; the broker
+/// then answers 404 and the whole sequence runs again.
 async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Result<(), SendError> {
     let names = &shared.names;
     let exchange = names.group_exchange(run, group);
@@ -133,46 +136,84 @@ async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Res
     let mut tries = 0;
     loop {
         tries += 1;
-        let result = on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
-            let (exchange, key, calls, queue) = (
-                exchange.clone(),
-                key.clone(),
-                names.calls_exchange(),
-                queue.to_string(),
-            );
-            async move {
-                ch.exchange_declare(
-                    exchange.clone().into(),
-                    ExchangeKind::Fanout,
-                    group_options(),
-                    FieldTable::default(),
-                )
+        let made = made_group(shared, &exchange);
+        let result = async {
+            made.get_or_try_init(|| make_group(shared, &exchange, &key))
                 .await?;
-                ch.exchange_bind(
-                    exchange.clone().into(),
-                    calls.into(),
-                    key.into(),
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-                ch.queue_bind(
-                    queue.into(),
-                    exchange.into(),
-                    "".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-            }
-        })
+            on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
+                let (queue, exchange) = (queue.to_string(), exchange.clone());
+                async move {
+                    ch.queue_bind(
+                        queue.into(),
+                        exchange.into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                }
+            })
+            .await
+        }
         .await;
         match result {
             Ok(()) => return Ok(()),
-            Err(e) if is_not_found(&e) && tries < 3 => continue,
+            Err(e) if is_not_found(&e) => {
+                forget_group(shared, &exchange, &made);
+                if tries >= 3 {
+                    return Err(to_bus(&format!("joining group {group} of run {run}"), &e));
+                }
+            }
             Err(e) => return Err(to_bus(&format!("joining group {group} of run {run}"), &e)),
         }
     }
+}
+
+/// The once-per-bus declaration of a group exchange.
+fn made_group(shared: &Shared, exchange: &str) -> Arc<tokio::sync::OnceCell<()>> {
+    let mut groups = shared.groups.lock().unwrap_or_else(|p| p.into_inner());
+    if groups.len() >= 1024 && !groups.contains_key(exchange) {
+        // Only a cache: a long-lived node agent's runs come and go.
+        groups.clear();
+    }
+    groups.entry(exchange.to_string()).or_default().clone()
+}
+
+/// The group exchange is gone (its last member left): the next join declares it again.
+fn forget_group(shared: &Shared, exchange: &str, made: &Arc<tokio::sync::OnceCell<()>>) {
+    let mut groups = shared.groups.lock().unwrap_or_else(|p| p.into_inner());
+    if groups.get(exchange).is_some_and(|m| Arc::ptr_eq(m, made)) {
+        groups.remove(exchange);
+    }
+}
+
+/// Declares a group's exchange and hangs it off the calls exchange under the group's key.
+async fn make_group(shared: &Shared, exchange: &str, key: &str) -> Result<(), lapin::Error> {
+    on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
+        let (exchange, key, calls) = (
+            exchange.to_string(),
+            key.to_string(),
+            shared.names.calls_exchange(),
+        );
+        async move {
+            ch.exchange_declare(
+                exchange.clone().into(),
+                ExchangeKind::Fanout,
+                group_options(),
+                FieldTable::default(),
+            )
+            .await?;
+            ch.exchange_bind(
+                exchange.into(),
+                calls.into(),
+                key.into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+        }
+    })
+    .await
 }
 
 /// The sending side of an attached node.

@@ -264,7 +264,7 @@ pub async fn run(
     // that no wait of the dispatcher's on the broker (a join, a confirm) delays them: at
     // N = 3000 joins held a dispatcher up for 19 s and its node was declared lost.
     let (shown, showing) = tokio::sync::watch::channel(node.memberships());
-    let beats = tokio::spawn(heartbeats(
+    let beats = heartbeat_runtime().spawn(heartbeats(
         node.port.clone(),
         node.config.name.clone(),
         node.config.heartbeat,
@@ -300,19 +300,56 @@ pub async fn run(
     node.announce(false).await;
 }
 
+/// Where heartbeats run: on a multi-threaded runtime (`magi-node`, a benchmark's fleet), a
+/// runtime of their own on one thread. A node agent's own work waits in its runtime's
+/// queues, and a heartbeat queued behind it came late: a fleet process of a thousand node
+/// agents decoding a thousand 1.4 MB `loadAgent`s made its heartbeats 14 s late; the
+/// kernel schedules this thread as soon as it wakes. A current-thread runtime (tests on
+/// tokio's paused clock) keeps them.
+fn heartbeat_runtime() -> tokio::runtime::Handle {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    static OWN: std::sync::OnceLock<Option<Handle>> = std::sync::OnceLock::new();
+    let current = Handle::current();
+    if current.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return current;
+    }
+    let own = OWN.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("magi-heartbeat".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .ok()?;
+        Some(handle)
+    });
+    own.clone().unwrap_or(current)
+}
+
 /// Heartbeats every `period`: the node is alive, in the runs the dispatcher last showed.
+/// One is not held back by the previous one's confirm (a broker busy delivering a large
+/// archive to thousands of queues confirmed late, and the next heartbeat was made 17 s
+/// after the last); while the broker holds a few, the next are left out.
 async fn heartbeats(
     port: Arc<dyn NodePort>,
     node: String,
     period: Duration,
     runs: tokio::sync::watch::Receiver<Vec<RunMembership>>,
 ) {
+    const IN_FLIGHT: usize = 4;
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flying = tokio::task::JoinSet::new();
     loop {
         every.tick().await;
-        let runs = runs.borrow().clone();
-        announce(&*port, &node, period, runs, true).await;
+        while flying.try_join_next().is_some() {}
+        if flying.len() >= IN_FLIGHT {
+            continue;
+        }
+        let (port, node, runs) = (port.clone(), node.clone(), runs.borrow().clone());
+        flying.spawn(async move { announce(&*port, &node, period, runs, true).await });
     }
 }
 

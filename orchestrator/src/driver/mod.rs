@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
 use magi_engine::{Engine, Outcome, Output};
-use magi_proto::{method, Call, DaemonCall, DAEMON_DOCK};
+use magi_engine::steps::Dest;
+use magi_proto::{method, Call, DaemonCall, Trigger, DAEMON_DOCK};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -79,6 +80,17 @@ pub struct Driver<'a> {
     alive: Vec<tokio::task::JoinHandle<()>>,
     /// Where the engine's calls go out, in order, without holding this loop up.
     sender: Sender,
+    /// Shipped archives still on their way to nodes.
+    shipping: Vec<Shipping>,
+}
+
+/// An agent's archive shipped with a `loadAgent`: the nodes that still owe its answer
+/// (`AgentLoadDone`, or a `RuntimeException` naming the agent), and when the last answer
+/// came in.
+struct Shipping {
+    agent: String,
+    owed: HashSet<String>,
+    progress: Instant,
 }
 
 impl<'a> Driver<'a> {
@@ -112,6 +124,7 @@ impl<'a> Driver<'a> {
             outcome: None,
             alive: Vec::new(),
             sender: Sender::start(link_port),
+            shipping: Vec::new(),
         }
     }
 
@@ -285,6 +298,7 @@ impl<'a> Driver<'a> {
                         *last = now;
                     }
                 }
+                self.shipped_answer(&t);
                 if self.outcome.is_none() && self.running {
                     let now = self.now_ms();
                     let outs = match t.call {
@@ -359,12 +373,19 @@ impl<'a> Driver<'a> {
     ///
     /// Nor does silence count while the broker has held one of our calls for over a
     /// second: it is overloaded (e.g. writing a 1 MiB agent into a thousand queues) and the
-    /// nodes' heartbeats wait in it too; afterwards every node gets a full window again.
+    /// nodes' heartbeats wait in it too; nor while a shipped archive is still reaching the
+    /// nodes, its answers coming in (at N = 3000, 4.2 GB on their way through the broker
+    /// made heartbeats 6 s late). Afterwards every node gets a full window again; a
+    /// shipment whose answers stop coming for a window no longer counts.
     fn check_heartbeats(&mut self) {
         let Some(up) = self.link.port.up_since() else {
             return;
         };
-        if self.sender.stalled(Duration::from_secs(1)) {
+        let window = |period: Duration| (period * 3).max(Duration::from_secs(3));
+        let widest = self.seen.values().map(|(_, p)| window(*p)).max();
+        self.shipping
+            .retain(|s| widest.is_some_and(|w| s.progress.elapsed() <= w));
+        if self.sender.stalled(Duration::from_secs(1)) || !self.shipping.is_empty() {
             let now = Instant::now();
             self.seen.values_mut().for_each(|(last, _)| *last = now);
             return;
@@ -376,9 +397,7 @@ impl<'a> Driver<'a> {
         let lost: Vec<(String, Duration)> = self
             .seen
             .iter()
-            .filter(|(_, (last, period))| {
-                last.elapsed() > (*period * 3).max(Duration::from_secs(3))
-            })
+            .filter(|(_, (last, period))| last.elapsed() > window(*period))
             .map(|(n, (last, _))| (n.clone(), last.elapsed()))
             .collect();
         for (node, silent) in lost {
@@ -473,7 +492,7 @@ impl<'a> Driver<'a> {
                         json!({"dest": sender::describe(&dest), "call": call}),
                     );
                     if call.dock == DAEMON_DOCK && call.method == method::LOAD_AGENT {
-                        self.ship(&mut call);
+                        self.ship(&mut call, &dest);
                     }
                     self.sender.send(Outgoing { stream, dest, call });
                 }
@@ -481,16 +500,46 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Adds the agent's archive to a `loadAgent` call.
-    fn ship(&self, call: &mut Call) {
+    /// Adds the agent's archive to a `loadAgent` call to `dest`, and notes the shipment.
+    fn ship(&mut self, call: &mut Call, dest: &Dest) {
         let Ok(DaemonCall::LoadAgent(mut load)) = DaemonCall::from_call(call) else {
             return;
         };
-        if let Some(s) = self.config.shipments.get(&load.name) {
-            load.archive = Some(s.archive_b64.clone());
-            load.sha256 = Some(s.sha256.clone());
-            (call.method, call.args) = DaemonCall::LoadAgent(load).to_wire();
+        let Some(s) = self.config.shipments.get(&load.name) else {
+            return;
+        };
+        load.archive = Some(s.archive_b64.clone());
+        load.sha256 = Some(s.sha256.clone());
+        let owed = match dest {
+            Dest::Group(g) => self.procedure.nodes_of(g),
+            Dest::Nodes(n) => n.clone(),
+        };
+        self.shipping.push(Shipping {
+            agent: load.name.clone(),
+            owed: owed.into_iter().collect(),
+            progress: Instant::now(),
+        });
+        (call.method, call.args) = DaemonCall::LoadAgent(load).to_wire();
+    }
+
+    /// A node's answer to a shipped archive (loaded, or failed naming the agent).
+    fn shipped_answer(&mut self, t: &Trigger) {
+        if self.shipping.is_empty()
+            || !(t.event == magi_proto::AGENT_LOAD_DONE || t.event == magi_proto::RUNTIME_EXCEPTION)
+        {
+            return;
         }
+        let Some(agent) = t.args.get("agent").and_then(Value::as_str) else {
+            return;
+        };
+        for s in self.shipping.iter_mut().filter(|s| s.agent == agent) {
+            for node in &t.nodes {
+                if s.owed.remove(node) {
+                    s.progress = Instant::now();
+                }
+            }
+        }
+        self.shipping.retain(|s| !s.owed.is_empty());
     }
 }
 

@@ -30,6 +30,8 @@ struct Script {
     pause: Option<(Duration, Duration)>,
     /// `runAlive` calls received.
     alive: Arc<AtomicUsize>,
+    /// How long it takes to answer a `loadAgent`.
+    load_takes: Duration,
 }
 
 impl Script {
@@ -39,6 +41,7 @@ impl Script {
             silent_after: None,
             pause: None,
             alive: Arc::new(AtomicUsize::new(0)),
+            load_takes: Duration::ZERO,
         }
     }
 }
@@ -47,9 +50,9 @@ fn args(v: serde_json::Value) -> Object {
     v.as_object().cloned().unwrap_or_default()
 }
 
-/// A node `n1` that answers the node-agent methods as a real one does, returns `true` from
-/// every agent method that fires a trigger, and heartbeats as scripted.
-fn scripted_node(link: NodeLink, script: Script) {
+/// A node `name` that answers the node-agent methods as a real one does, returns `true`
+/// from every agent method that fires a trigger, and heartbeats as scripted.
+fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
     let NodeLink { mut calls, port } = link;
     let beat = port.clone();
     let s = script.clone();
@@ -67,7 +70,7 @@ fn scripted_node(link: NodeLink, script: Script) {
                 continue;
             }
             let status = NodeStatus {
-                node: "n1".into(),
+                node: name.into(),
                 pid: 1,
                 time: 0.0,
                 heartbeat_ms: s.heartbeat.as_millis() as u64,
@@ -80,7 +83,7 @@ fn scripted_node(link: NodeLink, script: Script) {
     });
     tokio::spawn(async move {
         while let Some(call) = calls.recv().await {
-            let reply = |event: &str, a: Object| Trigger::from_node(RUN, event, "n1", a);
+            let reply = |event: &str, a: Object| Trigger::from_node(RUN, event, name, a);
             let trigger = if call.dock == DAEMON_DOCK {
                 match DaemonCall::from_call(&call).expect("a well-formed daemon call") {
                     DaemonCall::JoinGroup(g) => {
@@ -97,10 +100,13 @@ fn scripted_node(link: NodeLink, script: Script) {
                             args(json!({"group": g.group})),
                         ))
                     }
-                    DaemonCall::LoadAgent(l) => Some(reply(
-                        magi_proto::AGENT_LOAD_DONE,
-                        args(json!({"agent": l.name})),
-                    )),
+                    DaemonCall::LoadAgent(l) => {
+                        tokio::time::sleep(script.load_takes).await;
+                        Some(reply(
+                            magi_proto::AGENT_LOAD_DONE,
+                            args(json!({"agent": l.name})),
+                        ))
+                    }
                     DaemonCall::UnloadAgent(a) => Some(reply(
                         magi_proto::AGENT_UNLOAD_DONE,
                         args(json!({"agent": a.name})),
@@ -180,7 +186,7 @@ async fn drive_late(
         });
     }
     if let Some(script) = script {
-        scripted_node(bus.attach_node("n1").await.expect("attach"), script);
+        scripted_node(bus.attach_node("n1").await.expect("attach"), script, "n1");
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
@@ -302,6 +308,69 @@ async fn run_alive_is_left_out_for_a_group_the_run_has_just_called() {
     let sent = alive.load(Ordering::SeqCst);
     assert!(took >= Duration::from_secs(20), "{took:?}");
     assert!((4..=6).contains(&sent), "{sent} runAlive in {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_silent_while_a_shipped_archive_reaches_them_one_by_one_are_not_lost() {
+    // Four nodes answer the shipped archive 2.5, 5, 7.5 and 10 s after it went out (a broker
+    // delivering it to thousands of queues), and no heartbeat of theirs comes through from
+    // 0.5 to 10 s: three times the lost-node window.
+    let run = |shipped: bool| async move {
+        let aal = "agents:\n  a: {group: g, path: /nonexistent, execargs: {}}\n\
+                   groups:\n  g: [n1, n2, n3, n4]\nstreamstarts: [main]\neventstreams:\n  main:\n\
+                   \x20   - {type: event, agent: a, method: go, trigger: went, args: {}}\n\
+                   \x20   - {type: trigger, triggers: [{event: went}]}\n";
+        let checked = magi_aal::check_str("t.aal", aal);
+        let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
+        let bus = MemoryBus::new();
+        let link = bus.open_run(RUN).await.expect("open run");
+        for (i, name) in ["n1", "n2", "n3", "n4"].into_iter().enumerate() {
+            let script = Script {
+                pause: Some((Duration::from_millis(500), Duration::from_secs(10))),
+                load_takes: Duration::from_millis(2500 * (i as u64 + 1)),
+                ..Script::new()
+            };
+            let node = bus.attach_node(name).await.expect("attach");
+            scripted_node(node, script, name);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut record =
+            RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
+        let mut console = Console::new(Mode::Json);
+        let mut shipments = std::collections::HashMap::new();
+        if shipped {
+            let archive = super::Shipment {
+                archive_b64: "AAAA".into(),
+                sha256: "0".repeat(64),
+            };
+            shipments.insert("a".to_string(), archive);
+        }
+        let config = DriverConfig {
+            engine: magi_engine::Options {
+                group_timeout_ms: 200_000,
+                abort_on_failure: true,
+                teardown: true,
+            },
+            preflight: Duration::from_secs(10),
+            alive_every: None,
+            shipments,
+        };
+        let driver = Driver::new(procedure, RUN, link, config, &mut console, &mut record, None);
+        driver.run().await
+    };
+    assert_eq!(run(true).await, Ok(Outcome::Success));
+    // The same silence, the archive not shipped (the node reads its own copy): lost.
+    let result = run(false).await;
+    assert!(
+        matches!(
+            &result,
+            Ok(Outcome::Failed {
+                kind: FailureKind::Node,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
