@@ -75,9 +75,19 @@ async fn a_node_heartbeats_every_period_while_its_dispatcher_waits_on_a_slow_joi
         }
     };
     assert_eq!(answer.event, "GroupBuildDone", "{answer:?}");
-    assert!(sent.elapsed() >= JOIN_TAKES, "answered after {:?}", sent.elapsed());
-    assert!(beats >= 19, "{beats} heartbeats during a join of {JOIN_TAKES:?}");
-    assert!(longest <= PERIOD + Duration::from_millis(10), "silent for {longest:?}");
+    assert!(
+        sent.elapsed() >= JOIN_TAKES,
+        "answered after {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        beats >= 19,
+        "{beats} heartbeats during a join of {JOIN_TAKES:?}"
+    );
+    assert!(
+        longest <= PERIOD + Duration::from_millis(10),
+        "silent for {longest:?}"
+    );
     // The heartbeats then tell the group joined.
     let shown = loop {
         if let Inbound::Node(s) = run.inbound.recv().await.expect("open") {

@@ -252,10 +252,7 @@ mod tests {
         let names: Vec<String> = (0..1000).map(|i| format!("n{i:03}")).collect();
         assert_eq!(some_names(&names[..2], 10), "n000, n001");
         assert_eq!(some_names(&names[..10], 10).matches(", ").count(), 9);
-        assert_eq!(
-            some_names(&names, 3),
-            "n000, n001, n002 and 997 more"
-        );
+        assert_eq!(some_names(&names, 3), "n000, n001, n002 and 997 more");
     }
 
     use super::*;

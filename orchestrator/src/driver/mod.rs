@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
-use magi_engine::{Engine, Outcome, Output};
 use magi_engine::steps::Dest;
+use magi_engine::{Engine, Outcome, Output};
 use magi_proto::{method, Call, DaemonCall, Trigger, DAEMON_DOCK};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
@@ -23,6 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::console::Console;
 use crate::record::RunRecord;
 
+mod lag;
 mod sender;
 use sender::{Outgoing, Sender};
 
@@ -82,6 +83,8 @@ pub struct Driver<'a> {
     sender: Sender,
     /// Shipped archives still on their way to nodes.
     shipping: Vec<Shipping>,
+    /// How late the broker delivers heartbeats.
+    lag: lag::Lag,
 }
 
 /// An agent's archive shipped with a `loadAgent`: the nodes that still owe its answer
@@ -125,6 +128,7 @@ impl<'a> Driver<'a> {
             alive: Vec::new(),
             sender: Sender::start(link_port),
             shipping: Vec::new(),
+            lag: Default::default(),
         }
     }
 
@@ -362,6 +366,9 @@ impl<'a> Driver<'a> {
                     return;
                 }
                 let period = Duration::from_millis(status.heartbeat_ms.max(100));
+                let arrived = self.epoch_at(self.now_ms());
+                self.lag
+                    .heard(&status.node, status.time, arrived, Instant::now());
                 self.seen.insert(status.node, (Instant::now(), period));
             }
         }
@@ -376,12 +383,14 @@ impl<'a> Driver<'a> {
     /// nodes' heartbeats wait in it too; nor while a shipped archive is still reaching the
     /// nodes, its answers coming in (at N = 3000, 4.2 GB on their way through the broker
     /// made heartbeats 6 s late). Afterwards every node gets a full window again; a
-    /// shipment whose answers stop coming for a window no longer counts.
+    /// shipment whose answers stop coming for a window no longer counts. Every window is
+    /// stretched by how late the broker is delivering heartbeats now (`lag.rs`).
     fn check_heartbeats(&mut self) {
         let Some(up) = self.link.port.up_since() else {
             return;
         };
-        let window = |period: Duration| (period * 3).max(Duration::from_secs(3));
+        let late = self.lag.delay(Instant::now());
+        let window = |period: Duration| (period * 3).max(Duration::from_secs(3)) + late;
         let widest = self.seen.values().map(|(_, p)| window(*p)).max();
         self.shipping
             .retain(|s| widest.is_some_and(|w| s.progress.elapsed() <= w));

@@ -32,6 +32,12 @@ struct Script {
     alive: Arc<AtomicUsize>,
     /// How long it takes to answer a `loadAgent`.
     load_takes: Duration,
+    /// When its first heartbeat goes out (after the first announcement).
+    phase: Duration,
+    /// A broker falling behind: heartbeats made from `.0` on arrive late by `.1` seconds
+    /// per second since then, at most `.2`; `.3`: they say when they arrived, not when they
+    /// were made (the lateness hidden).
+    late: Option<(Duration, f64, Duration, bool)>,
 }
 
 impl Script {
@@ -42,6 +48,8 @@ impl Script {
             pause: None,
             alive: Arc::new(AtomicUsize::new(0)),
             load_takes: Duration::ZERO,
+            phase: Duration::ZERO,
+            late: None,
         }
     }
 }
@@ -58,6 +66,8 @@ fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
     let s = script.clone();
     tokio::spawn(async move {
         let started = Instant::now();
+        // Its clock: the epoch, advancing with tokio's (paused) one.
+        let epoch = magi_proto::epoch_now();
         loop {
             if s.silent_after.is_some_and(|d| started.elapsed() >= d) {
                 return;
@@ -69,15 +79,31 @@ fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
                 tokio::time::sleep(s.heartbeat).await;
                 continue;
             }
+            let made = started.elapsed();
+            let late = s.late.map_or(Duration::ZERO, |(from, rise, most, _)| {
+                made.saturating_sub(from).mul_f64(rise).min(most)
+            });
+            let hidden = s.late.is_some_and(|l| l.3);
             let status = NodeStatus {
                 node: name.into(),
                 pid: 1,
-                time: 0.0,
+                time: epoch + (made + if hidden { late } else { Duration::ZERO }).as_secs_f64(),
                 heartbeat_ms: s.heartbeat.as_millis() as u64,
                 runs: Vec::new(),
                 alive: true,
             };
-            let _ = beat.announce(status).await;
+            if late.is_zero() {
+                let _ = beat.announce(status).await;
+            } else {
+                let beat = beat.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(late).await;
+                    let _ = beat.announce(status).await;
+                });
+            }
+            if made.is_zero() {
+                tokio::time::sleep(s.phase).await;
+            }
             tokio::time::sleep(s.heartbeat).await;
         }
     });
@@ -310,67 +336,113 @@ async fn run_alive_is_left_out_for_a_group_the_run_has_just_called() {
     assert!((4..=6).contains(&sent), "{sent} runAlive in {took:?}");
 }
 
+/// Runs `aal` (group g of n1..n4) against four scripted nodes, node i (from 0) scripted by
+/// `script(i)`; `shipped`: agent `a`'s archive goes with its `loadAgent`.
+async fn drive_four(
+    aal: &str,
+    script: impl Fn(u32) -> Script,
+    shipped: bool,
+) -> Result<Outcome, Infra> {
+    let checked = magi_aal::check_str("t.aal", aal);
+    let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
+    let bus = MemoryBus::new();
+    let link = bus.open_run(RUN).await.expect("open run");
+    for (i, name) in ["n1", "n2", "n3", "n4"].into_iter().enumerate() {
+        let node = bus.attach_node(name).await.expect("attach");
+        scripted_node(node, script(i as u32), name);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
+    let mut console = Console::new(Mode::Json);
+    let mut shipments = std::collections::HashMap::new();
+    if shipped {
+        let archive = super::Shipment {
+            archive_b64: "AAAA".into(),
+            sha256: "0".repeat(64),
+        };
+        shipments.insert("a".to_string(), archive);
+    }
+    let config = DriverConfig {
+        engine: magi_engine::Options {
+            group_timeout_ms: 200_000,
+            abort_on_failure: true,
+            teardown: true,
+        },
+        preflight: Duration::from_secs(10),
+        alive_every: None,
+        shipments,
+    };
+    let driver = Driver::new(
+        procedure,
+        RUN,
+        link,
+        config,
+        &mut console,
+        &mut record,
+        None,
+    );
+    driver.run().await
+}
+
+/// Group g of n1..n4: `go`, its trigger, then `wait_ms`.
+fn four_nodes(wait_ms: u64) -> String {
+    format!(
+        "agents:\n  a: {{group: g, path: /nonexistent, execargs: {{}}}}\n\
+         groups:\n  g: [n1, n2, n3, n4]\nstreamstarts: [main]\neventstreams:\n  main:\n\
+         \x20   - {{type: event, agent: a, method: go, trigger: went, args: {{}}}}\n\
+         \x20   - {{type: trigger, triggers: [{{event: went}}]}}\n\
+         \x20   - {{type: trigger, triggers: [{{timeout: {wait_ms}}}]}}\n"
+    )
+}
+
+fn lost(result: &Result<Outcome, Infra>) -> bool {
+    matches!(
+        result,
+        Ok(Outcome::Failed {
+            kind: FailureKind::Node,
+            ..
+        })
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn nodes_silent_while_a_shipped_archive_reaches_them_one_by_one_are_not_lost() {
     // Four nodes answer the shipped archive 2.5, 5, 7.5 and 10 s after it went out (a broker
     // delivering it to thousands of queues), and no heartbeat of theirs comes through from
     // 0.5 to 10 s: three times the lost-node window.
-    let run = |shipped: bool| async move {
-        let aal = "agents:\n  a: {group: g, path: /nonexistent, execargs: {}}\n\
-                   groups:\n  g: [n1, n2, n3, n4]\nstreamstarts: [main]\neventstreams:\n  main:\n\
-                   \x20   - {type: event, agent: a, method: go, trigger: went, args: {}}\n\
-                   \x20   - {type: trigger, triggers: [{event: went}]}\n";
-        let checked = magi_aal::check_str("t.aal", aal);
-        let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
-        let bus = MemoryBus::new();
-        let link = bus.open_run(RUN).await.expect("open run");
-        for (i, name) in ["n1", "n2", "n3", "n4"].into_iter().enumerate() {
-            let script = Script {
-                pause: Some((Duration::from_millis(500), Duration::from_secs(10))),
-                load_takes: Duration::from_millis(2500 * (i as u64 + 1)),
-                ..Script::new()
-            };
-            let node = bus.attach_node(name).await.expect("attach");
-            scripted_node(node, script, name);
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut record =
-            RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
-        let mut console = Console::new(Mode::Json);
-        let mut shipments = std::collections::HashMap::new();
-        if shipped {
-            let archive = super::Shipment {
-                archive_b64: "AAAA".into(),
-                sha256: "0".repeat(64),
-            };
-            shipments.insert("a".to_string(), archive);
-        }
-        let config = DriverConfig {
-            engine: magi_engine::Options {
-                group_timeout_ms: 200_000,
-                abort_on_failure: true,
-                teardown: true,
-            },
-            preflight: Duration::from_secs(10),
-            alive_every: None,
-            shipments,
-        };
-        let driver = Driver::new(procedure, RUN, link, config, &mut console, &mut record, None);
-        driver.run().await
+    let script = |i: u32| Script {
+        pause: Some((Duration::from_millis(500), Duration::from_secs(10))),
+        load_takes: Duration::from_millis(2500 * (u64::from(i) + 1)),
+        ..Script::new()
     };
-    assert_eq!(run(true).await, Ok(Outcome::Success));
+    let aal = four_nodes(0);
+    assert_eq!(drive_four(&aal, script, true).await, Ok(Outcome::Success));
     // The same silence, the archive not shipped (the node reads its own copy): lost.
-    let result = run(false).await;
-    assert!(
-        matches!(
-            &result,
-            Ok(Outcome::Failed {
-                kind: FailureKind::Node,
-                ..
-            })
-        ),
-        "{result:?}"
+    let result = drive_four(&aal, script, false).await;
+    assert!(lost(&result), "{result:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_whose_heartbeats_the_broker_delivers_ever_later_are_not_lost() {
+    // From 3 s on, the broker falls behind by 6 s every second, up to 6 s behind: each
+    // node's next heartbeat arrives 3.5 s after its last (the window is 3 s), the others'
+    // in between tell how late they all are.
+    let script = |hidden: bool| {
+        move |i: u32| Script {
+            phase: Duration::from_millis(125 * u64::from(i)),
+            late: Some((Duration::from_secs(3), 6.0, Duration::from_secs(6), hidden)),
+            ..Script::new()
+        }
+    };
+    let aal = four_nodes(15_000);
+    assert_eq!(
+        drive_four(&aal, script(false), false).await,
+        Ok(Outcome::Success)
     );
+    // The same deliveries, the heartbeats saying when they arrived: the lateness is hidden
+    // and the nodes are lost.
+    let result = drive_four(&aal, script(true), false).await;
+    assert!(lost(&result), "{result:?}");
 }
 
 #[tokio::test(start_paused = true)]
