@@ -220,8 +220,16 @@ async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet
             false => args.state_dir.clone(),
         };
         let mut config = NodeConfig::new(&name, state);
-        // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence.
-        config.dead_man = Some(Duration::from_secs(10));
+        // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence;
+        // 60 s in fleets of more than 1000 nodes, whose node agents share a connection per
+        // 100: a node's `runAlive` waits behind the other 99 nodes' 1.4 MB `loadAgent`s on
+        // it (at N = 3000, more than 10 s; a testbed node has a connection of its own).
+        let quiet = if args.total.max(args.nodes) > 1000 {
+            60
+        } else {
+            10
+        };
+        config.dead_man = Some(Duration::from_secs(quiet));
         config.heartbeat = Duration::from_millis(args.heartbeat_ms);
         if let Some(user) = &args.allow {
             config.policy.allow = Some(vec![user.clone()]);

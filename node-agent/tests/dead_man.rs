@@ -97,3 +97,61 @@ async fn a_detached_run_keeps_its_agents() {
         vec!["a".to_string()]
     );
 }
+
+#[tokio::test]
+async fn the_dead_man_interval_counts_from_the_agents_start_not_from_its_slow_load() {
+    // The agent takes 1.5 s to get ready, twice the 800 ms dead-man interval; the
+    // orchestrator says nothing after its `loadAgent`.
+    let module = tempfile::tempdir().expect("module dir");
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent/testagent.py");
+    let manifest = json!({
+        "name": "slowstart",
+        "command": ["sh", "-c", format!("sleep 1.5; exec python3 {}", agent.display())],
+    });
+    std::fs::write(module.path().join("magi-agent.json"), manifest.to_string()).expect("manifest");
+    let bus = MemoryBus::new();
+    let mut orch = bus.open_run("r-slow").await.expect("open run");
+    let link = bus.attach_node("n1").await.expect("attach");
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig::new("n1", state.path().to_path_buf());
+    config.heartbeat = Duration::from_millis(100);
+    config.dead_man = Some(Duration::from_millis(800));
+    tokio::spawn(magi_node::run(link, config, std::future::pending()));
+    let load = json!({"name": "a", "path": module.path(), "execargs": {}});
+    orch.port
+        .publish_nodes(&["n1".into()], call("r-slow", "loadAgent", load))
+        .await
+        .expect("load");
+    let loaded = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
+                return t.event;
+            }
+        }
+    })
+    .await
+    .expect("the load answered");
+    assert_eq!(loaded, "AgentLoadDone");
+    // The agents the node's heartbeats list over the next `for`.
+    async fn listed(orch: &mut magi_bus::RunLink, r#for: Duration) -> Vec<String> {
+        let mut agents = Vec::new();
+        let until = tokio::time::Instant::now() + r#for;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(until, orch.inbound.recv()).await {
+            if let Inbound::Node(status) = msg {
+                agents = status.runs.iter().flat_map(|r| r.agents.clone()).collect();
+            }
+        }
+        agents
+    }
+    assert_eq!(
+        listed(&mut orch, Duration::from_millis(400)).await,
+        ["a"],
+        "stopped within 400 ms of its start"
+    );
+    assert!(
+        listed(&mut orch, Duration::from_millis(1500))
+            .await
+            .is_empty(),
+        "the silence after the start still stops it"
+    );
+}

@@ -77,6 +77,10 @@ impl Node {
                 } = agent;
                 let state = self.state(&run);
                 state.loading.remove(&name);
+                // The dead-man interval counts from the agent's start: a load that took
+                // long (a large archive through a busy broker) was not the orchestrator's
+                // silence.
+                state.last_seen = Some(std::time::Instant::now());
                 state.agents.insert(
                     name.clone(),
                     Loaded {
