@@ -261,6 +261,11 @@ async fn bench(cli: Cli) -> Result<bool> {
     let load_at_start = sys::load_average();
     let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
+        if let Err(e) = sys::check_memory(n, shipped) {
+            eprintln!("magi-bench: N = {n}: not run: {e:#}");
+            complete = false;
+            continue;
+        }
         let args = FleetArgs {
             url: cli.url.clone(),
             prefix: kit.prefix.clone(),

@@ -3,8 +3,9 @@
 #
 # `rabbitmqctl await_startup` fails at once while the Erlang node is still booting ("node
 # not running at all"), so the wait polls it until a deadline. The broker is started with
-# a raised open-file limit: Debian's rabbitmq-server resets it to 1024 through `su`, and a
-# benchmark's thousand connections need more (docs/deploy.md, LimitNOFILE). It is started
+# a raised open-file limit (65536): Debian's rabbitmq-server resets it to 1024 through `su`;
+# a benchmark's thousand connections need more, and a broker recovering more queues than it
+# has file handles hangs (docs/deploy.md, LimitNOFILE). It is started
 # with its own session (setsid) so that it outlives the shell that started it.
 ensure_rabbitmq() {
   if rabbitmqctl -q status >/dev/null 2>&1; then
@@ -12,8 +13,8 @@ ensure_rabbitmq() {
   fi
   echo "starting RabbitMQ" >&2
   if [ "$(id -u)" = 0 ] && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && id rabbitmq >/dev/null 2>&1; then
-    (cd /var/lib/rabbitmq && setsid runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq sh -c \
-      'ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached' \
+    (ulimit -n 65536 2>/dev/null; cd /var/lib/rabbitmq && setsid runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq sh -c \
+      'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached' \
       </dev/null >/dev/null 2>&1)
   else
     setsid rabbitmq-server -detached </dev/null >/dev/null 2>&1
@@ -22,7 +23,7 @@ ensure_rabbitmq() {
   until rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "RabbitMQ did not start within 120 s; the end of its log:" >&2
-      tail -n 30 /var/log/rabbitmq/*.log 2>/dev/null >&2 || true
+      tail -n 30 /var/log/rabbitmq/*.log >&2 2>/dev/null || true
       return 1
     fi
     sleep 1
