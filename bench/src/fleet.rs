@@ -221,10 +221,11 @@ async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet
         };
         let mut config = NodeConfig::new(&name, state);
         // As the magi-node daemon: stop a run's agents after 10 s of orchestrator silence;
-        // 60 s in fleets of more than 1000 nodes, whose node agents share a connection per
+        // 60 s in fleets of 1000 nodes and more, whose node agents share a connection per
         // 100: a node's `runAlive` waits behind the other 99 nodes' 1.4 MB `loadAgent`s on
-        // it (at N = 3000, more than 10 s; a testbed node has a connection of its own).
-        let quiet = if args.total.max(args.nodes) > 1000 {
+        // it (more than 10 s at N = 3000, and at 1000 on the cluster; a testbed node has a
+        // connection of its own).
+        let quiet = if args.total.max(args.nodes) >= 1000 {
             60
         } else {
             10
