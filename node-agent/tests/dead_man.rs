@@ -2,8 +2,11 @@
 //! orchestrator has gone silent, unless the orchestrator detached the run on purpose
 //! (`--keep-agents`). Runs on the in-process bus with the Python test agent.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
+use support::next_trigger;
 
 use magi_bus::memory::MemoryBus;
 use magi_bus::{Bus, Inbound};
@@ -50,16 +53,7 @@ async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
     )
     .await
     .expect("load");
-    let loaded = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
-                return t.event;
-            }
-        }
-    })
-    .await
-    .expect("the load answered");
-    assert_eq!(loaded, "AgentLoadDone");
+    assert_eq!(next_trigger(&mut orch).await.event, "AgentLoadDone");
     if detach {
         port.publish_nodes(&["n1".into()], call(run, "detachRun", json!({})))
             .await
@@ -122,16 +116,7 @@ async fn the_dead_man_interval_counts_from_the_agents_start_not_from_its_slow_lo
         .publish_nodes(&["n1".into()], call("r-slow", "loadAgent", load))
         .await
         .expect("load");
-    let loaded = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(Inbound::Trigger(t)) = orch.inbound.recv().await {
-                return t.event;
-            }
-        }
-    })
-    .await
-    .expect("the load answered");
-    assert_eq!(loaded, "AgentLoadDone");
+    assert_eq!(next_trigger(&mut orch).await.event, "AgentLoadDone");
     // The agents the node's heartbeats list over the next `for`.
     async fn listed(orch: &mut magi_bus::RunLink, r#for: Duration) -> Vec<String> {
         let mut agents = Vec::new();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use magi_bus::memory::MemoryBus;
-use magi_bus::{Bus, Delivered, NodeLink, RunPort, SendError};
+use magi_bus::{Bus, Delivered, NodeLink, RunLink, RunPort, SendError};
 use magi_engine::{FailureKind, Outcome};
 use magi_proto::{Call, DaemonCall, NodeStatus, Object, Trigger, DAEMON_DOCK};
 use serde_json::json;
@@ -201,7 +201,6 @@ async fn drive_late(
     late: Option<(&'static str, Duration)>,
 ) -> (Result<Outcome, Infra>, Duration) {
     let checked = magi_aal::check_str("t.aal", aal);
-    let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
     let bus = MemoryBus::new();
     let mut link = bus.open_run(RUN).await.expect("open run");
     if let Some((method, delay)) = late {
@@ -214,30 +213,8 @@ async fn drive_late(
     if let Some(script) = script {
         scripted_node(bus.attach_node("n1").await.expect("attach"), script, "n1");
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
-    let mut console = Console::new(Mode::Json);
-    let config = DriverConfig {
-        engine: magi_engine::Options {
-            group_timeout_ms: 200_000,
-            abort_on_failure: true,
-            teardown: true,
-        },
-        preflight,
-        alive_every,
-        shipments: Default::default(),
-    };
     let started = Instant::now();
-    let driver = Driver::new(
-        procedure,
-        RUN,
-        link,
-        config,
-        &mut console,
-        &mut record,
-        None,
-    );
-    let result = driver.run().await;
+    let result = run_driver(&checked, link, preflight, alive_every, Default::default()).await;
     (result, started.elapsed())
 }
 
@@ -344,16 +321,12 @@ async fn drive_four(
     shipped: bool,
 ) -> Result<Outcome, Infra> {
     let checked = magi_aal::check_str("t.aal", aal);
-    let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
     let bus = MemoryBus::new();
     let link = bus.open_run(RUN).await.expect("open run");
     for (i, name) in ["n1", "n2", "n3", "n4"].into_iter().enumerate() {
         let node = bus.attach_node(name).await.expect("attach");
         scripted_node(node, script(i as u32), name);
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
-    let mut console = Console::new(Mode::Json);
     let mut shipments = std::collections::HashMap::new();
     if shipped {
         let archive = super::Shipment {
@@ -362,14 +335,29 @@ async fn drive_four(
         };
         shipments.insert("a".to_string(), archive);
     }
+    run_driver(&checked, link, Duration::from_secs(10), None, shipments).await
+}
+
+/// The driver on `link` for `checked`'s procedure, with a record in a temporary directory.
+async fn run_driver(
+    checked: &magi_aal::Checked,
+    link: RunLink,
+    preflight: Duration,
+    alive_every: Option<Duration>,
+    shipments: std::collections::HashMap<String, super::Shipment>,
+) -> Result<Outcome, Infra> {
+    let procedure = Arc::new(checked.procedure.clone().expect("a valid procedure"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut record = RunRecord::create(dir.path(), RUN, &checked.files, "memory").expect("record");
+    let mut console = Console::new(Mode::Json);
     let config = DriverConfig {
         engine: magi_engine::Options {
             group_timeout_ms: 200_000,
             abort_on_failure: true,
             teardown: true,
         },
-        preflight: Duration::from_secs(10),
-        alive_every: None,
+        preflight,
+        alive_every,
         shipments,
     };
     let driver = Driver::new(
