@@ -70,13 +70,32 @@ fn pinged(events: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-/// Waits until the run has received `n` `pinged` triggers.
-async fn until_pinged(record: &Path, n: usize, deadline: Instant) {
+/// Waits until the run has received `n` `pinged` triggers; a run that stalls fails with
+/// the logs of `magi run` and the node agents kept in `logs`.
+async fn until_pinged(record: &Path, n: usize, deadline: Instant, logs: &Path) {
     while pinged(&events_of(record)).len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "the run stalled before {n} triggers"
-        );
+        if Instant::now() >= deadline {
+            let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
+            let tail = |f: &str| {
+                let text = read(f);
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            };
+            let events = events_of(record);
+            let last: Vec<String> = events[events.len().saturating_sub(10)..]
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            panic!(
+                "the run stalled before {n} triggers ({} received)\nlast events:\n{}\n\
+                 magi.err:\n{}\nn1.log:\n{}\nn2.log:\n{}",
+                pinged(&events).len(),
+                last.join("\n"),
+                tail("magi.err"),
+                tail("n1.log"),
+                tail("n2.log")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -173,10 +192,10 @@ async fn a_run_survives_stopping_the_broker_nodes_of_its_orchestrator_and_of_its
     );
     let record = records.join(&run);
     let deadline = Instant::now() + Duration::from_secs(240);
-    until_pinged(&record, 20, deadline).await;
+    until_pinged(&record, 20, deadline, dir.path()).await;
     let orch_stop = bounce(1).await;
     let at = pinged(&events_of(&record)).len();
-    until_pinged(&record, at + 20, deadline).await;
+    until_pinged(&record, at + 20, deadline, dir.path()).await;
     let nodes_stop = bounce(2).await;
 
     let status = loop {
