@@ -100,7 +100,7 @@ async fn a_node_heartbeats_every_period_while_its_dispatcher_waits_on_a_slow_joi
 
 #[test]
 fn heartbeats_keep_their_period_while_the_node_agents_runtime_is_saturated() {
-    const PERIOD: Duration = Duration::from_millis(100);
+    const BEAT: Duration = Duration::from_millis(100);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -112,7 +112,7 @@ fn heartbeats_keep_their_period_while_the_node_agents_runtime_is_saturated() {
         let run = bus.open_run("r-busy").await.expect("open run");
         let link = bus.attach_node("n1").await.expect("attach");
         let mut config = NodeConfig::new("n1", state.path().to_path_buf());
-        config.heartbeat = PERIOD;
+        config.heartbeat = BEAT;
         tokio::spawn(magi_node::run(link, config, std::future::pending()));
         (bus, run)
     });
@@ -147,7 +147,7 @@ fn heartbeats_keep_their_period_while_the_node_agents_runtime_is_saturated() {
         .max()
         .unwrap_or_default();
     assert!(heard.len() >= 20, "{} heartbeats in 3 s", heard.len());
-    assert!(longest < PERIOD * 3, "silent for {longest:?}");
+    assert!(longest < BEAT * 3, "silent for {longest:?}");
     drop(bus);
     rt.shutdown_background();
 }
