@@ -112,6 +112,15 @@ pub fn size_figures(
         ours.fleet_stop.as_secs_f64(),
         "s",
     ));
+    figures.push(
+        Figure::new(
+            "fleet_rss_peak",
+            n,
+            ours.fleet_peak_kib as f64 / 1024.0,
+            "MiB",
+        )
+        .note("the fleet processes' VmHWM summed (node agents; agent processes not counted)"),
+    );
     figures
 }
 

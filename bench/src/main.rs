@@ -130,6 +130,8 @@ enum Internal {
 }
 
 fn main() {
+    // The fleet's node agents, as `magi-node` does.
+    magi_node::release_large_blocks();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));

@@ -117,6 +117,8 @@ pub struct OursRun {
     pub fleet_ready: Duration,
     /// How long the fleet took to stop them.
     pub fleet_stop: Duration,
+    /// The fleet processes' peak resident memory (their VmHWM summed), in KiB.
+    pub fleet_peak_kib: u64,
     /// With `--failover`: the outage's figures.
     pub failover: Option<crate::failover::Measured>,
 }
@@ -253,6 +255,10 @@ pub async fn run(
     };
     let samples = sampler.finish();
     let _ = record.finish(&serde_json::json!({"outcome": "bench"}), 0);
+    let fleet_peak_kib = fleet_pids
+        .iter()
+        .filter_map(|&pid| crate::sys::status_kb(pid, "VmHWM"))
+        .sum();
     let fleet_stop = fleet.stop().await.unwrap_or_default();
     if let Some((port, task, seen)) = watcher {
         let _ = port.close().await;
@@ -323,6 +329,7 @@ pub async fn run(
         nodes_cpu_per_trigger: per_trigger(1 + b..1 + b + f),
         fleet_ready,
         fleet_stop,
+        fleet_peak_kib,
         failover,
     })
 }

@@ -38,19 +38,21 @@ pub fn mem_available() -> Option<u64> {
 }
 
 /// Refuses a fleet of `n` node agents that this machine cannot hold, before it takes the
-/// broker down with it. Measured here: a fleet process of 1000 node agents grew to 2.2 GiB
-/// while a 1.4 MB shipped archive reached them (about 1.6 times the shipped bytes per node),
-/// and an agent process takes about 1 MiB; at N = 10,000 the fleets used 22 of the 24 GiB
-/// before any agent started, and the kernel's OOM killer took RabbitMQ.
+/// broker down with it. Measured here (`fleet_rss_peak`, N = 1000, 1.4 MB shipped): a fleet
+/// process peaks at about 1.2 times the shipped bytes per node agent while the archive
+/// arrives (1.6 times before its node agents stopped copying it and waiting for one
+/// another's unpacking), and an agent process and a node agent at rest take about 0.3 MiB
+/// together. Before that, at N = 10,000 the fleets used 22 of the 24 GiB before any agent
+/// started, and the kernel's OOM killer took RabbitMQ.
 pub fn check_memory(n: usize, shipped: usize) -> anyhow::Result<()> {
-    let per_node = shipped as u64 * 16 / 10 + (3 << 19);
+    let per_node = shipped as u64 * 12 / 10 + (3 << 18);
     let need = n as u64 * per_node;
     let Some(available) = mem_available() else {
         return Ok(());
     };
     if need > available / 10 * 9 {
         anyhow::bail!(
-            "N = {n} needs about {:.1} GiB ({:.1} MiB per node agent: 1.6 times the {} KiB \
+            "N = {n} needs about {:.1} GiB ({:.1} MiB per node agent: 1.2 times the {} KiB \
              shipped archive while it arrives, and its agent process) and this machine has \
              {:.1} GiB available; run fewer nodes, a smaller agent (--agent-kib), or the fleet \
              on a machine with more memory",

@@ -30,4 +30,18 @@ pub mod privilege;
 pub mod process;
 
 pub use fleet::Fleet;
+
+/// Makes the allocator give freed large blocks (shipped archives, a megabyte and more
+/// each) back to the system. glibc raises its mmap threshold to the largest block freed so
+/// far (up to 32 MiB); from then on such blocks come from the heap and stay resident after
+/// they are freed. Measured (`magi-bench --sizes 1000`, 1 MiB agent): a fleet of 1000 node
+/// agents stayed at 2.5 GiB for the whole run after the load; with the threshold fixed at
+/// 256 KiB it went back to 0.17 GiB. Call it first thing in `main`.
+pub fn release_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets an allocator parameter; it is called before other threads run.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
 pub use node::{run, NodeConfig, Policy};

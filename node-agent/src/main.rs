@@ -21,6 +21,7 @@ use magi_node::library::ModuleLibrary;
 use magi_node::NodeConfig;
 
 fn main() -> ExitCode {
+    magi_node::release_large_blocks();
     let mut args = Args::parse();
     if let Some(path) = args.config.clone() {
         if let Err(e) = merge_config_file(&mut args, &path) {

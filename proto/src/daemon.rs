@@ -90,19 +90,26 @@ impl LoadAgent {
 impl DaemonCall {
     /// Reads a call to the `daemon` dock. The error says which method and what is wrong.
     pub fn from_call(call: &Call) -> Result<DaemonCall, String> {
-        Self::parse(&call.method, &call.args)
+        Self::parse(&call.method, call.args.clone())
+    }
+
+    /// [`from_call`](Self::from_call), taking the call: a shipped archive (a megabyte and
+    /// more) is moved into the [`LoadAgent`], not copied.
+    pub fn take(call: Call) -> Result<DaemonCall, String> {
+        Self::parse(&call.method, call.args)
     }
 
     /// Reads a method and its arguments.
-    pub fn parse(method: &str, args: &Object) -> Result<DaemonCall, String> {
-        let parsed: DaemonCall = serde_json::from_value(json!({"method": method, "args": args}))
-            .map_err(|e| {
-                if e.to_string().starts_with("unknown variant") {
-                    format!("the node agent has no method {method}")
-                } else {
-                    format!("{method}: {e}")
-                }
-            })?;
+    pub fn parse(method: &str, args: Object) -> Result<DaemonCall, String> {
+        let parsed: DaemonCall =
+            serde_json::from_value(json!({"method": method, "args": Value::Object(args)}))
+                .map_err(|e| {
+                    if e.to_string().starts_with("unknown variant") {
+                        format!("the node agent has no method {method}")
+                    } else {
+                        format!("{method}: {e}")
+                    }
+                })?;
         parsed.check()?;
         Ok(parsed)
     }
@@ -199,25 +206,25 @@ mod tests {
         for c in calls {
             let (method, a) = c.to_wire();
             assert_eq!(method, c.method());
-            assert_eq!(DaemonCall::parse(&method, &a), Ok(c));
+            assert_eq!(DaemonCall::parse(&method, a.clone()), Ok(c));
         }
     }
 
     #[test]
     fn a_join_without_group_is_refused_not_read_as_an_empty_group() {
-        let e = DaemonCall::parse("joinGroup", &args(json!({"nodes": ["n1"]}))).unwrap_err();
+        let e = DaemonCall::parse("joinGroup", args(json!({"nodes": ["n1"]}))).unwrap_err();
         assert!(e.contains("joinGroup") && e.contains("group"), "{e}");
-        let e = DaemonCall::parse("joinGroup", &args(json!({"group": ""}))).unwrap_err();
+        let e = DaemonCall::parse("joinGroup", args(json!({"group": ""}))).unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        let e = DaemonCall::parse("joinGroup", &args(json!({"group": 7}))).unwrap_err();
+        let e = DaemonCall::parse("joinGroup", args(json!({"group": 7}))).unwrap_err();
         assert!(e.contains("joinGroup"), "{e}");
     }
 
     #[test]
     fn unknown_methods_and_bad_hashes_are_named() {
-        let e = DaemonCall::parse("reboot", &Object::new()).unwrap_err();
+        let e = DaemonCall::parse("reboot", Object::new()).unwrap_err();
         assert_eq!(e, "the node agent has no method reboot");
-        let e = DaemonCall::parse("loadAgent", &args(json!({"name": "a", "sha256": "../x"})))
+        let e = DaemonCall::parse("loadAgent", args(json!({"name": "a", "sha256": "../x"})))
             .unwrap_err();
         assert!(e.contains("sha256"), "{e}");
     }
@@ -226,7 +233,7 @@ mod tests {
     fn the_originals_extra_keys_are_ignored_and_the_dock_defaults_to_the_name() {
         let c = DaemonCall::parse(
             "loadAgent",
-            &args(json!({"name": "a", "group": "g", "idl": "x", "execargs": {"k": 1}})),
+            args(json!({"name": "a", "group": "g", "idl": "x", "execargs": {"k": 1}})),
         )
         .unwrap();
         let DaemonCall::LoadAgent(l) = c else {

@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 /// (writes its open-file limit and marks itself started) in a directory anyone may use:
 /// as root the script starts the server as the `rabbitmq` user.
 fn stubs(starts: bool) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("magi-start-script-{}-{starts}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("magi-start-script-{}-{starts}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -34,7 +35,11 @@ fn stubs(starts: bool) -> PathBuf {
 /// Runs `ensure_rabbitmq` as CI does, with a hard open-file limit below the 65,536 asked.
 fn ensure(dir: &Path, wait_s: u32) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Command::new("bash")
         .arg("-c")
         .arg("set -euo pipefail; ulimit -n 4096; . scripts/lib/rabbitmq.sh; ensure_rabbitmq; echo ensured")
@@ -52,11 +57,18 @@ fn a_stopped_broker_is_started_under_set_e_with_the_hard_open_file_limit() {
     let out = ensure(&dir, 30);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ensure_rabbitmq failed: {stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "ensure_rabbitmq failed: {stdout}{stderr}"
+    );
     assert!(stdout.contains("ensured"), "{stdout}{stderr}");
     assert!(stderr.contains("starting RabbitMQ"), "{stderr}");
     let limit = std::fs::read_to_string(dir.join("limit")).unwrap();
-    assert_eq!(limit.trim(), "4096", "the server did not get the hard limit");
+    assert_eq!(
+        limit.trim(),
+        "4096",
+        "the server did not get the hard limit"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -67,7 +79,10 @@ fn a_broker_that_does_not_start_fails_after_the_wait_saying_so() {
     let out = ensure(&dir, 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("RabbitMQ did not start within 2 s"), "{stderr}");
+    assert!(
+        stderr.contains("RabbitMQ did not start within 2 s"),
+        "{stderr}"
+    );
     assert!(began.elapsed().as_secs() < 10, "took {:?}", began.elapsed());
     std::fs::remove_dir_all(&dir).unwrap();
 }

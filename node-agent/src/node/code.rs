@@ -16,11 +16,13 @@ impl Node {
     /// original's `tardata`, or a `path` (resolved through the module library when it does
     /// not exist here). Nothing heavy happens here: decoding and unpacking are left to the
     /// load's own task, so the dispatcher is never held up by them.
-    pub(super) fn source_of(&self, load: &LoadAgent) -> Result<Code, String> {
+    /// A shipped archive is taken out of `load`, not copied: a fleet's thousand node agents
+    /// each hold one while the first unpacks it.
+    pub(super) fn source_of(&self, load: &mut LoadAgent) -> Result<Code, String> {
         // `DaemonCall::parse` has checked that a `sha256` is 64 hex digits.
         if load.archive.is_some() || load.sha256.is_some() {
             return Ok(Code::Shipped {
-                b64: load.archive.clone(),
+                b64: load.archive.take(),
                 sha: load.sha256.clone(),
             });
         }
@@ -68,25 +70,25 @@ impl Code {
 /// Finds a shipped archive in the cache (the same bytes came before), or decodes and
 /// unpacks it on a blocking thread. Node agents of one process that share a cache
 /// (`magi-node --nodes N`) and get the same archive at once unpack it once: the others
-/// wait for the first and then find it in the cache.
+/// wait for the first and then find it in the cache. One that finds it there already does
+/// not wait for the lock (a fleet's thousand loads went through it one by one, each
+/// holding its archive meanwhile); a module is renamed into the cache whole, so one seen
+/// there is complete.
 async fn unpack_shipped(
     cache: &ArchiveCache,
     b64: Option<String>,
     sha: Option<String>,
 ) -> Result<(PathBuf, Pin), String> {
+    if let Some(hit) = cached(cache, sha.as_deref()).await {
+        return Ok(hit);
+    }
     let lock = sha.as_ref().map(|s| unpack_lock(&cache.root().join(s)));
     let _held = match &lock {
         Some(l) => Some(l.lock().await),
         None => None,
     };
-    if let Some(sha) = sha.clone() {
-        let (c, dir) = (cache.clone(), cache.root().join(&sha));
-        let cached = tokio::task::spawn_blocking(move || c.pin(&sha)).await;
-        if let Ok(Ok(pin)) = cached {
-            if dir.join(crate::manifest::MANIFEST_FILE).is_file() {
-                return Ok((dir, pin));
-            }
-        }
+    if let Some(hit) = cached(cache, sha.as_deref()).await {
+        return Ok(hit);
     }
     let b64 = b64.ok_or("the archive is not in this node's cache and none was shipped")?;
     let bytes =
@@ -99,6 +101,19 @@ async fn unpack_shipped(
         .await
         .map(|(m, pin)| (m.dir, pin))
         .map_err(|e| e.to_string())
+}
+
+/// The module of SHA-256 `sha`, pinned, when the cache holds it.
+async fn cached(cache: &ArchiveCache, sha: Option<&str>) -> Option<(PathBuf, Pin)> {
+    let sha = sha?.to_string();
+    let (c, dir) = (cache.clone(), cache.root().join(&sha));
+    let pin = tokio::task::spawn_blocking(move || c.pin(&sha))
+        .await
+        .ok()?
+        .ok()?;
+    dir.join(crate::manifest::MANIFEST_FILE)
+        .is_file()
+        .then_some((dir, pin))
 }
 
 /// One lock per cache entry being unpacked in this process.

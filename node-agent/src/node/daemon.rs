@@ -16,12 +16,13 @@ use crate::process::{AgentProcess, SpawnOptions};
 impl Node {
     pub(super) async fn on_daemon_call(&mut self, call: Call) {
         let run = call.run.clone();
-        let daemon = match DaemonCall::from_call(&call) {
+        let called = call.method.clone();
+        let daemon = match DaemonCall::take(call) {
             Ok(d) => d,
             Err(error) => {
                 tracing::warn!(node = %self.config.name, run, "refused a call: {error}");
                 return self
-                    .exception(&run, DAEMON_DOCK, &call.method, &error, None)
+                    .exception(&run, DAEMON_DOCK, &called, &error, None)
                     .await;
             }
         };
@@ -69,7 +70,7 @@ impl Node {
         }
     }
 
-    async fn load(&mut self, run: &str, load: LoadAgent) {
+    async fn load(&mut self, run: &str, mut load: LoadAgent) {
         let name = load.name.clone();
         let dock = load.dock().to_string();
         let state = self.state(run);
@@ -85,7 +86,7 @@ impl Node {
         if !state.loading.insert(name.clone()) {
             return; // the first load's answer will come
         }
-        let code = match self.source_of(&load) {
+        let code = match self.source_of(&mut load) {
             Ok(s) => s,
             Err(error) => return self.load_failed(run, &name, &error).await,
         };
