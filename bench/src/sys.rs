@@ -45,7 +45,7 @@ pub fn mem_available() -> Option<u64> {
 /// together. Before that, at N = 10,000 the fleets used 22 of the 24 GiB before any agent
 /// started, and the kernel's OOM killer took RabbitMQ.
 pub fn check_memory(n: usize, shipped: usize) -> anyhow::Result<()> {
-    let per_node = shipped as u64 * 12 / 10 + (3 << 18);
+    let per_node = shipped as u64 * 12 / 10 + (5 << 16);
     let need = n as u64 * per_node;
     let Some(available) = mem_available() else {
         return Ok(());
