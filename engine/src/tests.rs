@@ -248,6 +248,33 @@ fn setup_builds_all_groups_at_once_then_loads_all_agents_at_once() {
         .any(|l| l.stream == "initialization" && l.tag == Tag::Done));
 }
 
+/// Each member of a group gets its `joinGroup` and `leaveGroup` as a message of its own,
+/// so the call names no members: with the list in each, a group of 10,000 nodes cost
+/// 10,000 × 160 KB. Every member still gets the call and answers.
+#[test]
+fn group_calls_go_to_every_member_without_listing_the_members() {
+    let names: Vec<String> = (0..1000).map(|i| format!("n{i}")).collect();
+    let members: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::new(
+        procedure(&[("big", &members)], &[("a", "big")], vec![], &[]),
+        Options::default(),
+    );
+    h.advance_to(1);
+    let group_calls: Vec<&Call> = h
+        .sent
+        .iter()
+        .filter(|(m, _)| m == "joinGroup" || m == "leaveGroup")
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(group_calls.len(), 2, "{:?}", h.methods());
+    for call in group_calls {
+        assert_eq!(call.nodes, None, "{}", call.method);
+        assert_eq!(Value::Object(call.args.clone()), json!({"group": "big"}));
+        assert!(serde_json::to_vec(call).unwrap().len() < 300);
+    }
+    assert_eq!(h.outcome, Some(Outcome::Success));
+}
+
 #[test]
 fn a_group_build_that_times_out_fails_setup_and_names_the_missing_node() {
     let mut h = Harness::with_silent(

@@ -36,8 +36,10 @@ pub enum DaemonCall {
 pub struct GroupArgs {
     /// The group.
     pub group: String,
-    /// Its members (the original sends them; a node acts only when it is one of them).
-    #[serde(default)]
+    /// Its members, as the original sends them. MAGI-rs sends none (each member gets a
+    /// message of its own, and the list in each made the calls O(N²) bytes); read when
+    /// given, ignored by the node agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
 }
 
