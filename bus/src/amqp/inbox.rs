@@ -179,7 +179,7 @@ pub(crate) fn spawn<T, F>(
                     }
                     Some(Ok(d)) => d,
                 };
-                if dedupe.first_time(&delivery) {
+                if dedupe.first_time(&delivery.properties) {
                     match handle(&delivery) {
                         Ok(item) => {
                             if tx.send(item).is_err() {
