@@ -30,6 +30,7 @@ pub mod privilege;
 pub mod process;
 
 pub use fleet::Fleet;
+pub use node::{run, NodeConfig, Policy};
 
 /// Makes the allocator give freed large blocks (shipped archives, a megabyte and more
 /// each) back to the system. glibc raises its mmap threshold to the largest block freed so
@@ -44,4 +45,3 @@ pub fn release_large_blocks() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
-pub use node::{run, NodeConfig, Policy};

@@ -1,6 +1,9 @@
 //! `magi`: the user's command line. A thin shell over the library crates.
 
 fn main() {
+    // The embedded default runs node agents in this process: shipped archives' memory goes
+    // back to the system once they are unpacked, as in `magi-node`.
+    magi_node::release_large_blocks();
     // Library warnings (a message the bus dropped, a record not stored) go to stderr;
     // RUST_LOG changes the level.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -118,7 +118,7 @@ impl Dedupe {
     /// True the first time an id is seen (and for messages without an id).
     ///
     /// Node statuses are let through unremembered: a repeated one is harmless (the latest
-    /// wins), and a run hears every node's every 2 s. At N = 10,000 their 5,000 ids a
+    /// wins), and a run hears from every node every 2 s. At N = 10,000 their 5,000 ids a
     /// second pushed a trigger's id out of the window in under 2 s, so a trigger published
     /// again after a late confirm was counted again (4-5 `AgentLoadDone` per node).
     pub(crate) fn first_time(&mut self, props: &BasicProperties) -> bool {
