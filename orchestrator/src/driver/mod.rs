@@ -147,8 +147,8 @@ impl<'a> Driver<'a> {
     /// heartbeats a second) held the run in pre-flight while the broker's backlog grew by
     /// gigabytes.
     async fn preflight(&mut self) -> Result<(), Infra> {
-        let wanted: HashSet<String> = self.procedure.all_nodes().into_iter().collect();
-        let mut missing: HashSet<String> = wanted
+        let mut missing: HashSet<String> = self
+            .nodes
             .iter()
             .filter(|n| !self.seen.contains_key(*n))
             .cloned()
@@ -175,7 +175,9 @@ impl<'a> Driver<'a> {
                 Ok(Some(msg)) => msg,
             };
             let node = match &msg {
-                Inbound::Node(status) if wanted.contains(&status.node) => Some(status.node.clone()),
+                Inbound::Node(status) if self.nodes.contains(&status.node) => {
+                    Some(status.node.clone())
+                }
                 _ => None,
             };
             self.on_inbound(msg).await;
