@@ -167,6 +167,49 @@ pub fn ctl(args: &[&str]) -> Result<String, KitError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Publishes `body` as the user of `url`, on a connection of its own, the way a hand-made
+/// client would: JSON of kind `kind`, persistent, confirmed, with the connection's user as
+/// `user_id` (RabbitMQ accepts no other) and a fresh message id. `Err` is the broker's
+/// refusal (or an unreachable broker).
+pub async fn publish_as(
+    url: &str,
+    exchange: &str,
+    key: &str,
+    kind: &str,
+    body: &[u8],
+) -> Result<(), lapin::Error> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let user = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .map(|(user, _)| user.to_string())
+        .unwrap_or_default();
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let result = async {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let properties = lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_user_id(user.into())
+            .with_type(kind.into())
+            .with_message_id(uuid::Uuid::now_v7().to_string().into())
+            .with_delivery_mode(2);
+        ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+        Ok(())
+    }
+    .await;
+    let _ = conn.close(200, "OK".into()).await;
+    result
+}
+
 /// The vhost an AMQP URL points at (`/` when it names none).
 pub fn vhost_of(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -301,6 +344,50 @@ impl Throwaway {
                 ".*",
                 ".*",
             ])?;
+        }
+        Ok(made)
+    }
+
+    /// A fresh vhost configured as an operator would, by `broker-config/apply.sh` under
+    /// `prefix`: these orchestrator, node and tap users (all with
+    /// [`Throwaway::PASSWORD`]) with exactly the permissions, topic permissions and queue
+    /// policies their roles get on a shared testbed.
+    pub fn configured(
+        prefix: &str,
+        orchestrators: &[&str],
+        nodes: &[&str],
+        taps: &[&str],
+    ) -> Result<Throwaway, KitError> {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let made = Throwaway {
+            vhost: format!("magi-test-{id}"),
+            users: [orchestrators, nodes, taps]
+                .concat()
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../broker-config/apply.sh");
+        let mut cmd = std::process::Command::new("bash");
+        cmd.args([script, "--vhost", &made.vhost, "--prefix", prefix]);
+        for (flag, users) in [
+            ("--orchestrator", orchestrators),
+            ("--node", nodes),
+            ("--tap", taps),
+        ] {
+            for user in users {
+                cmd.args([flag.to_string(), format!("{user}:{}", Self::PASSWORD)]);
+            }
+        }
+        let out = cmd.output().map_err(|e| KitError::Ctl {
+            args: "apply.sh".into(),
+            reason: e.to_string(),
+        })?;
+        if !out.status.success() {
+            return Err(KitError::Ctl {
+                args: "apply.sh".into(),
+                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(made)
     }

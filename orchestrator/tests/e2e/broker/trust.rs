@@ -25,15 +25,21 @@ async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_no_run() {
-    // Broker users: orchestrators alice and bob, nodes clientnode and servernode (each its
-    // own user, as apply.sh makes them). The nodes allow alice only.
+    // On a vhost configured by broker-config/apply.sh, as a shared testbed is: orchestrators
+    // alice and bob, nodes clientnode and servernode (each its own broker user), no guest.
+    // The nodes allow alice only.
     let mut w = World::new().await;
     let id = tag();
     let (alice, bob) = (format!("alice{id}"), format!("bob{id}"));
     // Broker users are global: node names unique to this test.
     let (client, server) = (format!("clientnode{id}"), format!("servernode{id}"));
-    let vhost =
-        magi_testkit::Throwaway::new(&[&alice, &bob, &client, &server]).expect("vhost and users");
+    let vhost = magi_testkit::Throwaway::configured(
+        &w.broker.prefix,
+        &[&alice, &bob],
+        &[&client, &server],
+        &[],
+    )
+    .expect("apply.sh on a throwaway vhost");
     for node in [&client, &server] {
         w.start_node_at(&vhost.url(node), node, &["--allow", &alice]);
     }
@@ -56,8 +62,10 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         "{out}"
     );
 
-    // Alice's run, while servernode's user forges clientStopped for clientnode: the bus
-    // drops it and says so; the run ends when its own client stops (6 s), with exit 0.
+    // Alice's run, while servernode's user forges clientStopped for clientnode, both ways a
+    // node can: under clientnode's routing key (the broker refuses it), and under its own
+    // key with clientnode in the body (the bus drops it and says so). The run ends when
+    // its own client stops (6 s), with exit 0.
     let run = format!("{alice}.cs");
     let mut r = Running::start(
         w.run_cmd_at(&vhost.url(&alice), &aal, &run, &[]),
@@ -65,20 +73,21 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         "alice",
     );
     r.wait_for("startClient", Duration::from_secs(60)).await;
-    let forger = magi_bus::amqp::AmqpBus::connect(
-        &vhost.url(&server),
-        magi_bus::amqp::BusOptions::with_prefix(&w.broker.prefix),
-    )
-    .await
-    .expect("connect as servernode");
-    let port = magi_bus::Bus::attach_node(&forger, &format!("spy{id}"))
-        .await
-        .expect("attach")
-        .port;
+    let names = magi_bus::amqp::Names::new(&w.broker.prefix);
     let forged = magi_proto::Trigger::from_node(&run, "clientStopped", &client, Default::default());
-    port.send_trigger(forged)
+    let body = serde_json::to_vec(&forged).expect("json");
+    let forge = |key: String| {
+        let (url, exchange, body) = (vhost.url(&server), names.triggers_exchange(), body.clone());
+        async move { magi_testkit::publish_as(&url, &exchange, &key, "trigger", &body).await }
+    };
+    let as_client = forge(names.inbound_key(&run, "trigger", &client)).await;
+    assert!(
+        matches!(&as_client, Err(e) if e.to_string().contains("ACCESS_REFUSED")),
+        "the broker let servernode publish under clientnode's key: {as_client:?}"
+    );
+    forge(names.inbound_key(&run, "trigger", &server))
         .await
-        .expect("the broker routes it");
+        .expect("the broker routes servernode's own key");
     let done = r.finish(Duration::from_secs(60)).await;
     assert_eq!(done.code, Some(0), "{}", done.show());
     assert!(
@@ -99,7 +108,6 @@ async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_n
         .filter(|e| e["dir"] == "recv" && e["body"]["event"] == "clientStopped")
         .collect();
     assert_eq!(stopped.len(), 1, "only the real clientStopped: {stopped:?}");
-    magi_bus::Bus::close(&forger).await;
     w.finish().await; // the nodes stop while their vhost still exists
     drop(vhost);
 }
