@@ -100,7 +100,9 @@ fn the_case_study_runs_over_rabbitmq_with_a_magi_node_per_namespace_as_its_own_u
         format!("clientnode{id}"),
         format!("servernode{id}"),
     );
-    let vhost = match Throwaway::new(&[&orchestrator, &client, &server]) {
+    // The vhost as an operator configures a shared testbed (broker-config/apply.sh): no
+    // guest, per-node users with topic permissions keyed on their names.
+    let vhost = match Throwaway::configured("magi.", &[&orchestrator], &[&client, &server], &[]) {
         Ok(v) => v,
         Err(e) => return magi_testkit::skip("over RabbitMQ across a testbed", &e.to_string()),
     };
