@@ -473,3 +473,49 @@ async fn an_unreachable_broker_is_reported_within_the_connect_timeout() {
         t.elapsed()
     );
 }
+
+broker_test!(
+    a_run_takes_its_triggers_in_although_a_backlog_of_node_statuses_waits,
+    |kit| {
+        // The run's queues exist and its orchestrator is away (its connection dropped, as
+        // after a crash or while it is too busy to keep up): 10,000 heartbeats, then a
+        // trigger, wait on the broker. Statuses have a queue of their own, so the trigger
+        // comes in at once when the orchestrator consumes again; in one queue it came after
+        // every heartbeat before it (at N = 10,000 nodes, 1.45 million of them).
+        let away = kit.bus().await.unwrap();
+        let run = away.open_run("r1").await.unwrap();
+        drop(run);
+        away.close().await;
+        let nodes = kit.bus().await.unwrap();
+        let n = nodes.attach_node("n1").await.unwrap();
+        for _ in 0..20 {
+            let beats = (0..500).map(|_| n.port.announce(status("n1", true)));
+            for sent in futures_util::future::join_all(beats).await {
+                sent.unwrap();
+            }
+        }
+        n.port
+            .send_trigger(trigger("r1", "late", "n1"))
+            .await
+            .unwrap();
+        let back = kit.bus().await.unwrap();
+        let mut run = back.open_run("r1").await.unwrap();
+        let mut statuses_first = 0;
+        loop {
+            match next(&mut run.inbound).await {
+                Inbound::Trigger(t) => {
+                    assert_eq!(t.event, "late");
+                    break;
+                }
+                Inbound::Node(_) => statuses_first += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            statuses_first < 2_000,
+            "the trigger waited behind {statuses_first} statuses"
+        );
+        run.port.close().await.unwrap();
+        n.port.announce(status("n1", false)).await.unwrap();
+    }
+);

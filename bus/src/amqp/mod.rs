@@ -67,6 +67,9 @@ pub struct BusOptions {
     pub tap_queue_expires: Duration,
     /// A tap queue holds at most this many messages; the oldest are dropped first.
     pub tap_max_length: u32,
+    /// A run's status queue holds at most this many node statuses; the oldest are dropped
+    /// first (a node's newest heartbeat says all its older ones did).
+    pub status_max_length: u32,
     /// Unacknowledged calls a node agent may hold.
     pub node_prefetch: u16,
     /// Unacknowledged triggers, records and heartbeats an orchestrator may hold.
@@ -109,6 +112,7 @@ impl Default for BusOptions {
             run_queue_expires: Duration::from_secs(600),
             tap_queue_expires: Duration::from_secs(60),
             tap_max_length: 10_000,
+            status_max_length: 100_000,
             node_prefetch: 32,
             run_prefetch: 256,
             tap_prefetch: 1000,

@@ -99,6 +99,13 @@ impl Names {
         format!("{}run.{}", self.prefix, word(run))
     }
 
+    /// The second inbox of a run's orchestrator: node statuses (announcements and
+    /// heartbeats), apart from its triggers and records so that those never wait behind
+    /// them. Words have no `.`, so no run queue is ever named like it.
+    pub fn run_status_queue(&self, run: &str) -> String {
+        format!("{}.status", self.run_queue(run))
+    }
+
     /// The lock of a node's or run's queue on a cluster: an exclusive (classic) queue
     /// held by the connection that consumes `queue`, so that a second one is refused.
     /// Words have no `.`, so no node or run queue is ever named like a lock.

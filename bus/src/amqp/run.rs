@@ -15,44 +15,104 @@ use tracing::warn;
 use crate::amqp::error::{to_attach, to_bus};
 use crate::amqp::names::word;
 use crate::amqp::publisher::Outcome;
-use crate::amqp::topology::{check_len, inbox_options, on_fresh_channel};
+use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_fresh_channel, queue_args};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
-/// Open a run: declare its queue, bind it to the run's triggers and records and to every
-/// node's status, consume it exclusively (a second orchestrator of the same run is refused).
+/// Open a run: declare its two queues, one for the run's triggers and records, one for
+/// every node's status, and consume both exclusively (a second orchestrator of the same run
+/// is refused). Statuses have a queue of their own so that triggers never wait behind them:
+/// at N = 10,000 nodes the heartbeats alone are 5,000 messages a second, and in one queue
+/// the nodes' `AgentLoadDone`s waited behind 1.45 million of them.
 pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, AttachError> {
     let names = &shared.names;
     let queue = names.run_queue(run);
-    check_len("run queue", &queue)?;
-    let (args, lock) = shared.inbox_kind(&queue, shared.opts.run_queue_expires);
+    let status_queue = names.run_status_queue(run);
+    check_len("run queue", &status_queue)?;
+    let expires = shared.opts.run_queue_expires;
+    let (args, lock) = shared.inbox_kind(&queue, expires);
+    let tag = word(run);
     let setup = inbox::Inbox {
         queue: queue.clone(),
         options: inbox_options(),
         args,
         prefetch: shared.opts.run_prefetch,
-        bindings: vec![
-            (names.triggers_exchange(), names.run_binding(run)),
-            (names.status_exchange(), "#".to_string()),
-        ],
-        consumer_tag: format!("magi-run.{}", word(run)),
+        bindings: vec![(names.triggers_exchange(), names.run_binding(run))],
+        consumer_tag: format!("magi-run.{tag}"),
         exclusive: true,
         lock,
     }
     .setup();
+    // Bounded, oldest dropped first; no lock of its own: the run queue's consumer (or
+    // lock) is what keeps a second orchestrator out, and it is taken first.
+    let status_setup = inbox::Inbox {
+        queue: status_queue.clone(),
+        options: inbox_options(),
+        args: queue_args(
+            shared.queues,
+            expires,
+            Some(shared.opts.status_max_length),
+            None,
+        ),
+        prefetch: shared.opts.run_prefetch,
+        bindings: vec![(names.status_exchange(), "#".to_string())],
+        consumer_tag: format!("magi-run-status.{tag}"),
+        exclusive: true,
+        lock: None,
+    }
+    .setup();
     let deadline = Instant::now() + shared.opts.patience;
-    let (ch, consumer) =
-        inbox::establish(&shared.link, &setup, deadline, shared.opts.reply_timeout)
-            .await
-            .map_err(|e| to_attach(&format!("run {run}"), &e))?;
+    let opened = |setup| {
+        let shared = shared.clone();
+        async move {
+            inbox::establish(&shared.link, &setup, deadline, shared.opts.reply_timeout)
+                .await
+                .map_err(|e| to_attach(&format!("run {run}"), &e))
+        }
+    };
+    let (ch, consumer) = opened(setup.clone()).await?;
+    let (status_ch, status_consumer) = match opened(status_setup.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ch.close(200, "OK".into()).await;
+            return Err(e);
+        }
+    };
 
-    let stop = Arc::new(Notify::new());
     let (tx, rx) = unbounded_channel();
     let (triggers_ex, status_ex) = (names.triggers_exchange(), names.status_exchange());
     let limit = shared.opts.max_message_bytes;
     let me = run.to_string();
     let mut trusted = shared.opts.trusted_senders.clone();
     trusted.push(shared.link.user().to_string());
+    let stops = [Arc::new(Notify::new()), Arc::new(Notify::new())];
+    let vouched = trusted.clone();
+    inbox::spawn(
+        format!("run {run} (statuses)"),
+        shared.link.clone(),
+        status_setup,
+        status_ch,
+        status_consumer,
+        tx.clone(),
+        stops[1].clone(),
+        move |d| {
+            let sender = wire::sender(d)?;
+            if d.exchange.as_str() != status_ex {
+                return Err(Dropped::Misrouted(format!(
+                    "a run's statuses must come through {status_ex}"
+                )));
+            }
+            let status: NodeStatus = decode("node status", d, limit)?;
+            Ok(vouch(
+                &vouched,
+                &sender,
+                "node",
+                std::slice::from_ref(&status.node),
+                "",
+            )
+            .unwrap_or(Inbound::Node(status)))
+        },
+    );
     inbox::spawn(
         format!("run {run}"),
         shared.link.clone(),
@@ -60,24 +120,12 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, Atta
         ch,
         consumer,
         tx,
-        stop.clone(),
+        stops[0].clone(),
         move |d| {
-            let exchange = d.exchange.as_str();
             let sender = wire::sender(d)?;
-            if exchange == status_ex {
-                let status: NodeStatus = decode("node status", d, limit)?;
-                return Ok(vouch(
-                    &trusted,
-                    &sender,
-                    "node",
-                    std::slice::from_ref(&status.node),
-                    "",
-                )
-                .unwrap_or(Inbound::Node(status)));
-            }
-            if exchange != triggers_ex {
+            if d.exchange.as_str() != triggers_ex {
                 return Err(Dropped::Misrouted(format!(
-                    "a run's messages must come through {triggers_ex} or {status_ex}"
+                    "a run's messages must come through {triggers_ex}"
                 )));
             }
             let mut parts = d.routing_key.as_str().split('.');
@@ -123,8 +171,9 @@ pub(crate) async fn open(shared: Arc<Shared>, run: &str) -> Result<RunLink, Atta
         shared,
         run: run.to_string(),
         queue,
+        status_queue,
         groups: Mutex::new(BTreeSet::new()),
-        stop,
+        stops,
     };
     Ok(RunLink {
         inbound: rx,
@@ -137,9 +186,12 @@ struct RunSide {
     shared: Arc<Shared>,
     run: String,
     queue: String,
+    /// Its status queue.
+    status_queue: String,
     /// Groups this run published to or told nodes to join, deleted by `close`.
     groups: Mutex<BTreeSet<String>>,
-    stop: Arc<Notify>,
+    /// Stop the two inboxes' tasks (triggers and records, statuses).
+    stops: [Arc<Notify>; 2],
 }
 
 impl RunSide {
@@ -246,10 +298,11 @@ impl RunPort for RunSide {
     }
 
     async fn close(&self) -> Result<(), SendError> {
-        self.stop.notify_one();
+        self.stops.iter().for_each(|s| s.notify_one());
         let shared = &self.shared;
         let why = format!("closing run {}", self.run);
         shared.delete_inbox(&self.queue, &why).await?;
+        delete_queue(&shared.link, &shared.opts, &self.status_queue, &why).await?;
         let groups: Vec<String> = self
             .groups
             .lock()
