@@ -343,10 +343,14 @@ async fn a_killed_orchestrator_leaves_no_agent_running_after_the_dead_man_interv
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    // The dead orchestrator's run queue stays until it expires (10 min); the rest was cleaned.
+    // The dead orchestrator's run queue and status queue stay until they expire (10 min);
+    // the rest was cleaned.
     let prefix = w.broker.prefix.clone();
-    w.finish_allowing(&[format!("queue: {prefix}run.{run}")])
-        .await;
+    w.finish_allowing(&[
+        format!("queue: {prefix}run.{run}"),
+        format!("queue: {prefix}run.{run}.status"),
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
