@@ -207,7 +207,11 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
     let _ = tokio::time::timeout(patience, finish()).await;
     // Not println!: with the benchmark gone, stdout is a broken pipe and println! panics.
     use std::io::Write as _;
-    let _ = writeln!(std::io::stdout(), "stopped {}", stopping.elapsed().as_millis());
+    let _ = writeln!(
+        std::io::stdout(),
+        "stopped {}",
+        stopping.elapsed().as_millis()
+    );
     Ok(())
 }
 
