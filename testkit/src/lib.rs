@@ -310,6 +310,18 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
+/// Runs this source tree's `broker-config/apply.sh` on `vhost` with `args`.
+pub fn apply_sh(vhost: &str, args: &[String]) -> std::io::Result<std::process::Output> {
+    std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../broker-config/apply.sh"
+        ))
+        .args(["--vhost", vhost])
+        .args(args)
+        .output()
+}
+
 /// A vhost and broker users that exist for one test: created with full permissions on
 /// the vhost (so a test checks what the bus itself enforces), deleted when dropped, even
 /// when the test fails.
@@ -367,19 +379,17 @@ impl Throwaway {
                 .map(|u| u.to_string())
                 .collect(),
         };
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../broker-config/apply.sh");
-        let mut cmd = std::process::Command::new("bash");
-        cmd.args([script, "--vhost", &made.vhost, "--prefix", prefix]);
+        let mut args = vec!["--prefix".to_string(), prefix.to_string()];
         for (flag, users) in [
             ("--orchestrator", orchestrators),
             ("--node", nodes),
             ("--tap", taps),
         ] {
             for user in users {
-                cmd.args([flag.to_string(), format!("{user}:{}", Self::PASSWORD)]);
+                args.extend([flag.to_string(), format!("{user}:{}", Self::PASSWORD)]);
             }
         }
-        let out = cmd.output().map_err(|e| KitError::Ctl {
+        let out = apply_sh(&made.vhost, &args).map_err(|e| KitError::Ctl {
             args: "apply.sh".into(),
             reason: e.to_string(),
         })?;

@@ -3,7 +3,7 @@
 //! refusals the tests expect.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -16,7 +16,6 @@ use magi_bus::amqp::Names;
 use magi_testkit::ctl;
 
 pub const PASSWORD: &str = "pw-for-tests";
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../broker-config/apply.sh");
 
 /// A throwaway vhost configured by apply.sh, with users named `t<id>-<role>`; deleted with
 /// its users when dropped.
@@ -47,18 +46,17 @@ impl Vhost {
     /// the user of that role with the test password, and the user is deleted at the end;
     /// other flags are passed as they are.
     pub fn apply(&mut self, args: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new("bash");
-        cmd.arg(SCRIPT).args(["--vhost", &self.vhost]);
+        let mut script_args = Vec::new();
         for (flag, role) in args {
             if !["--orchestrator", "--node", "--tap"].contains(flag) {
-                cmd.args([flag, role]);
+                script_args.extend([flag.to_string(), role.to_string()]);
                 continue;
             }
             let user = self.user(role);
-            cmd.args([flag.to_string(), format!("{user}:{PASSWORD}")]);
+            script_args.extend([flag.to_string(), format!("{user}:{PASSWORD}")]);
             self.users.push(user);
         }
-        cmd.output().expect("run apply.sh")
+        magi_testkit::apply_sh(&self.vhost, &script_args).expect("run apply.sh")
     }
 
     /// A scratch directory of this test, removed with the vhost.
