@@ -260,6 +260,10 @@ async fn bench(cli: Cli) -> Result<bool> {
 
     let mut figures = Vec::new();
     let mut complete = true;
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    if let Some(figure) = open_files_figure(&cli.url, largest) {
+        figures.push(figure);
+    }
     let load_at_start = sys::load_average();
     let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
@@ -595,4 +599,28 @@ fn redact(url: &str) -> String {
         ),
         _ => url.to_string(),
     }
+}
+
+/// The brokers' open-file limit (the lowest, for a cluster), warned about when it is below
+/// two per queue at the largest N: RabbitMQ's file handle cache then closes and reopens
+/// queue files all the time. On a broker started with Debian's 1,024 a round at N = 3000
+/// took 77 s instead of 1.5 s, the cache's process busy with its bookkeeping
+/// (docs/benchmarks.md, "The broker's open-file limit").
+fn open_files_figure(url: &str, largest: usize) -> Option<Figure> {
+    let limit = sys::find_brokers(url)
+        .into_iter()
+        .filter_map(sys::open_files_limit)
+        .min()?;
+    let wanted = 2 * largest as u64;
+    if limit < wanted {
+        eprintln!(
+            "magi-bench: warning: the broker may open {limit} files, fewer than two per queue at N = {largest}: \
+             its figures will show its file handle cache, not MAGI-rs (restart it with a higher limit: docs/deploy.md)"
+        );
+    }
+    Some(
+        Figure::new("broker_open_files", largest, limit as f64, "").note(format!(
+            "the broker's open-file limit; below {wanted} (two per queue) it thrashes"
+        )),
+    )
 }

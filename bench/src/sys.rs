@@ -23,6 +23,17 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     status_of(&format!("/proc/{pid}/status"), field)
 }
 
+/// The open-file limit (soft) of process `pid`, from `/proc/PID/limits`.
+pub fn open_files_limit(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The number after `field:` in a `/proc` file of such lines.
 fn status_of(path: &str, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -134,11 +145,17 @@ fn cluster_node(pid: u32) -> bool {
         .any(|v| v.starts_with("RABBITMQ_NODENAME=magi"))
 }
 
-/// The single broker's process (not a node of the local cluster).
+/// The single broker's process (not a node of the local cluster). The server boots with
+/// `-s rabbit boot`; `rabbitmqctl` runs in an Erlang VM too, with `rabbit` in its command
+/// line (its home), and a figure once sampled one of those instead of the broker.
 pub fn find_broker() -> Option<u32> {
     beam_processes().find(|&pid| {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        String::from_utf8_lossy(&cmdline).contains("rabbit") && !cluster_node(pid)
+        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        words
+            .windows(3)
+            .any(|w| w == [&b"-s"[..], b"rabbit", b"boot"])
+            && !cluster_node(pid)
     })
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::amqp::brokers::Brokers;
+use crate::amqp::lane::Lane;
 use crate::amqp::BusOptions;
 
 /// Where the connection stands.
@@ -52,6 +53,8 @@ pub(crate) struct Link {
     user: String,
     /// When the present connection came up.
     up_since: std::sync::Mutex<Instant>,
+    /// Channels kept for short operations, and when the broker last answered one.
+    lane: Lane,
 }
 
 impl Link {
@@ -98,6 +101,7 @@ impl Link {
             state,
             user: brokers.user.clone(),
             up_since: std::sync::Mutex::new(Instant::now()),
+            lane: Lane::default(),
         });
         tokio::spawn(supervise(Arc::downgrade(&link)));
         Ok(link)
@@ -137,6 +141,11 @@ impl Link {
             debug!(error = %e, "no connection");
             lapin::Error::from(ErrorKind::InvalidConnectionState(ConnectionState::Closed))
         })
+    }
+
+    /// The channels and answer clock of this link's short operations.
+    pub(crate) fn lane(&self) -> &Lane {
+        &self.lane
     }
 
     /// The broker of the present (or last) connection, its password hidden.

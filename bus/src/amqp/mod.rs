@@ -20,6 +20,7 @@ pub mod names;
 
 mod error;
 mod inbox;
+mod lane;
 mod link;
 mod node;
 mod publisher;

@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::amqp::error::{is_not_found, to_attach, to_bus};
 use crate::amqp::names::{first_word, word};
 use crate::amqp::publisher::{Outcome, Outgoing};
-use crate::amqp::topology::{check_len, group_options, inbox_options, on_fresh_channel};
+use crate::amqp::topology::{check_len, group_options, inbox_options, on_channel};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
@@ -140,7 +140,7 @@ async fn bind_group(shared: &Shared, queue: &str, run: &str, group: &str) -> Res
         let result = async {
             made.get_or_try_init(|| make_group(shared, &exchange, &key))
                 .await?;
-            on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
+            on_channel(&shared.link, &shared.opts, "joining a group", |ch| {
                 let (queue, exchange) = (queue.to_string(), exchange.clone());
                 async move {
                     ch.queue_bind(
@@ -189,7 +189,7 @@ fn forget_group(shared: &Shared, exchange: &str, made: &Arc<tokio::sync::OnceCel
 
 /// Declares a group's exchange and hangs it off the calls exchange under the group's key.
 async fn make_group(shared: &Shared, exchange: &str, key: &str) -> Result<(), lapin::Error> {
-    on_fresh_channel(&shared.link, &shared.opts, "joining a group", |ch| {
+    on_channel(&shared.link, &shared.opts, "joining a group", |ch| {
         let (exchange, key, calls) = (
             exchange.to_string(),
             key.to_string(),
@@ -290,7 +290,7 @@ impl NodePort for NodeSide {
         let exchange = self.shared.names.group_exchange(run, group);
         check_len("group exchange", &exchange)?;
         // Unbinding from an exchange that is already gone succeeds on RabbitMQ.
-        on_fresh_channel(
+        on_channel(
             &self.shared.link,
             &self.shared.opts,
             "leaving a group",

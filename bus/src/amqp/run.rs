@@ -15,7 +15,7 @@ use tracing::warn;
 use crate::amqp::error::{to_attach, to_bus};
 use crate::amqp::names::word;
 use crate::amqp::publisher::Outcome;
-use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_fresh_channel, queue_args};
+use crate::amqp::topology::{check_len, delete_queue, inbox_options, on_channel, queue_args};
 use crate::amqp::wire::{self, decode, Dropped};
 use crate::amqp::{inbox, Shared};
 
@@ -312,7 +312,7 @@ impl RunPort for RunSide {
             .collect();
         for group in groups {
             let exchange = shared.names.group_exchange(&self.run, &group);
-            on_fresh_channel(&shared.link, &shared.opts, "deleting a group", |ch| {
+            on_channel(&shared.link, &shared.opts, "deleting a group", |ch| {
                 let exchange = exchange.clone();
                 async move {
                     ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())

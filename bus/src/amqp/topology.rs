@@ -1,11 +1,12 @@
 //! Declaring things on the broker: the global exchanges, the queue arguments, and the
-//! short-lived channels that membership changes run on.
+//! short operations that membership changes and deletions are.
 //!
 //! A link's own queue, its bindings to global exchanges and its consumer are declared on
 //! the link's consuming channel, and declared again by the link after a reconnection
-//! (`inbox`). Group membership changes run on throwaway channels: a group exchange may be
-//! auto-deleted concurrently, and the broker's 404 closes the channel it was met on. The
-//! node link re-applies its memberships itself after a reconnection.
+//! (`inbox`). Group membership changes and deletions run on the link's lane (`lane`): a
+//! channel of their own while they run, since a group exchange may be auto-deleted
+//! concurrently and the broker's 404 closes the channel it was met on. The node link
+//! re-applies its memberships itself after a reconnection.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -100,7 +101,7 @@ pub(crate) fn check_len(what: &str, name: &str) -> Result<(), SendError> {
     Ok(())
 }
 
-/// Deletes a link's queue (and so its bindings) on a fresh channel; `why` names the
+/// Deletes a link's queue (and so its bindings); `why` names the
 /// operation in the error (`closing run r1`).
 pub(crate) async fn delete_queue(
     link: &Link,
@@ -108,7 +109,7 @@ pub(crate) async fn delete_queue(
     queue: &str,
     why: &str,
 ) -> Result<(), crate::SendError> {
-    on_fresh_channel(link, opts, "deleting a queue", |ch| {
+    on_channel(link, opts, "deleting a queue", |ch| {
         let queue = queue.to_string();
         async move {
             ch.queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
@@ -134,13 +135,14 @@ pub(crate) fn no_answer(what: &str, limit: Duration) -> lapin::Error {
     )))
 }
 
-/// Run `op` on a fresh channel of the present connection, closed afterwards. While the
-/// broker is unreachable the op is retried (on the next connection) until `opts.patience`
-/// runs out; a channel error (refused, not found) is returned at once, since the broker has
-/// answered. An attempt the broker does not answer within `opts.reply_timeout` (the
-/// channel opened, the op, the channel closed) fails at once with [`no_answer`]: the
-/// connection is up but stuck, and another attempt on it would wait the same way.
-pub(crate) async fn on_fresh_channel<F, Fut, T>(
+/// Run `op` on a channel of the present connection, one the link kept from an earlier
+/// operation or a new one (`lane`). While the broker is unreachable the op is retried (on
+/// the next connection) until `opts.patience` runs out; a channel error (refused, not
+/// found) is returned at once, since the broker has answered. The op fails with
+/// [`no_answer`] once the broker has answered nothing on this link for
+/// `opts.reply_timeout` (its turn, the channel opened, the op): the connection is up but
+/// stuck, and another attempt on it would wait the same way.
+pub(crate) async fn on_channel<F, Fut, T>(
     link: &Link,
     opts: &BusOptions,
     what: &str,
@@ -150,32 +152,42 @@ where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<T, lapin::Error>>,
 {
+    let requested = tokio::time::Instant::now();
     let deadline = Instant::now() + opts.patience;
+    let lane = link.lane();
     loop {
-        let (_, conn) = link.current_lapin(deadline).await?;
+        let (generation, conn) = link.current_lapin(deadline).await?;
         let attempt = async {
-            match conn.create_channel().await {
-                Ok(ch) => {
-                    let r = op(ch.clone()).await;
+            let _turn = lane.turn().await;
+            let ch = match lane.take(generation) {
+                Some(ch) => ch,
+                None => {
+                    let ch = conn.create_channel().await?;
+                    lane.answered();
+                    ch
+                }
+            };
+            let r = op(ch.clone()).await;
+            if r.as_ref().map_or_else(is_channel_error, |_| true) {
+                lane.answered();
+            }
+            if r.is_ok() {
+                if let Some(ch) = lane.keep(generation, ch) {
                     if ch.status().connected() {
                         let _ = ch.close(200, "OK".into()).await;
                     }
-                    r
                 }
-                Err(e) => Err(e),
             }
+            r
         };
-        let result = match tokio::time::timeout(opts.reply_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => {
-                warn!(
-                    what,
-                    broker = %link.broker(),
-                    limit_s = opts.reply_timeout.as_secs_f64(),
-                    "the broker did not answer"
-                );
-                return Err(no_answer(what, opts.reply_timeout));
-            }
+        let Some(result) = lane.bounded(requested, opts.reply_timeout, attempt).await else {
+            warn!(
+                what,
+                broker = %link.broker(),
+                limit_s = opts.reply_timeout.as_secs_f64(),
+                "the broker did not answer"
+            );
+            return Err(no_answer(what, opts.reply_timeout));
         };
         match result {
             Ok(v) => return Ok(v),
@@ -200,7 +212,7 @@ pub(crate) async fn ensure_globals(
     opts: &BusOptions,
 ) -> Result<(), SendError> {
     for name in names.global_exchanges() {
-        let exists = on_fresh_channel(conn, opts, "checking an exchange", |ch| {
+        let exists = on_channel(conn, opts, "checking an exchange", |ch| {
             let name = name.clone();
             async move {
                 ch.exchange_declare(
@@ -218,7 +230,7 @@ pub(crate) async fn ensure_globals(
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(to_bus(&format!("checking exchange {name}"), &e)),
         }
-        on_fresh_channel(conn, opts, "declaring an exchange", |ch| {
+        on_channel(conn, opts, "declaring an exchange", |ch| {
             let name = name.clone();
             async move {
                 ch.exchange_declare(
