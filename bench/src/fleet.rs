@@ -487,6 +487,7 @@ impl Fleet {
     pub async fn start(args: &FleetArgs, patience: Duration) -> Result<Fleet> {
         let exe = std::env::current_exe().context("own executable")?;
         let mut cmd = Command::new(exe);
+        crate::sys::die_with_parent(&mut cmd);
         cmd.arg("fleet")
             .args(["--url", &args.url, "--prefix", &args.prefix])
             .args([

@@ -85,7 +85,9 @@ pub async fn measure(subject: &Subject, url: &str, prefix: &str, module_dir: &Pa
     let bus = AmqpBus::connect(url, opts).await?;
     let run = "bench-memory";
     let mut link = bus.open_run(run).await?;
-    let mut child = tokio::process::Command::new(&subject.program)
+    let mut cmd = tokio::process::Command::new(&subject.program);
+    crate::sys::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(&subject.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

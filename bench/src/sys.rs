@@ -23,6 +23,24 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     status_of(&format!("/proc/{pid}/status"), field)
 }
 
+/// Have the kernel stop the child `cmd` starts (SIGTERM) when the thread that started it
+/// ends: a benchmark killed by a signal runs no destructor, and its fleets and its
+/// `magi-node` went on heartbeating into a broker that had no run for them (found after an
+/// interrupted N = 3000 run). Call it from a runtime's worker thread, which lives as long as
+/// the benchmark.
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the hook runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The open-file limit (soft) of process `pid`, from `/proc/PID/limits`.
 pub fn open_files_limit(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
