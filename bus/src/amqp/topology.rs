@@ -152,11 +152,13 @@ where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<T, lapin::Error>>,
 {
-    let requested = tokio::time::Instant::now();
     let deadline = Instant::now() + opts.patience;
     let lane = link.lane();
     loop {
         let (generation, conn) = link.current_lapin(deadline).await?;
+        // Counted from each attempt: time spent without a connection is not the broker's
+        // silence on one.
+        let requested = tokio::time::Instant::now();
         let attempt = async {
             let _turn = lane.turn().await;
             let ch = match lane.take(generation) {
