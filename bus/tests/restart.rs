@@ -29,6 +29,18 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     let orch = kit.bus().await.unwrap();
     let node_bus = kit.bus().await.unwrap();
     let mut node = node_bus.attach_node("n1").await.unwrap();
+    // A node whose broker operations may wait only 1 s for an answer: its join, asked for
+    // during the outage, must not count the outage as the broker's silence.
+    let quick_bus = magi_bus::amqp::AmqpBus::connect(
+        &kit.url,
+        magi_bus::amqp::BusOptions {
+            reply_timeout: Duration::from_secs(1),
+            ..kit.options()
+        },
+    )
+    .await
+    .unwrap();
+    let quick = quick_bus.attach_node("n2").await.unwrap();
     let mut run = orch.open_run("r1").await.unwrap();
     let mut tap = orch.tap(Some("r1")).await.unwrap();
     node.port.join("r1", "g").await.unwrap();
@@ -51,6 +63,7 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     let mut restarted: Option<(Instant, Instant)> = None;
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut guard = None;
+    let mut join_during_outage = None;
     while seen.len() < N as usize {
         assert!(
             Instant::now() < deadline,
@@ -71,6 +84,8 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
                 .await
                 .unwrap()
                 .expect("stop_app");
+            let port = quick.port.clone();
+            join_during_outage = Some(tokio::spawn(async move { port.join("r1", "g").await }));
             tokio::time::sleep(Duration::from_secs(1)).await;
             tokio::task::spawn_blocking(|| ctl(&["start_app"]))
                 .await
@@ -101,6 +116,14 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     );
     assert_eq!(seen.len(), N as usize);
     assert_eq!(repeats, 0, "repeats reached the orchestrator");
+    let joined = join_during_outage
+        .expect("a join was asked for")
+        .await
+        .unwrap();
+    assert!(
+        joined.is_ok(),
+        "a join asked for during an outage longer than its reply bound failed: {joined:?}"
+    );
 
     // Everything still works afterwards: the group, the node's inbox, the tap.
     run.port
@@ -121,9 +144,10 @@ async fn every_trigger_of_a_stream_survives_a_broker_restart() {
     .expect("the tap saw nothing after the restart");
     assert_eq!(late.body["method"], "after");
 
-    drop((node, run, tap));
+    drop((node, quick, run, tap));
     orch.close().await;
     node_bus.close().await;
+    quick_bus.close().await;
     let left = kit.cleanup().await.expect("cleanup");
     assert!(left.is_empty(), "left on the broker: {left:?}");
 }
