@@ -267,6 +267,7 @@ async fn bench(cli: Cli) -> Result<bool> {
     let load_at_start = sys::load_average();
     let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
+        halt_if_interrupted().await;
         if let Err(e) = sys::check_memory(n, shipped) {
             eprintln!("magi-bench: N = {n}: not run: {e:#}");
             complete = false;
@@ -367,6 +368,7 @@ async fn bench(cli: Cli) -> Result<bool> {
                 None
             }
         };
+        halt_if_interrupted().await;
         let bare = match session {
             None => None,
             Some(mut s) => {
@@ -389,6 +391,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         };
         // The floor, after both: the same fan-out with none of the guarantees.
+        halt_if_interrupted().await;
         let floor = if cli.no_floor {
             None
         } else {
@@ -444,6 +447,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             "NOT magi-node: magi-bench's fleet mode with one node agent (magi-node not built)",
         )
     };
+    halt_if_interrupted().await;
     eprintln!("magi-bench: node agent resident memory ...");
     match memory::measure(&subject, &cli.url, &kit.prefix, &module.dir).await {
         Ok(rss) => {
@@ -498,6 +502,7 @@ async fn bench(cli: Cli) -> Result<bool> {
         }
     }
 
+    halt_if_interrupted().await;
     let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
     if magi.is_file() {
         eprintln!("magi-bench: magi check, 10,000 events ...");
@@ -562,8 +567,21 @@ async fn cleanup(kit: &TestBroker) -> Result<()> {
     anyhow::bail!("{}", last.unwrap_or_default())
 }
 
+/// Set once Ctrl-C or SIGTERM has come: the signal's task is cleaning the broker up.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Between phases: once interrupted, start nothing more and wait for the signal's task to
+/// exit. (The driver ends its run on the same signal; the next phase, started while the
+/// broker was being cleaned, declared its run queues again and left them behind.)
+async fn halt_if_interrupted() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// On Ctrl-C or SIGTERM: delete what this run declared on the broker, then exit. (The
-/// driver also listens for them while it runs; fleet children stop when our pipe closes.)
+/// driver also listens for them while it runs; fleet children stop when our pipe closes,
+/// or with us: `sys::die_with_parent`.)
 fn watch_signals(prefix: String, url: String) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -577,6 +595,7 @@ fn watch_signals(prefix: String, url: String) {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("magi-bench: interrupted; cleaning the broker up");
         let kit = TestBroker {
             vhost: vhost_of(&url),
