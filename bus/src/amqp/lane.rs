@@ -12,9 +12,10 @@
 //!
 //! **Progress, not age.** An operation fails when the broker has answered *nothing* on
 //! this link for `reply_timeout`, counted from the later of its request (or its retry on a
-//! new connection) and the link's last answer. A busy broker answers a burst of 10,000 joins in order, the last ones minutes
-//! after they were sent, and each answer proves it is working; a stuck one answers none,
-//! and every operation waiting on it fails `reply_timeout` after the last answer.
+//! new connection) and the link's last answer. A busy broker answers a burst of 10,000
+//! joins in order, the last ones minutes after they were sent, and each answer proves it
+//! is working; a stuck one answers none, and every operation waiting on it fails
+//! `reply_timeout` after the last answer.
 
 use std::future::Future;
 use std::sync::Mutex;
