@@ -13,6 +13,7 @@ mod check;
 mod failover;
 mod figures;
 mod fleet;
+mod interrupt;
 mod memory;
 mod ours;
 mod permissions;
@@ -234,7 +235,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             ),
         ),
     };
-    watch_signals(kit.prefix.clone(), kit.url.clone());
+    interrupt::watch_signals(kit.prefix.clone(), kit.url.clone());
     let agent_program = bin_dir.join("magi-bench-agent");
     if !agent_program.is_file() {
         anyhow::bail!(
@@ -270,7 +271,7 @@ async fn bench(cli: Cli) -> Result<bool> {
     let load_at_start = sys::load_average();
     let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
-        halt_if_interrupted().await;
+        interrupt::halt_if_interrupted().await;
         if let Err(e) = sys::check_memory(n, shipped) {
             eprintln!("magi-bench: N = {n}: not run: {e:#}");
             complete = false;
@@ -371,7 +372,7 @@ async fn bench(cli: Cli) -> Result<bool> {
                 None
             }
         };
-        halt_if_interrupted().await;
+        interrupt::halt_if_interrupted().await;
         let bare = match session {
             None => None,
             Some(mut s) => {
@@ -394,7 +395,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             }
         };
         // The floor, after both: the same fan-out with none of the guarantees.
-        halt_if_interrupted().await;
+        interrupt::halt_if_interrupted().await;
         let floor = if cli.no_floor {
             None
         } else {
@@ -450,7 +451,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             "NOT magi-node: magi-bench's fleet mode with one node agent (magi-node not built)",
         )
     };
-    halt_if_interrupted().await;
+    interrupt::halt_if_interrupted().await;
     eprintln!("magi-bench: node agent resident memory ...");
     match memory::measure(&subject, &cli.url, &kit.prefix, &module.dir).await {
         Ok(rss) => {
@@ -505,7 +506,7 @@ async fn bench(cli: Cli) -> Result<bool> {
         }
     }
 
-    halt_if_interrupted().await;
+    interrupt::halt_if_interrupted().await;
     let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
     if magi.is_file() {
         eprintln!("magi-bench: magi check, 10,000 events ...");
@@ -568,47 +569,6 @@ async fn cleanup(kit: &TestBroker) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     anyhow::bail!("{}", last.unwrap_or_default())
-}
-
-/// Set once Ctrl-C or SIGTERM has come: the signal's task is cleaning the broker up.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Between phases: once interrupted, start nothing more and wait for the signal's task to
-/// exit. (The driver ends its run on the same signal; the next phase, started while the
-/// broker was being cleaned, declared its run queues again and left them behind.)
-async fn halt_if_interrupted() {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// On Ctrl-C or SIGTERM: delete what this run declared on the broker, then exit. (The
-/// driver also listens for them while it runs; fleet children stop when our pipe closes,
-/// or with us: `sys::die_with_parent`.)
-fn watch_signals(prefix: String, url: String) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("magi-bench: interrupted; cleaning the broker up");
-        let kit = TestBroker {
-            vhost: vhost_of(&url),
-            url,
-            prefix,
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
-        let _ = tokio::task::spawn_blocking(permissions::remove_live).await;
-        std::process::exit(130);
-    });
 }
 
 fn redact(url: &str) -> String {
