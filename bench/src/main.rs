@@ -254,7 +254,7 @@ async fn bench(cli: Cli) -> Result<bool> {
         (module.packed.bytes.len() * 4 / 3 + (64 << 10)).max(magi_bus::amqp::DEFAULT_MAX_MESSAGE);
     eprintln!(
         "magi-bench: broker {}, prefix {}, sizes {sizes:?}, {rounds} rounds (+{warmup} warm-up), agent archive {} KiB",
-        redact(&cli.url),
+        magi_proto::redact_url(&cli.url),
         kit.prefix,
         module.packed.bytes.len() / 1024
     );
@@ -571,21 +571,9 @@ async fn cleanup(kit: &TestBroker) -> Result<()> {
     anyhow::bail!("{}", last.unwrap_or_default())
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!(
-            "{}{}:***{}",
-            &url[..s + 3],
-            url[s + 3..at].split(':').next().unwrap_or(""),
-            &url[at..]
-        ),
-        _ => url.to_string(),
-    }
-}
-
 /// The brokers' open-file limit (the lowest, for a cluster), warned about when it is below
-/// two per queue at the largest N (`queues`): RabbitMQ's file handle cache then closes and reopens
-/// queue files all the time. On a broker started with Debian's 1,024 a round at N = 3000
+/// two per queue at the largest N (`queues`): RabbitMQ's file handle cache then closes and
+/// reopens queue files all the time. On a broker started with Debian's 1,024 a round at N = 3000
 /// took 77 s instead of 1.5 s, the cache's process busy with its bookkeeping
 /// (docs/benchmarks.md, "The broker's open-file limit").
 fn open_files_figure(url: &str, largest: usize, queues: usize) -> Option<Figure> {
