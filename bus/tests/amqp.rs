@@ -519,3 +519,76 @@ broker_test!(
         n.port.announce(status("n1", false)).await.unwrap();
     }
 );
+
+broker_test!(
+    a_busy_broker_is_waited_for_not_sent_the_message_again,
+    |kit| {
+        // A persistent call to hundreds of durable queues is confirmed once every queue has
+        // it. A bus that sent it again whenever the confirm was slower than `confirm_wait`
+        // (it once did, after 15 s) multiplied a busy broker's work; with 10,000 node
+        // queues the broker never caught up. With a 1 ms wait, every queue here must still
+        // hold exactly one copy.
+        let options = magi_bus::amqp::BusOptions {
+            confirm_wait: std::time::Duration::from_millis(1),
+            // (Sending again every millisecond, the publish is never confirmed.)
+            patience: std::time::Duration::from_secs(30),
+            ..kit.options()
+        };
+        let bus = magi_bus::amqp::AmqpBus::connect(&kit.url, options)
+            .await
+            .unwrap();
+        let names = bus.names().clone();
+        let mut n = bus.attach_node("n1").await.unwrap();
+        let run = bus.open_run("r1").await.unwrap();
+        n.port.join("r1", "g").await.unwrap();
+        // Queues that nobody consumes, bound where the group's calls go.
+        let conn = kit.raw().await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let queues: Vec<String> = (0..300)
+            .map(|i| format!("{}copies.{i}", kit.prefix))
+            .collect();
+        for q in &queues {
+            let durable = lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            ch.queue_declare(q.as_str().into(), durable, Default::default())
+                .await
+                .unwrap();
+            ch.queue_bind(
+                q.as_str().into(),
+                names.group_exchange("r1", "g").into(),
+                "#".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let started = std::time::Instant::now();
+        run.port
+            .publish_group("g", call("r1", "everywhere"))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(next(&mut n.calls).await.method, "everywhere");
+        quiet(&mut n.calls).await;
+        assert!(
+            took > std::time::Duration::from_millis(5),
+            "the confirm came in {took:?}: too soon for this test to show anything"
+        );
+        for q in &queues {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let held = ch
+                .queue_declare(q.as_str().into(), passive, Default::default())
+                .await
+                .unwrap()
+                .message_count();
+            assert_eq!(held, 1, "{q} holds {held} copies (confirm after {took:?})");
+        }
+        conn.close(200, "OK".into()).await.unwrap();
+    }
+);

@@ -90,6 +90,9 @@ pub struct BusOptions {
     /// cluster node stuck on a queue's Raft group) would otherwise hold the caller for
     /// ever; past this the operation fails with [`SendError::Disconnected`] naming it.
     pub reply_timeout: Duration,
+    /// How long a publish waits for the broker's confirm before it asks whether the
+    /// connection still answers (it is sent again only if not: a busy broker is waited for).
+    pub confirm_wait: Duration,
     /// Calls not consumed by a node within this time are discarded (none by default).
     pub call_ttl: Option<Duration>,
     /// First delay between reconnection attempts (doubles up to `reconnect_max_delay`).
@@ -121,6 +124,7 @@ impl Default for BusOptions {
             connect_timeout: Duration::from_secs(30),
             patience: Duration::from_secs(300),
             reply_timeout: Duration::from_secs(120),
+            confirm_wait: Duration::from_secs(15),
             call_ttl: None,
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(2),
@@ -267,7 +271,7 @@ impl AmqpBus {
         let conn = link::Link::connect(&brokers, name, options.clone()).await?;
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, &options).await?;
-        let publisher = Publisher::new(conn.clone(), options.patience);
+        let publisher = Publisher::new(conn.clone(), options.patience, options.confirm_wait);
         let copier = publisher::spawn_copier(conn.clone(), names.watch_exchange());
         Ok(AmqpBus {
             shared: Arc::new(Shared {

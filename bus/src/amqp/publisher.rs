@@ -5,8 +5,13 @@
 //! as unroutable ([`Outcome::Returned`]). Until then it is retried:
 //! - when the connection fails (broker restart, dropped TCP), the publish waits for the
 //!   bus's next connection (`link`) and goes again on a new channel, so nothing sent during
-//!   an outage is lost; an attempt whose confirm does not come within [`CONFIRM_WAIT`] is
-//!   also sent again, on a new channel;
+//!   an outage is lost;
+//! - when its confirm has not come within `confirm_wait`, the connection is probed (a
+//!   channel opened and closed on it): if the broker answers, it is alive and merely busy
+//!   (a persistent message to 10,000 queues is confirmed once every queue has it), and the
+//!   publish waits on; only a connection that answers nothing gets the message sent again,
+//!   on a new channel. Sending again to a busy broker would add a whole fan-out to its work
+//!   every `confirm_wait` and keep it from ever catching up;
 //! - when the broker closed the channel (a refused publish closes the channel and fails
 //!   every publish in flight on it, guilty or not), a new channel is opened and the publish
 //!   goes again, at most [`SOFT_RETRIES`] times, so that only the guilty one is reported.
@@ -29,9 +34,8 @@ use crate::amqp::link::Link;
 /// How many times a publish is retried after the broker closed its channel.
 pub(crate) const SOFT_RETRIES: usize = 3;
 
-/// How long one attempt waits for the broker's confirm before it is sent again on a new
-/// channel (a connection that died without telling never confirms).
-pub(crate) const CONFIRM_WAIT: Duration = Duration::from_secs(15);
+/// How long the probe of a connection (see the module) waits for the broker's answer.
+const PROBE_WAIT: Duration = Duration::from_secs(15);
 
 /// What the broker did with a confirmed publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +60,10 @@ pub(crate) struct Outgoing<'a> {
     pub mandatory: bool,
 }
 
+/// An attempt's confirm did not come, and the connection did not answer a probe either
+/// (or the bus's patience ran out).
+struct Unanswered;
+
 /// The publishing side of one bus.
 pub(crate) struct Publisher {
     link: Arc<Link>,
@@ -63,26 +71,32 @@ pub(crate) struct Publisher {
     channel: Mutex<Option<(u64, Channel)>>,
     /// How long a publish keeps trying through an outage before `Disconnected`.
     patience: Duration,
+    /// How long an attempt waits for its confirm before the connection is probed.
+    confirm_wait: Duration,
 }
 
 impl Publisher {
     /// A publisher on `link`; its channel is opened on first use.
-    pub(crate) fn new(link: Arc<Link>, patience: Duration) -> Self {
+    pub(crate) fn new(link: Arc<Link>, patience: Duration, confirm_wait: Duration) -> Self {
         Publisher {
             link,
             channel: Mutex::new(None),
             patience,
+            confirm_wait,
         }
     }
 
     /// The current confirm channel, or a new one (on the present connection) if the last
     /// one is closed or belongs to a connection that failed.
-    async fn channel(&self, deadline: Instant) -> Result<Result<Channel, lapin::Error>, SendError> {
+    async fn channel(
+        &self,
+        deadline: Instant,
+    ) -> Result<Result<(u64, Channel), lapin::Error>, SendError> {
         let (generation, conn) = self.link.current(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some((g, ch)) = slot.as_ref() {
             if *g == generation && ch.status().connected() {
-                return Ok(Ok(ch.clone()));
+                return Ok(Ok((generation, ch.clone())));
             }
         }
         *slot = None;
@@ -91,10 +105,10 @@ impl Publisher {
             ch.confirm_select(ConfirmSelectOptions::default()).await?;
             Ok(ch)
         };
-        Ok(match tokio::time::timeout(CONFIRM_WAIT, opened).await {
+        Ok(match tokio::time::timeout(PROBE_WAIT, opened).await {
             Ok(Ok(ch)) => {
                 *slot = Some((generation, ch.clone()));
-                Ok(ch)
+                Ok((generation, ch))
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(lapin::Error::from(
@@ -130,8 +144,8 @@ impl Publisher {
                     last.unwrap_or_else(|| SendError::Disconnected("publish timed out".into()))
                 );
             }
-            let ch = match self.channel(deadline).await {
-                Ok(Ok(ch)) => ch,
+            let (generation, ch) = match self.channel(deadline).await {
+                Ok(Ok(open)) => open,
                 Ok(Err(e)) => {
                     // The connection is failing: its replacement comes soon.
                     debug!(error = %e, "no channel to publish on yet");
@@ -156,7 +170,8 @@ impl Publisher {
                 .await?
                 .await
             };
-            let err = match tokio::time::timeout(CONFIRM_WAIT, attempt).await {
+            let answered = self.confirmed(attempt, generation, deadline).await;
+            let err = match answered {
                 Ok(Ok(Confirmation::Ack(returned))) => {
                     return Ok(if returned.is_some() {
                         Outcome::Returned
@@ -172,10 +187,10 @@ impl Publisher {
                     )));
                 }
                 Ok(Err(e)) => e,
-                Err(_) => {
+                Err(Unanswered) => {
                     debug!(
                         exchange = msg.exchange,
-                        "no confirm in time, publishing again"
+                        "no confirm and the connection does not answer, publishing again"
                     );
                     self.discard(&ch).await;
                     continue;
@@ -201,6 +216,54 @@ impl Publisher {
             self.discard(&ch).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Wait for an attempt's confirm while its connection (`generation`) answers: every
+    /// `confirm_wait` without the confirm, the connection is probed; [`Unanswered`] once
+    /// a probe gets no answer, or the link has moved to another connection, or at
+    /// `deadline`.
+    async fn confirmed<T>(
+        &self,
+        attempt: impl std::future::Future<Output = T>,
+        generation: u64,
+        deadline: Instant,
+    ) -> Result<T, Unanswered> {
+        tokio::pin!(attempt);
+        loop {
+            let wait = self
+                .confirm_wait
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if let Ok(done) = tokio::time::timeout(wait, &mut attempt).await {
+                return Ok(done);
+            }
+            if Instant::now() >= deadline || !self.connection_answers(generation).await {
+                return Err(Unanswered);
+            }
+            debug!("no confirm yet; the broker answers, so it is busy: waiting on");
+        }
+    }
+
+    /// Whether connection `generation` is still the link's and answers: a channel opened
+    /// (and closed) on it within [`PROBE_WAIT`]. The broker's connection and channel
+    /// processes answer this even while its queues are far behind.
+    async fn connection_answers(&self, generation: u64) -> bool {
+        match self.link.current(Instant::now()).await {
+            Ok((g, conn)) if g == generation => probe(&conn).await,
+            _ => false,
+        }
+    }
+}
+
+/// Open a channel on `conn` within [`PROBE_WAIT`], and close it again.
+async fn probe(conn: &lapin::Connection) -> bool {
+    match tokio::time::timeout(PROBE_WAIT, conn.create_channel()).await {
+        Ok(Ok(probe)) => {
+            tokio::spawn(async move {
+                let _ = probe.close(200, "OK".into()).await;
+            });
+            true
+        }
+        _ => false,
     }
 }
 
