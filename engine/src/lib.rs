@@ -150,6 +150,8 @@ pub struct Engine {
     outcome: Option<Outcome>,
     /// Set when the user phase must end (exit target, failure, interrupt).
     stop_requested: bool,
+    /// Nodes teardown no longer waits for: lost, or in a group that a teardown call
+    /// reached no member of (a node whose dead man fired has left its groups).
     lost: BTreeSet<String>,
     /// Trigger name → (agent, method) of the last event sent with it, to name a failure.
     emitters: HashMap<String, (String, String)>,
@@ -270,14 +272,28 @@ impl Engine {
         out
     }
 
-    /// A call could not be delivered (it reached no node).
-    pub fn on_undeliverable(&mut self, now: u64, stream: &str, what: &str) -> Vec<Output> {
+    /// A call to `dest` could not be delivered (it reached no node). In teardown, no node
+    /// it was meant for will answer it: they are not waited for any more.
+    pub fn on_undeliverable(
+        &mut self,
+        now: u64,
+        stream: &str,
+        what: &str,
+        dest: &Dest,
+    ) -> Vec<Output> {
         let mut out = Vec::new();
         let message = format!("{what} (sent by stream {stream}) reached no node");
         if matches!(self.phase, Phase::Setup | Phase::User) && self.options.abort_on_failure {
             self.fail(now, FailureKind::Delivery, message, &mut out);
         } else {
             out.push(self.line(now, "unknown", Tag::Warn, message));
+        }
+        if self.phase == Phase::Teardown {
+            let nodes = match dest {
+                Dest::Group(g) => self.procedure.nodes_of(g),
+                Dest::Nodes(n) => n.clone(),
+            };
+            self.lost.extend(nodes);
         }
         self.pump(now, &mut out);
         out

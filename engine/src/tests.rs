@@ -989,3 +989,43 @@ fn teardown_waits_only_for_the_nodes_setup_reached() {
         "teardown still leaves the groups"
     );
 }
+
+#[test]
+fn teardown_does_not_wait_for_the_members_of_a_group_its_call_reached_none_of() {
+    // c1's dead-man switch fired during a quiet stretch (it left its groups): teardown's
+    // unloadAgent to `clients` reaches no node, and nobody will answer it.
+    let mut h = Harness::new(
+        procedure(
+            &one_server(),
+            &agents(),
+            vec![("main", vec![wait(vec![after(1000, None)])])],
+            &["main"],
+        ),
+        Options::default(),
+    );
+    h.silent.push("c1".into());
+    h.advance_to(1000);
+    assert!(h.methods().contains(&"unloadAgent"));
+    assert!(
+        h.outcome.is_none(),
+        "teardown waits for c1's AgentUnloadDone"
+    );
+    let out = h.engine.on_undeliverable(
+        h.now,
+        TEARDOWN_STREAM,
+        "unloadAgent to group clients",
+        &Dest::Group("clients".into()),
+    );
+    h.absorb(out);
+    assert_eq!(
+        h.outcome,
+        Some(Outcome::Success),
+        "ended at once, without the teardown timeouts (lines: {:?})",
+        h.lines.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    assert!(
+        h.methods().contains(&"leaveGroup"),
+        "the groups are still left"
+    );
+    assert!(!h.has_line(Tag::Warn, "teardown: no"));
+}

@@ -228,7 +228,7 @@ impl<'a> Driver<'a> {
                 Some(u) = self.sender.undelivered.recv() => {
                     tracing::warn!("{}: {}", u.what, u.error);
                     let now = self.now_ms();
-                    let outs = self.engine.on_undeliverable(now, &u.stream, &u.what);
+                    let outs = self.engine.on_undeliverable(now, &u.stream, &u.what, &u.dest);
                     self.carry_out(outs);
                 }
                 _ = sleep => {

@@ -29,6 +29,8 @@ pub(super) struct Undelivered {
     pub stream: String,
     /// What was sent, e.g. `ping to group clients`.
     pub what: String,
+    /// Where it was sent.
+    pub dest: Dest,
     pub error: SendError,
 }
 
@@ -83,6 +85,7 @@ impl Sender {
                     let _ = failed.send(Undelivered {
                         stream: out.stream,
                         what,
+                        dest: out.dest,
                         error,
                     });
                 }

@@ -208,6 +208,46 @@ async fn a_killed_node_agent_is_reported_lost_by_name_and_the_run_exits_3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_tells_its_nodes_it_is_alive_as_often_as_alive_every_says() {
+    // A node whose dead man is 3 s, and a procedure quiet for 6 s between two calls: told
+    // every second, the node keeps the agent; never told, it stops it and leaves its
+    // groups, the second call reaches no node (exit 3), and teardown, whose calls reach no
+    // node either, does not wait for answers that cannot come (it once waited 200 s).
+    let mut w = World::new().await;
+    w.start_node("n1", &["--dead-man-secs", "3"]);
+    let aal = w.write(
+        "quiet.aal",
+        &format!(
+            "agents:\n  a: {{group: g, path: {}, execargs: {{}}}}\ngroups:\n  g: [n1]\nstreamstarts: [s]\neventstreams:\n  s:\n    - {{type: event, agent: a, method: ret, trigger: first, args: {{value: true}}}}\n    - {{type: trigger, triggers: [{{event: first}}]}}\n    - {{type: trigger, triggers: [{{timeout: 6000}}]}}\n    - {{type: event, agent: a, method: ret, trigger: second, args: {{value: true}}}}\n    - {{type: trigger, triggers: [{{event: second, target: exit}}]}}\n",
+            testagent()
+        ),
+    );
+    let told = Running::start(
+        w.run_cmd(&aal, &format!("told-{}", tag()), &["--alive-every", "1"]),
+        w.dir.path(),
+        "told",
+    )
+    .finish(Duration::from_secs(60))
+    .await;
+    assert_eq!(told.code, Some(0), "{}", told.show());
+    let never = Running::start(
+        w.run_cmd(&aal, &format!("untold-{}", tag()), &["--alive-every", "0"]),
+        w.dir.path(),
+        "untold",
+    )
+    .finish(Duration::from_secs(30))
+    .await;
+    assert_eq!(never.code, Some(3), "{}", never.show());
+    assert!(never.stdout.contains("reached no node"), "{}", never.show());
+    assert!(
+        w.nodes[0].log_text().contains("has been silent"),
+        "{}",
+        w.nodes[0].log_text()
+    );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_agent_killed_and_restarted_mid_run_restores_its_agents_and_the_run_passes() {
     let mut w = World::new().await;
     w.start_node("n1", &[]);
