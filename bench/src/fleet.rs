@@ -67,6 +67,10 @@ pub struct FleetArgs {
     /// Node agents' heartbeat period in ms (the daemon's default is 2000).
     #[arg(long, default_value_t = 2000)]
     pub heartbeat_ms: u64,
+    /// Node agents' dead-man switch in seconds (as `magi-node --dead-man-secs`); default
+    /// 10, or 60 in fleets of 1000 nodes and more; 0 never.
+    #[arg(long)]
+    pub dead_man_secs: Option<u64>,
     /// Bare-lapin consumers instead of node agents: the exchange their queues bind.
     #[arg(long)]
     pub bare_exchange: Option<String>,
@@ -234,12 +238,13 @@ async fn node_agents(args: &FleetArgs) -> Result<(Vec<AmqpBus>, magi_node::Fleet
         // 100: a node's `runAlive` waits behind the other 99 nodes' 1.4 MB `loadAgent`s on
         // it (more than 10 s at N = 3000, and at 1000 on the cluster; a testbed node has a
         // connection of its own).
-        let quiet = if args.total.max(args.nodes) >= 1000 {
+        let default = if args.total.max(args.nodes) >= 1000 {
             60
         } else {
             10
         };
-        config.dead_man = Some(Duration::from_secs(quiet));
+        let quiet = args.dead_man_secs.unwrap_or(default);
+        config.dead_man = (quiet > 0).then(|| Duration::from_secs(quiet));
         config.heartbeat = Duration::from_millis(args.heartbeat_ms);
         if let Some(user) = &args.allow {
             config.policy.allow = Some(vec![user.clone()]);
@@ -503,6 +508,9 @@ impl Fleet {
             .arg(&args.state_dir)
             .args(["--max-message", &args.max_message.to_string()])
             .args(["--heartbeat-ms", &args.heartbeat_ms.to_string()]);
+        if let Some(secs) = args.dead_man_secs {
+            cmd.args(["--dead-man-secs", &secs.to_string()]);
+        }
         if args.separate_caches {
             cmd.arg("--separate-caches");
         }

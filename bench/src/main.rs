@@ -73,6 +73,12 @@ struct Cli {
     /// Node agents' heartbeat period in ms (as `magi-node --heartbeat-ms`).
     #[arg(long, default_value_t = 2000)]
     heartbeat_ms: u64,
+    /// Node agents' dead-man switch in seconds (as `magi-node --dead-man-secs`; default 10,
+    /// or 60 in fleets of 1000 nodes and more, whose calls wait behind other nodes' on
+    /// shared connections; 0 never). Give it with `--alive-ms` where the broker is slow to
+    /// deliver.
+    #[arg(long)]
+    dead_man_secs: Option<u64>,
     /// How often the orchestrator tells the nodes its run is alive, in ms (`magi run` over a
     /// broker: 2000); 0 never.
     #[arg(long, default_value_t = 2000)]
@@ -286,6 +292,7 @@ async fn bench(cli: Cli) -> Result<bool> {
             state_dir: work.path().join(format!("nodes-{n}")),
             max_message,
             heartbeat_ms: cli.heartbeat_ms,
+            dead_man_secs: cli.dead_man_secs,
             separate_caches: cli.separate_caches,
             bare_exchange: None,
             bare_reply: None,
