@@ -40,12 +40,18 @@ pub(super) struct Sender {
     /// Calls that could not be delivered, in the order they were sent.
     pub undelivered: UnboundedReceiver<Undelivered>,
     task: JoinHandle<()>,
-    /// Since when the call now going out has waited for the bus (`None`: none is).
-    waiting_since: Arc<Mutex<Option<Instant>>>,
+    /// The call now going out (`None`: none is).
+    going_out: Arc<Mutex<Option<GoingOut>>>,
     /// When each group last had a call delivered (a call tells its nodes the run is alive).
     called: Arc<Mutex<HashMap<String, Instant>>>,
-    /// The group whose call is going out now, if the call now going out is to a group.
-    sending: Arc<Mutex<Option<String>>>,
+}
+
+/// The call the task is handing to the bus.
+struct GoingOut {
+    /// Since when it has waited for the bus.
+    since: Instant,
+    /// Its group, if it is to a group.
+    group: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,26 +72,26 @@ impl Sender {
     pub(super) fn start(port: Arc<dyn RunPort>) -> Sender {
         let (calls, mut rx) = unbounded_channel::<Outgoing>();
         let (failed, undelivered) = unbounded_channel();
-        let waiting_since = Arc::new(Mutex::new(None));
-        let waiting = waiting_since.clone();
+        let going_out = Arc::new(Mutex::new(None));
+        let now_out = going_out.clone();
         let called = Arc::new(Mutex::new(HashMap::new()));
         let delivered = called.clone();
-        let sending = Arc::new(Mutex::new(None));
-        let to_group = sending.clone();
         let task = tokio::spawn(async move {
-            let set = |v| *lock(&waiting) = v;
+            let set = |v| *lock(&now_out) = v;
             while let Some(out) = rx.recv().await {
                 let what = format!("{} to {}", out.call.method, describe(&out.dest));
-                set(Some(Instant::now()));
-                if let Dest::Group(g) = &out.dest {
-                    *lock(&to_group) = Some(g.clone());
-                }
+                set(Some(GoingOut {
+                    since: Instant::now(),
+                    group: match &out.dest {
+                        Dest::Group(g) => Some(g.clone()),
+                        Dest::Nodes(_) => None,
+                    },
+                }));
                 let result = match &out.dest {
                     Dest::Group(g) => port.publish_group(g, out.call).await,
                     Dest::Nodes(n) => port.publish_nodes(n, out.call).await,
                 };
                 set(None);
-                *lock(&to_group) = None;
                 if let (Ok(_), Dest::Group(g)) = (&result, &out.dest) {
                     lock(&delivered).insert(g.clone(), Instant::now());
                 }
@@ -103,9 +109,8 @@ impl Sender {
             calls: Some(calls),
             undelivered,
             task,
-            waiting_since,
+            going_out,
             called,
-            sending,
         }
     }
 
@@ -114,7 +119,9 @@ impl Sender {
     /// and tell them nothing sooner (at 10,000 nodes, one every 2 s while the broker took
     /// a minute over a call was more work than the round trip's own).
     pub(super) fn called_within(&self, group: &str, period: Duration) -> bool {
-        lock(&self.sending).as_deref() == Some(group)
+        lock(&self.going_out)
+            .as_ref()
+            .is_some_and(|c| c.group.as_deref() == Some(group))
             || lock(&self.called)
                 .get(group)
                 .is_some_and(|t| t.elapsed() < period)
@@ -123,7 +130,9 @@ impl Sender {
     /// Whether a call has waited longer than `limit` for the bus to take it: the broker is
     /// overloaded or away, and what the nodes send waits in it too.
     pub(super) fn stalled(&self, limit: Duration) -> bool {
-        lock(&self.waiting_since).is_some_and(|t| t.elapsed() > limit)
+        lock(&self.going_out)
+            .as_ref()
+            .is_some_and(|c| c.since.elapsed() > limit)
     }
 
     /// Queues a call.
