@@ -34,7 +34,8 @@ use crate::amqp::link::Link;
 /// How many times a publish is retried after the broker closed its channel.
 pub(crate) const SOFT_RETRIES: usize = 3;
 
-/// How long the probe of a connection (see the module) waits for the broker's answer.
+/// How long opening a channel (the confirm channel, or the probe of a connection: see the
+/// module) waits for the broker's answer.
 const PROBE_WAIT: Duration = Duration::from_secs(15);
 
 /// What the broker did with a confirmed publish.
