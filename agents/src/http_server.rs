@@ -88,7 +88,7 @@ impl HttpServerAgent {
         Ok(Value::Bool(true))
     }
 
-    fn stop_server(&mut self, args: &Args) -> Result<Value, String> {
+    async fn stop_server(&mut self, args: &Args) -> Result<Value, String> {
         let known = match args.text("caller")? {
             Some(caller) => self.callers.remove(&caller),
             None if self.anonymous > 0 => {
@@ -105,14 +105,18 @@ impl HttpServerAgent {
                 .warn("stopServer from a caller that had not started the server: nothing to do");
         }
         if self.users() == 0 {
-            self.shut_down();
+            self.shut_down().await;
         }
         Ok(Value::Bool(true))
     }
 
-    fn shut_down(&mut self) {
+    /// Stops serving and returns once the listening socket is closed, so that the reply
+    /// to `stopServer` means the port is free (an aborted task is only dropped, and its
+    /// listener closed, when the runtime next gets to it).
+    async fn shut_down(&mut self) {
         if let Some(running) = self.running.take() {
             running.task.abort();
+            let _ = running.task.await;
             self.ctx.out.info(format!(
                 "stopped serving on {}: {} requests, {} body bytes, {} connections",
                 running.addr,
@@ -140,7 +144,7 @@ impl Agent for HttpServerAgent {
     async fn call(&mut self, method: &str, args: Args) -> Result<Value, String> {
         match method {
             "startServer" => self.start_server(&args),
-            "stopServer" => self.stop_server(&args),
+            "stopServer" => self.stop_server(&args).await,
             // Effective at the next start, as the original's.
             "setConfig" | "setConfiguration" => {
                 self.configure(&args)?;
@@ -156,6 +160,6 @@ impl Agent for HttpServerAgent {
     }
 
     async fn stop(&mut self) {
-        self.shut_down();
+        self.shut_down().await;
     }
 }
