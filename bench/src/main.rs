@@ -79,10 +79,10 @@ struct Cli {
     /// deliver.
     #[arg(long)]
     dead_man_secs: Option<u64>,
-    /// How often the orchestrator tells the nodes its run is alive, in ms (`magi run` over a
-    /// broker: 2000); 0 never.
-    #[arg(long, default_value_t = 2000)]
-    alive_ms: u64,
+    /// How often the orchestrator tells the nodes its run is alive, in ms; 0 never (default
+    /// as `magi run` over a broker: 2000, or one second per thousand nodes above 2000).
+    #[arg(long)]
+    alive_ms: Option<u64>,
     /// Give every simulated node its own agent cache (default: one shared cache per fleet
     /// process, as `magi-node --nodes N` has).
     #[arg(long)]
@@ -275,7 +275,6 @@ async fn bench(cli: Cli) -> Result<bool> {
         figures.push(figure);
     }
     let load_at_start = sys::load_average();
-    let alive = (cli.alive_ms > 0).then(|| Duration::from_millis(cli.alive_ms));
     for &n in &sizes {
         interrupt::halt_if_interrupted().await;
         if let Err(e) = sys::check_memory(n, shipped) {
@@ -347,6 +346,11 @@ async fn bench(cli: Cli) -> Result<bool> {
                 allow: Some(p.orchestrator.clone()),
                 ..args.clone()
             },
+        };
+        let alive = match cli.alive_ms {
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(magi::driver::default_alive_every(n)),
         };
         let ours = ours::run(
             &ours_args,

@@ -27,9 +27,15 @@ fn call(run: &str, method: &str, args: serde_json::Value) -> Call {
     }
 }
 
-/// Loads the test agent for `run`, optionally detaches the run, then stays silent and
-/// returns the agents the node still announces after a few dead-man intervals.
-async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
+/// Loads the test agent for `run` (its `loadAgent` stating the run's `runAlive` period
+/// `alive_ms` if any), optionally detaches the run, then stays silent for `silence` and
+/// returns the agents the node still announces then. The node's own dead man is 800 ms.
+async fn agents_left_after(
+    run: &str,
+    alive_ms: Option<u64>,
+    detach: bool,
+    silence: Duration,
+) -> Vec<String> {
     let bus = MemoryBus::new();
     let mut orch = bus.open_run(run).await.expect("open run");
     let link = bus.attach_node("n1").await.expect("attach");
@@ -48,7 +54,7 @@ async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
         call(
             run,
             "loadAgent",
-            json!({"name": "a", "path": testagent, "execargs": {}}),
+            json!({"name": "a", "path": testagent, "execargs": {}, "alive_ms": alive_ms}),
         ),
     )
     .await
@@ -59,10 +65,10 @@ async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
             .await
             .expect("detach");
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     // The latest announcement says which agents still run.
     let mut agents = Vec::new();
-    while let Ok(msg) = orch.inbound.try_recv() {
+    let until = tokio::time::Instant::now() + silence;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, orch.inbound.recv()).await {
         if let Inbound::Node(status) = msg {
             agents = status
                 .runs
@@ -79,7 +85,8 @@ async fn agents_left_after_silence(run: &str, detach: bool) -> Vec<String> {
 
 #[tokio::test]
 async fn a_silent_orchestrators_agents_are_stopped_after_the_dead_man_interval() {
-    assert!(agents_left_after_silence("r-silent", false)
+    let silence = Duration::from_millis(2500);
+    assert!(agents_left_after("r-silent", None, false, silence)
         .await
         .is_empty());
 }
@@ -87,9 +94,33 @@ async fn a_silent_orchestrators_agents_are_stopped_after_the_dead_man_interval()
 #[tokio::test]
 async fn a_detached_run_keeps_its_agents() {
     assert_eq!(
-        agents_left_after_silence("r-kept", true).await,
+        agents_left_after("r-kept", None, true, Duration::from_millis(2500)).await,
         vec!["a".to_string()]
     );
+}
+
+#[tokio::test]
+async fn a_run_told_alive_less_often_is_given_three_of_its_periods_before_its_agents_stop() {
+    // The run says it is alive every second: 3 s of silence, not the node's own 800 ms.
+    let second = Some(1000);
+    let kept = agents_left_after("r-slow-alive", second, false, Duration::from_millis(2000));
+    assert_eq!(
+        kept.await,
+        ["a"],
+        "still running after twice the node's own limit"
+    );
+    let left = agents_left_after("r-slow-alive2", second, false, Duration::from_millis(4500));
+    assert!(
+        left.await.is_empty(),
+        "stopped after three of the run's periods"
+    );
+}
+
+#[tokio::test]
+async fn a_stated_period_never_shortens_the_nodes_own_limit() {
+    // Three periods of 10 ms are 30 ms; the node's own 800 ms stands.
+    let kept = agents_left_after("r-fast-alive", Some(10), false, Duration::from_millis(500));
+    assert_eq!(kept.await, ["a"]);
 }
 
 #[tokio::test]

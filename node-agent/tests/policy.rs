@@ -50,7 +50,7 @@ async fn a_call_from_a_user_the_policy_does_not_name_is_refused_and_runs_nothing
     // Bob's run keeps saying it is alive; those calls expect no answer and get none (the
     // refusal was said once), then his next real call is refused again.
     let mut alive = load_test_agent(&bob_run);
-    (alive.method, alive.args) = magi_proto::DaemonCall::RunAlive {}.to_wire();
+    (alive.method, alive.args) = magi_proto::DaemonCall::RunAlive(Default::default()).to_wire();
     for _ in 0..3 {
         bobs.port
             .publish_nodes(std::slice::from_ref(&n1), alive.clone())

@@ -26,9 +26,19 @@ pub enum DaemonCall {
     /// Forget everything of the run (teardown's last word, the dead-man switch).
     EndRun {},
     /// The run's orchestrator is alive (feeds the node's dead-man switch).
-    RunAlive {},
+    RunAlive(Alive),
     /// The orchestrator left on purpose (`--keep-agents`): spare the run's agents.
     DetachRun {},
+}
+
+/// Arguments of `runAlive`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Alive {
+    /// How often the orchestrator tells its nodes it is alive, in ms: a node gives the run a
+    /// dead-man interval of several such periods when that is longer than its own, so a
+    /// large run's longer period does not stop its agents. Absent from older orchestrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive_ms: Option<u64>,
 }
 
 /// Arguments of `joinGroup` and `leaveGroup`.
@@ -80,6 +90,10 @@ pub struct LoadAgent {
     /// The original's `code` (the module's directory name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The run's `runAlive` period in ms, as in [`Alive`]: the node knows it from the
+    /// moment the run has an agent there, before the first `runAlive` comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive_ms: Option<u64>,
 }
 
 impl LoadAgent {
@@ -143,7 +157,7 @@ impl DaemonCall {
             DaemonCall::LoadAgent(_) => crate::method::LOAD_AGENT,
             DaemonCall::UnloadAgent(_) => crate::method::UNLOAD_AGENT,
             DaemonCall::EndRun {} => crate::method::END_RUN,
-            DaemonCall::RunAlive {} => crate::method::RUN_ALIVE,
+            DaemonCall::RunAlive(_) => crate::method::RUN_ALIVE,
             DaemonCall::DetachRun {} => crate::method::DETACH_RUN,
         }
     }
@@ -169,7 +183,7 @@ impl DaemonCall {
                 }
                 Ok(())
             }
-            DaemonCall::EndRun {} | DaemonCall::RunAlive {} | DaemonCall::DetachRun {} => Ok(()),
+            DaemonCall::EndRun {} | DaemonCall::RunAlive(_) | DaemonCall::DetachRun {} => Ok(()),
         }
     }
 }
@@ -202,7 +216,10 @@ mod tests {
             })),
             DaemonCall::UnloadAgent(AgentName { name: "a".into() }),
             DaemonCall::EndRun {},
-            DaemonCall::RunAlive {},
+            DaemonCall::RunAlive(Alive::default()),
+            DaemonCall::RunAlive(Alive {
+                alive_ms: Some(10_000),
+            }),
             DaemonCall::DetachRun {},
         ];
         for c in calls {

@@ -231,11 +231,18 @@ impl RunSide {
 }
 
 /// How long a call is worth anything, if not for ever: `runAlive` only until the node's
-/// dead-man switch (10 s by default) would have fired without it (see
-/// `Shared::publish_confirmed`).
+/// dead-man switch would have fired without it (10 s by default, or three of the periods
+/// the call states, up to the 60 s a node takes; see `Shared::publish_confirmed`).
 fn fleeting(call: &Call) -> Option<std::time::Duration> {
-    (call.dock == DAEMON_DOCK && call.method == method::RUN_ALIVE)
-        .then_some(std::time::Duration::from_secs(10))
+    use std::time::Duration;
+    if call.dock != DAEMON_DOCK || call.method != method::RUN_ALIVE {
+        return None;
+    }
+    let stated = match DaemonCall::from_call(call) {
+        Ok(DaemonCall::RunAlive(alive)) => alive.alive_ms.unwrap_or(0),
+        _ => 0,
+    };
+    Some(Duration::from_secs(10).max(Duration::from_millis(stated.min(60_000) * 3)))
 }
 
 #[async_trait]
@@ -351,4 +358,45 @@ fn vouch(
         claimed: claimed.to_vec(),
         what: what.to_string(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magi_proto::daemon::Alive;
+    use std::time::Duration;
+
+    fn call(daemon: DaemonCall) -> Call {
+        let (method, args) = daemon.to_wire();
+        Call {
+            run: "r".into(),
+            seq: 0,
+            dock: DAEMON_DOCK.into(),
+            method,
+            args,
+            trigger: None,
+            nodes: None,
+            sender: None,
+        }
+    }
+
+    #[test]
+    fn a_run_alive_expires_when_the_nodes_dead_man_would_have_fired_without_it() {
+        let alive = |alive_ms| call(DaemonCall::RunAlive(Alive { alive_ms }));
+        assert_eq!(fleeting(&alive(None)), Some(Duration::from_secs(10)));
+        assert_eq!(fleeting(&alive(Some(2000))), Some(Duration::from_secs(10)));
+        assert_eq!(
+            fleeting(&alive(Some(10_000))),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            fleeting(&alive(Some(u64::MAX))),
+            Some(Duration::from_secs(180))
+        );
+        assert_eq!(
+            fleeting(&call(DaemonCall::EndRun {})),
+            None,
+            "other calls last"
+        );
+    }
 }

@@ -65,7 +65,7 @@ impl Node {
             DaemonCall::LoadAgent(load) => self.load(&run, *load).await,
             DaemonCall::UnloadAgent(AgentName { name }) => self.unload(&run, &name),
             DaemonCall::EndRun {} => self.end_run(&run).await,
-            DaemonCall::RunAlive {} => {}
+            DaemonCall::RunAlive(alive) => self.state(&run).heard_period(alive.alive_ms),
             DaemonCall::DetachRun {} => self.state(&run).detached = true,
         }
     }
@@ -74,6 +74,7 @@ impl Node {
         let name = load.name.clone();
         let dock = load.dock().to_string();
         let state = self.state(run);
+        state.heard_period(load.alive_ms);
         if state.agents.contains_key(&name) {
             self.trigger(
                 run,
@@ -252,17 +253,18 @@ impl Node {
         let Some(limit) = self.config.dead_man else {
             return;
         };
-        let dead: Vec<String> = self
+        let dead: Vec<(String, Duration)> = self
             .runs
             .iter()
-            .filter(|(_, s)| {
+            .map(|(r, s)| (r, s, s.dead_man(limit)))
+            .filter(|(_, s, limit)| {
                 !s.detached
                     && !s.agents.is_empty()
-                    && s.last_seen.is_some_and(|t| t.elapsed() > limit)
+                    && s.last_seen.is_some_and(|t| t.elapsed() > *limit)
             })
-            .map(|(r, _)| r.clone())
+            .map(|(r, _, limit)| (r.clone(), limit))
             .collect();
-        for run in dead {
+        for (run, limit) in dead {
             tracing::warn!(node = %self.config.name, run, "the orchestrator of run {run} has been silent for more than {limit:?}: stopping its agents");
             self.end_run(&run).await;
         }

@@ -166,8 +166,36 @@ struct RunState {
     /// Agents being loaded (a second load waits for the first's answer).
     loading: BTreeSet<String>,
     last_seen: Option<Instant>,
+    /// How often the run's orchestrator says it is alive (from its `loadAgent` and
+    /// `runAlive` calls), when it said.
+    alive_every: Option<Duration>,
     /// The orchestrator left on purpose with `--keep-agents`: the dead-man switch spares it.
     detached: bool,
+}
+
+/// A run's dead-man interval is at least this many of its `runAlive` periods, so that one
+/// `runAlive` late by a whole period never stops a run's agents.
+const DEAD_MAN_PERIODS: u32 = 3;
+/// The longest `runAlive` period a node takes from a call: a run cannot keep its agents
+/// alive for longer than `DEAD_MAN_PERIODS` of these without a word.
+const LONGEST_ALIVE_PERIOD: Duration = Duration::from_secs(60);
+
+impl RunState {
+    /// Notes the run's `runAlive` period, as a call states it.
+    fn heard_period(&mut self, alive_ms: Option<u64>) {
+        if let Some(ms) = alive_ms.filter(|ms| *ms > 0) {
+            self.alive_every = Some(Duration::from_millis(ms).min(LONGEST_ALIVE_PERIOD));
+        }
+    }
+
+    /// How long the run's orchestrator may be silent before its agents are stopped: the
+    /// node's own limit, or several of the run's periods when that is longer.
+    fn dead_man(&self, own: Duration) -> Duration {
+        match self.alive_every {
+            Some(every) => own.max(every * DEAD_MAN_PERIODS),
+            None => own,
+        }
+    }
 }
 
 /// What background tasks report to the dispatcher.
@@ -499,4 +527,28 @@ fn sanitize(s: &str) -> String {
         .collect::<String>()
         .trim_start_matches('.')
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stated_period_lengthens_the_dead_man_to_three_periods_up_to_a_bound() {
+        let own = Duration::from_secs(10);
+        let mut run = RunState::default();
+        assert_eq!(run.dead_man(own), own, "nothing stated");
+        run.heard_period(Some(3_000));
+        assert_eq!(
+            run.dead_man(own),
+            own,
+            "three periods are less than its own"
+        );
+        run.heard_period(Some(10_000));
+        assert_eq!(run.dead_man(own), Duration::from_secs(30));
+        run.heard_period(Some(0));
+        assert_eq!(run.dead_man(own), Duration::from_secs(30), "0 is no period");
+        run.heard_period(Some(u64::MAX));
+        assert_eq!(run.dead_man(own), LONGEST_ALIVE_PERIOD * DEAD_MAN_PERIODS);
+    }
 }

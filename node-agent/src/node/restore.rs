@@ -31,6 +31,9 @@ struct Saved {
 struct SavedRun {
     groups: BTreeSet<String>,
     agents: BTreeMap<String, SavedAgent>,
+    /// The run's `runAlive` period in ms, when its orchestrator said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alive_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +81,7 @@ impl Node {
                     let run_state = SavedRun {
                         groups: s.groups.clone(),
                         agents,
+                        alive_ms: s.alive_every.map(|d| d.as_millis() as u64),
                     };
                     (run.clone(), run_state)
                 })
@@ -127,6 +131,7 @@ impl Node {
             }
         };
         for (run, saved_run) in saved.runs {
+            self.state(&run).heard_period(saved_run.alive_ms);
             tracing::warn!(
                 node = %self.config.name,
                 run,

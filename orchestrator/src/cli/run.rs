@@ -13,7 +13,7 @@ use magi_node::library::ModuleLibrary;
 use magi_proto::redact_url as redact;
 
 use crate::console::{Console, Mode};
-use crate::driver::{Driver, DriverConfig, Infra, Shipment};
+use crate::driver::{default_alive_every, Driver, DriverConfig, Infra, Shipment};
 use crate::embedded::EmbeddedNodes;
 use crate::record::RunRecord;
 
@@ -85,12 +85,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30", value_parser = super::parse::seconds)]
     pub preflight: Duration,
     /// How often the run tells its node agents that it is alive, in seconds (broker runs; 0:
-    /// never). Their dead-man switch (`magi-node --dead-man-secs`, 10) must be several
-    /// times longer. Each is a message to every node of a group not called meanwhile:
-    /// 10,000 nodes every 2 s are 5,000 deliveries a second, so large runs want a longer
-    /// period, and nodes with a dead man to match.
-    #[arg(long, default_value = "2", value_parser = super::parse::seconds)]
-    pub alive_every: Duration,
+    /// never; default 2, or one per thousand nodes in larger runs). Each is a message to
+    /// every node of a group not called meanwhile. Nodes give the run three of these periods
+    /// (or their own `--dead-man-secs`, if longer) before they stop its agents.
+    #[arg(long, value_parser = super::parse::seconds)]
+    pub alive_every: Option<Duration>,
     /// Where run records go.
     #[arg(long, default_value = "magi-runs", env = "MAGI_RECORD_DIR")]
     pub record_dir: PathBuf,
@@ -283,7 +282,10 @@ async fn run_procedure(args: RunArgs, procedure: Arc<Procedure>, console: &mut C
         },
         alive_every: broker
             .as_ref()
-            .map(|_| args.alive_every)
+            .map(|_| {
+                args.alive_every
+                    .unwrap_or_else(|| default_alive_every(procedure.all_nodes().len()))
+            })
             .filter(|every| !every.is_zero()),
         shipments,
     };

@@ -16,6 +16,7 @@ use magi_aal::Procedure;
 use magi_bus::{Inbound, RunLink};
 use magi_engine::steps::Dest;
 use magi_engine::{Engine, Outcome, Output};
+use magi_proto::daemon::Alive;
 use magi_proto::{method, Call, DaemonCall, Trigger, DAEMON_DOCK};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
@@ -46,6 +47,16 @@ pub struct DriverConfig {
     pub alive_every: Option<Duration>,
     /// Archives to ship, by agent name.
     pub shipments: HashMap<String, Shipment>,
+}
+
+/// How often a run of `nodes` nodes tells them it is alive when not told otherwise: every
+/// 2 s, and one second per thousand nodes in larger runs, so that the telling stays under
+/// a thousand deliveries a second. (At 10,000 nodes on a two-core broker, every 2 s kept it
+/// so busy that half the nodes had not answered the first call after two minutes; every
+/// 10 s the run completed: `docs/benchmarks.md`.) Nodes give the run three such periods
+/// before their dead man stops its agents, whatever their own limit.
+pub fn default_alive_every(nodes: usize) -> Duration {
+    Duration::from_secs(2).max(Duration::from_millis(nodes as u64))
 }
 
 /// Why a run could not be carried out at all.
@@ -461,7 +472,9 @@ impl<'a> Driver<'a> {
         if self.alive.len() >= IN_FLIGHT {
             return;
         }
-        let call = self.daemon_call(DaemonCall::RunAlive {});
+        let call = self.daemon_call(DaemonCall::RunAlive(Alive {
+            alive_ms: Some(period.as_millis() as u64),
+        }));
         let groups: Vec<String> = self
             .procedure
             .groups
@@ -532,25 +545,26 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Adds the agent's archive to a `loadAgent` call to `dest`, and notes the shipment.
+    /// Completes a `loadAgent` call to `dest`: the run's `runAlive` period (for the nodes'
+    /// dead man) and, when the agent is shipped, its archive, noting the shipment.
     fn ship(&mut self, call: &mut Call, dest: &Dest) {
         let Ok(DaemonCall::LoadAgent(mut load)) = DaemonCall::from_call(call) else {
             return;
         };
-        let Some(s) = self.config.shipments.get(&load.name) else {
-            return;
-        };
-        load.archive = Some(s.archive_b64.clone());
-        load.sha256 = Some(s.sha256.clone());
-        let owed = match dest {
-            Dest::Group(g) => self.procedure.nodes_of(g),
-            Dest::Nodes(n) => n.clone(),
-        };
-        self.shipping.push(Shipping {
-            agent: load.name.clone(),
-            owed: owed.into_iter().collect(),
-            progress: Instant::now(),
-        });
+        load.alive_ms = self.config.alive_every.map(|d| d.as_millis() as u64);
+        if let Some(s) = self.config.shipments.get(&load.name) {
+            load.archive = Some(s.archive_b64.clone());
+            load.sha256 = Some(s.sha256.clone());
+            let owed = match dest {
+                Dest::Group(g) => self.procedure.nodes_of(g),
+                Dest::Nodes(n) => n.clone(),
+            };
+            self.shipping.push(Shipping {
+                agent: load.name.clone(),
+                owed: owed.into_iter().collect(),
+                progress: Instant::now(),
+            });
+        }
         (call.method, call.args) = DaemonCall::LoadAgent(load).to_wire();
     }
 

@@ -19,6 +19,9 @@ use crate::record::RunRecord;
 
 const RUN: &str = "r";
 
+/// A daemon method and the `runAlive` period it stated.
+type Stated = (&'static str, Option<u64>);
+
 /// How the scripted node behaves.
 #[derive(Clone)]
 struct Script {
@@ -30,6 +33,8 @@ struct Script {
     pause: Option<(Duration, Duration)>,
     /// `runAlive` calls received.
     alive: Arc<AtomicUsize>,
+    /// The `runAlive` period that each `loadAgent` and `runAlive` stated, in order.
+    periods: Arc<std::sync::Mutex<Vec<Stated>>>,
     /// How long it takes to answer a `loadAgent`.
     load_takes: Duration,
     /// When its first heartbeat goes out (after the first announcement).
@@ -47,6 +52,7 @@ impl Script {
             silent_after: None,
             pause: None,
             alive: Arc::new(AtomicUsize::new(0)),
+            periods: Default::default(),
             load_takes: Duration::ZERO,
             phase: Duration::ZERO,
             late: None,
@@ -127,6 +133,8 @@ fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
                         ))
                     }
                     DaemonCall::LoadAgent(l) => {
+                        let said = ("loadAgent", l.alive_ms);
+                        script.periods.lock().unwrap().push(said);
                         tokio::time::sleep(script.load_takes).await;
                         Some(reply(
                             magi_proto::AGENT_LOAD_DONE,
@@ -137,7 +145,12 @@ fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
                         magi_proto::AGENT_UNLOAD_DONE,
                         args(json!({"agent": a.name})),
                     )),
-                    DaemonCall::RunAlive {} => {
+                    DaemonCall::RunAlive(a) => {
+                        script
+                            .periods
+                            .lock()
+                            .unwrap()
+                            .push(("runAlive", a.alive_ms));
                         script.alive.fetch_add(1, Ordering::SeqCst);
                         None
                     }
@@ -275,7 +288,7 @@ async fn a_node_silent_for_three_heartbeats_but_at_least_three_seconds_is_lost()
 #[tokio::test(start_paused = true)]
 async fn run_alive_reaches_the_nodes_every_period_while_the_run_lives() {
     let script = Script::new();
-    let alive = script.alive.clone();
+    let (alive, periods) = (script.alive.clone(), script.periods.clone());
     let (outcome, took) = drive(&procedure(20_000), script, Some(Duration::from_secs(2))).await;
     assert_eq!(outcome, Outcome::Success);
     let sent = alive.load(Ordering::SeqCst);
@@ -283,6 +296,19 @@ async fn run_alive_reaches_the_nodes_every_period_while_the_run_lives() {
     assert!(
         sent.abs_diff(expected) <= 1,
         "{sent} runAlive in {took:?}, expected about {expected}"
+    );
+    // Each says how often they come, and so does the `loadAgent` before them: the node
+    // sizes the run's dead man from it (node agent: `RunState::dead_man`).
+    let periods = periods.lock().unwrap().clone();
+    assert_eq!(
+        periods.first(),
+        Some(&("loadAgent", Some(2000))),
+        "{periods:?}"
+    );
+    assert_eq!(periods.len(), sent + 1, "{periods:?}");
+    assert!(
+        periods.iter().all(|(_, ms)| *ms == Some(2000)),
+        "{periods:?}"
     );
 }
 
@@ -520,4 +546,22 @@ async fn a_node_silent_while_the_broker_holds_a_call_unconfirmed_is_not_lost() {
     )
     .await;
     assert!(lost(&result), "{result:?}");
+}
+
+#[test]
+fn the_default_alive_period_is_2_s_up_to_2000_nodes_then_a_second_per_thousand() {
+    for (nodes, secs) in [
+        (0, 2.0),
+        (1, 2.0),
+        (1000, 2.0),
+        (2000, 2.0),
+        (3000, 3.0),
+        (10_000, 10.0),
+    ] {
+        assert_eq!(
+            super::default_alive_every(nodes).as_secs_f64(),
+            secs,
+            "{nodes} nodes"
+        );
+    }
 }

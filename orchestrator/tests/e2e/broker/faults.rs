@@ -346,7 +346,7 @@ async fn a_killed_orchestrator_leaves_no_agent_running_after_the_dead_man_interv
     r.signal(libc::SIGKILL);
     let _ = r.finish(Duration::from_secs(10)).await;
     let took = all_gone(&[sleeper, agents[0]], Duration::from_secs(30)).await;
-    eprintln!("orchestrator killed → agent and its child gone after {:.2} s (dead man 3 s, heartbeat {HEARTBEAT_MS} ms)", killed.elapsed().as_secs_f64());
+    eprintln!("orchestrator killed → agent and its child gone after {:.2} s (dead man 3 s, or three runAlive periods of 2 s; heartbeat {HEARTBEAT_MS} ms)", killed.elapsed().as_secs_f64());
     let took = took.unwrap_or_else(|| {
         panic!(
             "the agent still runs 30 s after its orchestrator died\n{}",
