@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::report::{ms, Figure};
+
 /// A procedure of `streams × per_stream` events over 50 groups of 20 nodes, one agent per
 /// group, a wait after every tenth event (each on a trigger its event emits).
 pub fn procedure(streams: usize, per_stream: usize) -> String {
@@ -63,4 +65,40 @@ pub fn time_check(magi: &Path, file: &Path, runs: usize) -> Result<(Duration, Du
     }
     times.sort();
     Ok((times[0], times[times.len() / 2]))
+}
+
+/// The `magi check` figures of the real binary (`bin_dir`'s, or `--magi`); whether they
+/// could be taken.
+pub fn figures(
+    cli: &crate::Cli,
+    bin_dir: &Path,
+    work: &Path,
+    check_runs: usize,
+) -> Result<(Vec<Figure>, bool)> {
+    let mut figures = Vec::new();
+    let mut complete = true;
+    let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
+    if magi.is_file() {
+        eprintln!("magi-bench: magi check, 10,000 events ...");
+        let file = work.join("check-10000.aal");
+        std::fs::write(&file, procedure(100, 100))?;
+        match time_check(&magi, &file, check_runs) {
+            Ok((best, median)) => {
+                figures.push(
+                    Figure::new("check_10k_best", 10_000, ms(best), "ms")
+                        .at_most(100.0)
+                        .note(format!("best of {check_runs} runs of the real binary")),
+                );
+                figures.push(Figure::new("check_10k_median", 10_000, ms(median), "ms"));
+            }
+            Err(e) => {
+                eprintln!("magi-bench: magi check: {e:#}");
+                complete = false;
+            }
+        }
+    } else {
+        eprintln!("magi-bench: {} not built: no `magi check` figure (build it: cargo build --release -p magi)", magi.display());
+        complete = false;
+    }
+    Ok((figures, complete))
 }

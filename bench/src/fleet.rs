@@ -5,9 +5,8 @@
 //! The child prints `ready <ms>` once everything is attached, then waits for a line on its
 //! stdin (or its end), stops everything, prints `stopped <ms>` and exits.
 //!
-//! One file over 600 lines on purpose: it is the one child process and its protocol, both
-//! sides of it (the child's two kinds of consumers and the parent's handle), which change
-//! together; the bare publisher that drives its bare side is `bare.rs`.
+//! The child's bare-lapin consumers are `bare_fleet.rs`; the bare publisher that drives
+//! them is `bare.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,13 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::QueueDeleteOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use magi_bus::amqp::{AmqpBus, BusOptions};
 use magi_bus::Bus;
 use magi_node::NodeConfig;
@@ -165,7 +160,7 @@ pub async fn serve(args: FleetArgs) -> Result<()> {
     let finish: Box<dyn FnOnce() -> tokio::task::JoinHandle<()>> =
         match (&args.bare_exchange, &args.bare_reply) {
             (Some(ex), Some(reply)) => {
-                let conns = bare_consumers(&args, ex, reply, stop_rx).await?;
+                let conns = crate::bare_fleet::consumers(&args, ex, reply, stop_rx).await?;
                 Box::new(move || {
                     tokio::spawn(async move {
                         for (conn, queues) in conns {
@@ -336,124 +331,6 @@ async fn shared_connections(args: &FleetArgs, names: &[String]) -> Result<Attach
         links.push(r??);
     }
     Ok((buses, links))
-}
-
-/// The bare-lapin side: per consumer a channel, a durable queue bound to the exchange,
-/// manual acks with prefetch 32; each answers every message on the reply queue with a
-/// confirmed, mandatory, persistent publish on its connection's shared confirm channel.
-async fn bare_consumers(
-    args: &FleetArgs,
-    exchange: &str,
-    reply: &str,
-    stop: watch::Receiver<bool>,
-) -> Result<Vec<(Connection, Vec<String>)>> {
-    let conns = args.nodes.div_ceil(args.per_conn.max(1)).max(1);
-    // The connections declare and consume at once (quorum queues take a Raft round each).
-    let made = futures_util::future::join_all(
-        (0..conns).map(|c| bare_connection(args, c, conns, exchange, reply, stop.clone())),
-    )
-    .await;
-    made.into_iter().collect()
-}
-
-/// Connection `c` of `conns` of the bare consumers: its queues and their consumers (tasks
-/// that end when `stop` says so or the channel closes).
-async fn bare_connection(
-    args: &FleetArgs,
-    c: usize,
-    conns: usize,
-    exchange: &str,
-    reply: &str,
-    stop: watch::Receiver<bool>,
-) -> Result<(Connection, Vec<String>)> {
-    {
-        let props = ConnectionProperties::default()
-            .with_connection_name(format!("{}bare-fleet#{c}", args.prefix).into());
-        let conn = connect_first(&args.url_for(args.first / args.per_conn.max(1) + c), props)
-            .await
-            .context("bare fleet: connecting")?;
-        let out_ch = conn.create_channel().await?;
-        if !args.bare_floor {
-            out_ch
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-        }
-        let floor = args.bare_floor;
-        let mut queues = Vec::new();
-        for i in (args.first + c..args.first + args.nodes).step_by(conns) {
-            let q = format!("{}bare.q.{i}", args.prefix);
-            queues.push(q.clone());
-            let (conn_ref, ex, reply, out_ch, stop) = (
-                &conn,
-                exchange.to_string(),
-                reply.to_string(),
-                out_ch.clone(),
-                stop.clone(),
-            );
-            let ch = conn_ref.create_channel().await?;
-            ch.basic_qos(32, BasicQosOptions::default()).await?;
-            ch.queue_declare(
-                q.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                bare_queue_args(&args.url, floor),
-            )
-            .await?;
-            ch.queue_bind(
-                q.clone().into(),
-                ex.into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-            let mut deliveries = ch
-                .basic_consume(
-                    q.into(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: floor,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            tokio::spawn(async move {
-                let mut stop = stop;
-                loop {
-                    let d = tokio::select! {
-                        _ = stop.wait_for(|s| *s) => break,
-                        d = deliveries.next() => d,
-                    };
-                    let Some(Ok(d)) = d else { break };
-                    if !floor {
-                        let _ = d.ack(BasicAckOptions::default()).await;
-                    }
-                    let opts = BasicPublishOptions {
-                        mandatory: !floor,
-                        ..Default::default()
-                    };
-                    let props =
-                        BasicProperties::default().with_delivery_mode(if floor { 1 } else { 2 });
-                    // The answer is the message's first 8 bytes (its sequence number).
-                    let answer = &d.data[..d.data.len().min(8)];
-                    match out_ch
-                        .basic_publish("".into(), reply.clone().into(), opts, answer, props)
-                        .await
-                    {
-                        Ok(confirm) => {
-                            let _ = confirm.await;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let _ = ch.close(200, "bye".into()).await;
-            });
-        }
-        Ok((conn, queues))
-    }
 }
 
 /// A lapin connection to the first broker of `url` (a broker option) that answers.

@@ -9,6 +9,8 @@
 //! under a unique name prefix on the broker and deleted at the end.
 
 mod bare;
+mod bare_fleet;
+mod broker;
 mod check;
 mod failover;
 mod figures;
@@ -18,6 +20,7 @@ mod memory;
 mod ours;
 mod permissions;
 mod report;
+mod sizes;
 mod sys;
 
 use std::path::PathBuf;
@@ -27,9 +30,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use magi_testkit::{vhost_of, BrokerGuard, Cluster, ClusterGuard, TestBroker};
 
-use crate::figures::{floor_figures, size_figures};
 use crate::fleet::FleetArgs;
-use crate::report::{ms, Figure};
+use crate::report::Figure;
 
 /// MAGI-rs benchmarks against RabbitMQ.
 #[derive(Parser, Debug)]
@@ -271,10 +273,19 @@ async fn bench(cli: Cli) -> Result<bool> {
     // The bare reference's queues live through MAGI-rs's run (its rounds come before and
     // after), so the broker holds two queues per node then.
     let queues = largest * if cli.no_bare { 1 } else { 2 };
-    if let Some(figure) = open_files_figure(&cli.url, largest, queues) {
-        figures.push(figure);
-    }
+    figures.extend(broker::open_files_figure(&cli.url, largest, queues));
+    figures.extend(broker::idle_cpu_figure(&cli.url));
     let load_at_start = sys::load_average();
+    let plan = sizes::Plan {
+        cli: &cli,
+        kit: &kit,
+        module: &module,
+        work: work.path(),
+        rounds,
+        warmup,
+        shipped,
+        max_message,
+    };
     for &n in &sizes {
         interrupt::halt_if_interrupted().await;
         if let Err(e) = sys::check_memory(n, shipped) {
@@ -282,265 +293,18 @@ async fn bench(cli: Cli) -> Result<bool> {
             complete = false;
             continue;
         }
-        let args = FleetArgs {
-            url: cli.url.clone(),
-            prefix: kit.prefix.clone(),
-            nodes: n,
-            per_conn: cli.per_conn,
-            name_prefix: "n".into(),
-            state_dir: work.path().join(format!("nodes-{n}")),
-            max_message,
-            heartbeat_ms: cli.heartbeat_ms,
-            dead_man_secs: cli.dead_man_secs,
-            separate_caches: cli.separate_caches,
-            bare_exchange: None,
-            bare_reply: None,
-            bare_floor: false,
-            cred_dir: None,
-            allow: None,
-            first: 0,
-            total: n,
-            processes: cli.processes.unwrap_or(n.div_ceil(1000)).max(1),
-        };
-        // Bare lapin: half of its rounds before MAGI-rs's run, half after, with the same
-        // consumers, so that both see the same drift of the machine's load.
-        let mut session = None;
-        if !cli.no_bare {
-            eprintln!("magi-bench: N = {n}: bare lapin ...");
-            let started = async {
-                let mut s = bare::Session::start(&args, false).await?;
-                s.rounds(warmup, rounds.div_ceil(2)).await?;
-                Ok::<_, anyhow::Error>(s)
-            };
-            match started.await {
-                Ok(s) => session = Some(s),
-                Err(e) => {
-                    eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
-                    complete = false;
-                }
-            }
-        }
-        eprintln!("magi-bench: N = {n}: MAGI-rs ...");
-        let permissions = match cli.permissions {
-            false => None,
-            true => {
-                // Broker users are global: names unique to this benchmark.
-                let id = &kit.prefix["magi.bench.".len()..][..8];
-                let dir = work.path().join(format!("permissions-{n}"));
-                std::fs::create_dir_all(&dir)?;
-                let made = permissions::Permissions::create(&cli.url, &kit.prefix, id, n, &dir)
-                    .context("--permissions")?;
-                eprintln!(
-                    "magi-bench: N = {n}: permissions on: vhost {}, {n} node users, orchestrator {}",
-                    made.vhost, made.orchestrator
-                );
-                Some(made)
-            }
-        };
-        let ours_args = match &permissions {
-            None => args.clone(),
-            Some(p) => FleetArgs {
-                url: p.orchestrator_url(),
-                name_prefix: p.node_prefix.clone(),
-                cred_dir: Some(p.cred_dir.clone()),
-                allow: Some(p.orchestrator.clone()),
-                ..args.clone()
-            },
-        };
-        let alive = match cli.alive_ms {
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
-            None => Some(magi::driver::default_alive_every(n)),
-        };
-        let ours = ours::run(
-            &ours_args,
-            alive,
-            cli.watch_heartbeats,
-            &module,
-            warmup,
-            rounds,
-            work.path(),
-            cli.failover,
-        )
-        .await;
-        if let Some(p) = &permissions {
-            if let Err(e) = p.remove() {
-                eprintln!("magi-bench: {e:#}");
-                complete = false;
-            }
-        }
-        let ours = match ours {
-            Ok(o) => {
-                if let Some(f) = &o.failover {
-                    complete &= f.once;
-                    figures.extend(f.figures.iter().cloned());
-                }
-                Some(o)
-            }
-            Err(e) => {
-                eprintln!("magi-bench: N = {n}: MAGI-rs failed: {e:#}");
-                complete = false;
-                None
-            }
-        };
-        interrupt::halt_if_interrupted().await;
-        let bare = match session {
-            None => None,
-            Some(mut s) => {
-                eprintln!("magi-bench: N = {n}: bare lapin, second half ...");
-                let big = if cli.quick { 1 } else { 3 };
-                let rest = async {
-                    s.rounds(warmup.min(3), rounds / 2).await?;
-                    s.big_rounds(big, shipped).await
-                };
-                let result = rest.await;
-                let run = s.finish().await;
-                match result {
-                    Ok(()) => Some(run),
-                    Err(e) => {
-                        eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
-                        complete = false;
-                        None
-                    }
-                }
-            }
-        };
-        // The floor, after both: the same fan-out with none of the guarantees.
-        interrupt::halt_if_interrupted().await;
-        let floor = if cli.no_floor {
-            None
-        } else {
-            eprintln!("magi-bench: N = {n}: the floor (bare lapin, transient, no confirms) ...");
-            let measured = async {
-                let mut s = bare::Session::start(&args, true).await?;
-                let r = s.rounds(warmup.min(3), rounds).await;
-                let run = s.finish().await;
-                r.map(|()| run)
-            };
-            match measured.await {
-                Ok(run) => Some(run),
-                Err(e) => {
-                    eprintln!("magi-bench: N = {n}: the floor failed: {e:#}");
-                    complete = false;
-                    None
-                }
-            }
-        };
-        let _ = std::fs::remove_dir_all(&args.state_dir);
-        let mut these = size_figures(n, ours.as_ref(), bare.as_ref(), &module);
-        if cli.permissions {
-            for f in these.iter_mut().filter(|f| f.name.starts_with("roundtrip")) {
-                f.note = Some("permissions on: a broker user and connection per node".into());
-            }
-        }
+        let (these, all) = sizes::measure(&plan, n).await?;
         figures.extend(these);
-        figures.extend(floor_figures(
-            n,
-            ours.as_ref(),
-            bare.as_ref(),
-            floor.as_ref(),
-        ));
+        complete &= all;
     }
-    let magi_node = cli
-        .magi_node
-        .clone()
-        .unwrap_or_else(|| bin_dir.join("magi-node"));
-    let state = work.path().join("magi-node-state");
-    let (subject, what) = if magi_node.is_file() {
-        (
-            memory::Subject::daemon(&magi_node, &cli.url, &kit.prefix, &state),
-            "VmRSS of a real magi-node process",
-        )
-    } else {
-        eprintln!(
-            "magi-bench: {} is not built: measuring this program's fleet mode hosting one node agent instead (build it: cargo build --release -p magi-node)",
-            magi_node.display()
-        );
-        complete = false;
-        (
-            memory::Subject::fleet(&cli.url, &kit.prefix, &state, max_message)?,
-            "NOT magi-node: magi-bench's fleet mode with one node agent (magi-node not built)",
-        )
-    };
+    let (these, all) =
+        memory::figures(&cli, &kit, &module, work.path(), &bin_dir, max_message).await?;
+    figures.extend(these);
+    complete &= all;
     interrupt::halt_if_interrupted().await;
-    eprintln!("magi-bench: node agent resident memory ...");
-    match memory::measure(&subject, &cli.url, &kit.prefix, &module.dir).await {
-        Ok(rss) => {
-            let mib = |kb: u64| kb as f64 / 1024.0;
-            figures.push(
-                Figure::new("magi_node_rss_idle", 1, mib(rss.idle_kb), "MiB")
-                    .at_most(10.0)
-                    .note(what),
-            );
-            figures.push(
-                Figure::new("magi_node_rss_running", 1, mib(rss.running_kb), "MiB")
-                    .note("agent (1 MiB module) loaded and called 20 times"),
-            );
-            figures.push(
-                Figure::new("magi_node_rss_peak", 1, mib(rss.peak_kb), "MiB")
-                    .note("VmHWM at the end"),
-            );
-        }
-        Err(e) => {
-            eprintln!("magi-bench: node agent memory: {e:#}");
-            complete = false;
-        }
-    }
-    // lapin sizes its two socket buffers (32 frames each) before the broker's frame_max is
-    // known, then grows them and zero-fills the growth: 2 × 4 MiB resident. A frame_max in
-    // the URL sizes them at once, untouched. Same daemon, same broker, URL with frame_max:
-    if magi_node.is_file() {
-        let url = magi_bus::amqp::with_frame_max(&cli.url);
-        let subject = memory::Subject::daemon(&magi_node, &url, &kit.prefix, &state);
-        match memory::measure(&subject, &url, &kit.prefix, &module.dir).await {
-            Ok(rss) => {
-                let mib = |kb: u64| kb as f64 / 1024.0;
-                figures.push(
-                    Figure::new("magi_node_rss_idle_frame_max", 1, mib(rss.idle_kb), "MiB")
-                        .at_most(10.0)
-                        .note("the same, broker URL with ?frame_max=131072"),
-                );
-                figures.push(
-                    Figure::new(
-                        "magi_node_rss_running_frame_max",
-                        1,
-                        mib(rss.running_kb),
-                        "MiB",
-                    )
-                    .note("the same, broker URL with ?frame_max=131072"),
-                );
-            }
-            Err(e) => {
-                eprintln!("magi-bench: node agent memory (frame_max): {e:#}");
-                complete = false;
-            }
-        }
-    }
-
-    interrupt::halt_if_interrupted().await;
-    let magi = cli.magi.clone().unwrap_or_else(|| bin_dir.join("magi"));
-    if magi.is_file() {
-        eprintln!("magi-bench: magi check, 10,000 events ...");
-        let file = work.path().join("check-10000.aal");
-        std::fs::write(&file, check::procedure(100, 100))?;
-        match check::time_check(&magi, &file, check_runs) {
-            Ok((best, median)) => {
-                figures.push(
-                    Figure::new("check_10k_best", 10_000, ms(best), "ms")
-                        .at_most(100.0)
-                        .note(format!("best of {check_runs} runs of the real binary")),
-                );
-                figures.push(Figure::new("check_10k_median", 10_000, ms(median), "ms"));
-            }
-            Err(e) => {
-                eprintln!("magi-bench: magi check: {e:#}");
-                complete = false;
-            }
-        }
-    } else {
-        eprintln!("magi-bench: {} not built: no `magi check` figure (build it: cargo build --release -p magi)", magi.display());
-        complete = false;
-    }
+    let (these, all) = check::figures(&cli, &bin_dir, work.path(), check_runs)?;
+    figures.extend(these);
+    complete &= all;
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     for (name, load) in [
@@ -580,29 +344,4 @@ async fn cleanup(kit: &TestBroker) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     anyhow::bail!("{}", last.unwrap_or_default())
-}
-
-/// The brokers' open-file limit (the lowest, for a cluster), warned about when it is below
-/// two per queue at the largest N (`queues`): RabbitMQ's file handle cache then closes and
-/// reopens queue files all the time. On a broker started with Debian's 1,024 a round at N = 3000
-/// took 77 s instead of 1.5 s, the cache's process busy with its bookkeeping
-/// (docs/benchmarks.md, "The broker's open-file limit").
-fn open_files_figure(url: &str, largest: usize, queues: usize) -> Option<Figure> {
-    let limit = sys::find_brokers(url)
-        .into_iter()
-        .filter_map(sys::open_files_limit)
-        .min()?;
-    let wanted = 2 * queues as u64;
-    if limit < wanted {
-        eprintln!(
-            "magi-bench: warning: the broker may open {limit} files, fewer than two per queue for the \
-             {queues} queues at N = {largest}: its figures will show its file handle cache, not MAGI-rs \
-             (restart it with a higher limit: docs/deploy.md)"
-        );
-    }
-    Some(
-        Figure::new("broker_open_files", largest, limit as f64, "").note(format!(
-            "the broker's open-file limit; below {wanted} (two per queue) it thrashes"
-        )),
-    )
 }

@@ -12,6 +12,7 @@ use magi_proto::{method, Call, Object, DAEMON_DOCK};
 use serde_json::json;
 
 use crate::fleet::bus_options;
+use crate::report::Figure;
 use crate::sys::status_kb;
 
 /// Resident set sizes in KiB.
@@ -158,4 +159,94 @@ async fn wait_for(
             Ok(Some(_)) => {}
         }
     }
+}
+
+/// The resident-memory figures of a real `magi-node` (`bin_dir`'s, or `--magi-node`), with
+/// and without a `frame_max` in its URL; whether every one could be taken.
+pub async fn figures(
+    cli: &crate::Cli,
+    kit: &magi_testkit::TestBroker,
+    module: &crate::ours::Module,
+    work: &Path,
+    bin_dir: &Path,
+    max_message: usize,
+) -> Result<(Vec<Figure>, bool)> {
+    let mut figures = Vec::new();
+    let mut complete = true;
+    let magi_node = cli
+        .magi_node
+        .clone()
+        .unwrap_or_else(|| bin_dir.join("magi-node"));
+    let state = work.join("magi-node-state");
+    let (subject, what) = if magi_node.is_file() {
+        (
+            Subject::daemon(&magi_node, &cli.url, &kit.prefix, &state),
+            "VmRSS of a real magi-node process",
+        )
+    } else {
+        eprintln!(
+            "magi-bench: {} is not built: measuring this program's fleet mode hosting one node agent instead (build it: cargo build --release -p magi-node)",
+            magi_node.display()
+        );
+        complete = false;
+        (
+            Subject::fleet(&cli.url, &kit.prefix, &state, max_message)?,
+            "NOT magi-node: magi-bench's fleet mode with one node agent (magi-node not built)",
+        )
+    };
+    crate::interrupt::halt_if_interrupted().await;
+    eprintln!("magi-bench: node agent resident memory ...");
+    match measure(&subject, &cli.url, &kit.prefix, &module.dir).await {
+        Ok(rss) => {
+            let mib = |kb: u64| kb as f64 / 1024.0;
+            figures.push(
+                Figure::new("magi_node_rss_idle", 1, mib(rss.idle_kb), "MiB")
+                    .at_most(10.0)
+                    .note(what),
+            );
+            figures.push(
+                Figure::new("magi_node_rss_running", 1, mib(rss.running_kb), "MiB")
+                    .note("agent (1 MiB module) loaded and called 20 times"),
+            );
+            figures.push(
+                Figure::new("magi_node_rss_peak", 1, mib(rss.peak_kb), "MiB")
+                    .note("VmHWM at the end"),
+            );
+        }
+        Err(e) => {
+            eprintln!("magi-bench: node agent memory: {e:#}");
+            complete = false;
+        }
+    }
+    // lapin sizes its two socket buffers (32 frames each) before the broker's frame_max is
+    // known, then grows them and zero-fills the growth: 2 × 4 MiB resident. A frame_max in
+    // the URL sizes them at once, untouched. Same daemon, same broker, URL with frame_max:
+    if magi_node.is_file() {
+        let url = magi_bus::amqp::with_frame_max(&cli.url);
+        let subject = Subject::daemon(&magi_node, &url, &kit.prefix, &state);
+        match measure(&subject, &url, &kit.prefix, &module.dir).await {
+            Ok(rss) => {
+                let mib = |kb: u64| kb as f64 / 1024.0;
+                figures.push(
+                    Figure::new("magi_node_rss_idle_frame_max", 1, mib(rss.idle_kb), "MiB")
+                        .at_most(10.0)
+                        .note("the same, broker URL with ?frame_max=131072"),
+                );
+                figures.push(
+                    Figure::new(
+                        "magi_node_rss_running_frame_max",
+                        1,
+                        mib(rss.running_kb),
+                        "MiB",
+                    )
+                    .note("the same, broker URL with ?frame_max=131072"),
+                );
+            }
+            Err(e) => {
+                eprintln!("magi-bench: node agent memory (frame_max): {e:#}");
+                complete = false;
+            }
+        }
+    }
+    Ok((figures, complete))
 }
