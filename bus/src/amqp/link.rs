@@ -248,13 +248,19 @@ async fn supervise(link: Weak<Link>) {
         };
         let mut events = Box::pin(conn.events_listener());
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Why the connection ended, as lapin reported it (a broker's close, a missed
+        // heartbeat, an I/O error), for the warning below.
+        let mut why = None;
         loop {
             if !conn.status().connected() {
                 break;
             }
             tokio::select! {
                 event = events.next() => match event {
-                    Some(Event::Error(e)) => debug!(error = %e, "connection error event"),
+                    Some(Event::Error(e)) => {
+                        debug!(error = %e, "connection error event");
+                        why = Some(e.to_string());
+                    }
                     Some(_) => {}
                     None => {
                         // No more events: the connection is gone; the status tells.
@@ -283,6 +289,7 @@ async fn supervise(link: Weak<Link>) {
         warn!(
             generation = n,
             broker = %l.broker(),
+            error = why.as_deref().unwrap_or("none reported"),
             "connection to the broker lost, reconnecting"
         );
         let replaced = l.state.send_if_modified(|s| match s {
