@@ -293,7 +293,11 @@ impl RunPort for RunSide {
             }
         }
         if receivers == 0 {
-            return Err(SendError::NoRoute(format!("nodes {}", nodes.join(","))));
+            let named = match nodes.len() {
+                0..=10 => nodes.join(","),
+                n => format!("{} and {} more", nodes[..10].join(","), n - 10),
+            };
+            return Err(SendError::NoRoute(format!("nodes {named}")));
         }
         Ok(Delivered {
             receivers: Some(receivers),

@@ -59,11 +59,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How a destination reads in messages.
+/// How a destination reads in the run record: every node named.
 pub(super) fn describe(dest: &Dest) -> String {
     match dest {
         Dest::Group(g) => format!("group {g}"),
         Dest::Nodes(n) => format!("nodes {}", n.join(",")),
+    }
+}
+
+/// How a destination reads on the console: at most ten nodes named (a `joinGroup` to
+/// 3,000 nodes that reached none once printed a 17 KB line).
+fn describe_briefly(dest: &Dest) -> String {
+    match dest {
+        Dest::Group(g) => format!("group {g}"),
+        Dest::Nodes(n) => format!("nodes {}", crate::console::some_names(n, 10)),
     }
 }
 
@@ -79,7 +88,7 @@ impl Sender {
         let task = tokio::spawn(async move {
             let set = |v| *lock(&now_out) = v;
             while let Some(out) = rx.recv().await {
-                let what = format!("{} to {}", out.call.method, describe(&out.dest));
+                let what = format!("{} to {}", out.call.method, describe_briefly(&out.dest));
                 set(Some(GoingOut {
                     since: Instant::now(),
                     group: match &out.dest {
@@ -204,5 +213,42 @@ mod tests {
         assert!(sender.called_within("g", period), "delivered a second ago");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!sender.called_within("g", period), "delivered 3 s ago");
+    }
+
+    /// A port that no call reaches.
+    struct Nowhere;
+
+    #[async_trait::async_trait]
+    impl RunPort for Nowhere {
+        async fn publish_group(&self, g: &str, _: Call) -> Result<Delivered, SendError> {
+            Err(SendError::NoRoute(format!("group {g}")))
+        }
+        async fn publish_nodes(&self, _: &[String], _: Call) -> Result<Delivered, SendError> {
+            Err(SendError::NoRoute("nodes".into()))
+        }
+        async fn close(&self) -> Result<(), SendError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_to_thousands_of_nodes_that_reached_none_names_ten_of_them() {
+        let mut sender = Sender::start(Arc::new(Nowhere));
+        let nodes: Vec<String> = (0..3000).map(|i| format!("n{i:04}")).collect();
+        sender.send(Outgoing {
+            stream: "s".into(),
+            dest: Dest::Nodes(nodes),
+            call: serde_json::from_value(serde_json::json!({
+                "run": "r", "seq": 1, "dock": "daemon", "method": "joinGroup"
+            }))
+            .expect("a call"),
+        });
+        let failed = sender.undelivered.recv().await.expect("undelivered");
+        assert!(
+            failed.what.ends_with("n0009 and 2990 more"),
+            "{}",
+            failed.what
+        );
+        assert!(failed.what.len() < 200, "{} bytes", failed.what.len());
     }
 }
