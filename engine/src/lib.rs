@@ -272,17 +272,19 @@ impl Engine {
         out
     }
 
-    /// A call to `dest` could not be delivered (it reached no node). In teardown, no node
-    /// it was meant for will answer it: they are not waited for any more.
+    /// A call to `dest` could not be delivered; `why` says how, as the message's end
+    /// ("reached no node", "was not delivered: the bus is disconnected ..."). In teardown,
+    /// no node it was meant for will answer it: they are not waited for any more.
     pub fn on_undeliverable(
         &mut self,
         now: u64,
         stream: &str,
         what: &str,
+        why: &str,
         dest: &Dest,
     ) -> Vec<Output> {
         let mut out = Vec::new();
-        let message = format!("{what} (sent by stream {stream}) reached no node");
+        let message = format!("{what} (sent by stream {stream}) {why}");
         if matches!(self.phase, Phase::Setup | Phase::User) && self.options.abort_on_failure {
             self.fail(now, FailureKind::Delivery, message, &mut out);
         } else {

@@ -1014,6 +1014,7 @@ fn teardown_does_not_wait_for_the_members_of_a_group_its_call_reached_none_of() 
         h.now,
         TEARDOWN_STREAM,
         "unloadAgent to group clients",
+        "reached no node",
         &Dest::Group("clients".into()),
     );
     h.absorb(out);

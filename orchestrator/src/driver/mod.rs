@@ -238,8 +238,16 @@ impl<'a> Driver<'a> {
                 },
                 Some(u) = self.sender.undelivered.recv() => {
                     tracing::warn!("{}: {}", u.what, u.error);
+                    // "reached no node" only when that is what happened: a call lost with
+                    // the connection once read so (3,000 nodes on the cluster).
+                    let why = match &u.error {
+                        magi_bus::SendError::NoRoute(_) => "reached no node".to_string(),
+                        e => format!("was not delivered: {e}"),
+                    };
                     let now = self.now_ms();
-                    let outs = self.engine.on_undeliverable(now, &u.stream, &u.what, &u.dest);
+                    let outs =
+                        self.engine
+                            .on_undeliverable(now, &u.stream, &u.what, &why, &u.dest);
                     self.carry_out(outs);
                 }
                 _ = sleep => {

@@ -194,6 +194,60 @@ impl RunPort for LateConfirm {
     }
 }
 
+/// A run port that loses every call of one method with the connection (the others pass).
+struct Cut {
+    inner: Arc<dyn RunPort>,
+    method: &'static str,
+}
+
+#[async_trait::async_trait]
+impl RunPort for Cut {
+    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
+        if call.method == self.method {
+            return Err(SendError::Disconnected("connection reset by peer".into()));
+        }
+        self.inner.publish_group(group, call).await
+    }
+    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
+        self.inner.publish_nodes(nodes, call).await
+    }
+    async fn close(&self) -> Result<(), SendError> {
+        self.inner.close().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_lost_with_the_connection_says_so_rather_than_that_it_reached_no_node() {
+    let checked = magi_aal::check_str("t.aal", &procedure(1000));
+    let bus = MemoryBus::new();
+    let mut link = bus.open_run(RUN).await.expect("open run");
+    link.port = Arc::new(Cut {
+        inner: link.port,
+        method: "go",
+    });
+    scripted_node(
+        bus.attach_node("n1").await.expect("attach"),
+        Script::new(),
+        "n1",
+    );
+    let result = run_driver(
+        &checked,
+        link,
+        Duration::from_secs(10),
+        None,
+        Default::default(),
+    );
+    let Ok(Outcome::Failed { kind, message }) = result.await else {
+        panic!("the run should fail")
+    };
+    assert_eq!(kind, FailureKind::Delivery);
+    assert!(
+        message.contains("go to group g (sent by stream main) was not delivered: the bus is disconnected: connection reset by peer"),
+        "{message}"
+    );
+    assert!(!message.contains("reached no node"), "{message}");
+}
+
 /// Runs `aal` against the scripted node (none: no node at all); the driver's result and
 /// how much (virtual) time it took.
 async fn drive_with(
