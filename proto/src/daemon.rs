@@ -35,8 +35,8 @@ pub enum DaemonCall {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Alive {
     /// How often the orchestrator tells its nodes it is alive, in ms: a node gives the run a
-    /// dead-man interval of several such periods when that is longer than its own, so a
-    /// large run's longer period does not stop its agents. Absent from older orchestrators.
+    /// dead-man interval of three such periods when that is longer than its own, so a large
+    /// run's longer period does not stop its agents. Absent from older orchestrators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alive_ms: Option<u64>,
 }

@@ -53,8 +53,8 @@ pub struct DriverConfig {
 /// 2 s, and one second per thousand nodes in larger runs, so that the telling stays under
 /// a thousand deliveries a second. (At 10,000 nodes on a two-core broker, every 2 s kept it
 /// so busy that half the nodes had not answered the first call after two minutes; every
-/// 10 s the run completed: `docs/benchmarks.md`.) Nodes give the run three such periods
-/// before their dead man stops its agents, whatever their own limit.
+/// 10 s the run completed: `docs/benchmarks.md`.) Nodes give the run three such periods,
+/// or their own limit if longer, before their dead man stops its agents.
 pub fn default_alive_every(nodes: usize) -> Duration {
     Duration::from_secs(2).max(Duration::from_millis(nodes as u64))
 }
