@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "30", value_parser = super::parse::seconds)]
     pub preflight: Duration,
     /// How often the run tells its node agents that it is alive, in seconds (broker runs; 0:
-    /// never; default 2, or one per thousand nodes in larger runs). Each is a message to
+    /// never; default 2, or one per thousand nodes above 2,000 nodes). Each is a message to
     /// every node of a group not called meanwhile. Nodes give the run three of these periods
     /// (or their own `--dead-man-secs`, if longer) before they stop its agents.
     #[arg(long, value_parser = super::parse::seconds)]
