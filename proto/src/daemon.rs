@@ -149,6 +149,22 @@ impl DaemonCall {
         }
     }
 
+    /// A call of `run` to the node agents' dock, expecting no answer (`seq` 0, no
+    /// trigger), addressed by where it is published.
+    pub fn call(&self, run: &str) -> Call {
+        let (method, args) = self.to_wire();
+        Call {
+            run: run.to_string(),
+            seq: 0,
+            dock: crate::DAEMON_DOCK.into(),
+            method,
+            args,
+            trigger: None,
+            nodes: None,
+            sender: None,
+        }
+    }
+
     /// The method name.
     pub fn method(&self) -> &'static str {
         match self {

@@ -370,23 +370,9 @@ mod tests {
     use magi_proto::daemon::Alive;
     use std::time::Duration;
 
-    fn call(daemon: DaemonCall) -> Call {
-        let (method, args) = daemon.to_wire();
-        Call {
-            run: "r".into(),
-            seq: 0,
-            dock: DAEMON_DOCK.into(),
-            method,
-            args,
-            trigger: None,
-            nodes: None,
-            sender: None,
-        }
-    }
-
     #[test]
     fn a_run_alive_expires_when_the_nodes_dead_man_would_have_fired_without_it() {
-        let alive = |alive_ms| call(DaemonCall::RunAlive(Alive { alive_ms }));
+        let alive = |alive_ms| DaemonCall::RunAlive(Alive { alive_ms }).call("r");
         assert_eq!(fleeting(&alive(None)), Some(Duration::from_secs(10)));
         assert_eq!(fleeting(&alive(Some(2000))), Some(Duration::from_secs(10)));
         assert_eq!(
@@ -398,7 +384,7 @@ mod tests {
             Some(Duration::from_secs(180))
         );
         assert_eq!(
-            fleeting(&call(DaemonCall::EndRun {})),
+            fleeting(&DaemonCall::EndRun {}.call("r")),
             None,
             "other calls last"
         );

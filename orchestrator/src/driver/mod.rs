@@ -510,17 +510,7 @@ impl<'a> Driver<'a> {
 
     /// A node-agent method of this run that expects no answer.
     fn daemon_call(&self, daemon: DaemonCall) -> Call {
-        let (method, args) = daemon.to_wire();
-        Call {
-            run: self.run.clone(),
-            seq: 0,
-            dock: DAEMON_DOCK.into(),
-            method,
-            args,
-            trigger: None,
-            nodes: None,
-            sender: None,
-        }
+        daemon.call(&self.run)
     }
 
     /// Carries out the engine's outputs: console lines and records here, calls handed to
