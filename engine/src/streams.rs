@@ -87,7 +87,7 @@ impl Engine {
                     let message = format!(
                         "setup timed out: {} from nodes [{}] never arrived",
                         missing_what(triggers),
-                        named(&missing)
+                        magi_proto::some_names(&missing, 20)
                     );
                     self.fail(now, FailureKind::Setup, message, out);
                     return Progress::Removed;
@@ -96,7 +96,7 @@ impl Engine {
                     let message = format!(
                         "teardown: no {} from nodes [{}]; going on",
                         missing_what(triggers),
-                        named(&missing)
+                        magi_proto::some_names(&missing, 20)
                     );
                     out.push(self.line(now, stream, Tag::Warn, message));
                 }
@@ -226,36 +226,5 @@ impl Engine {
             }
         }
         missing
-    }
-}
-
-/// Nodes as a message names them: all of a few, the first twenty of many and how many
-/// more (a setup of 3,000 nodes that timed out once printed 684 names in one line).
-fn named(nodes: &[String]) -> String {
-    const SHOWN: usize = 20;
-    if nodes.len() <= SHOWN {
-        return nodes.join(", ");
-    }
-    format!(
-        "{}, and {} more",
-        nodes[..SHOWN].join(", "),
-        nodes.len() - SHOWN
-    )
-}
-
-#[cfg(test)]
-mod named_tests {
-    use super::named;
-
-    #[test]
-    fn a_message_names_twenty_nodes_and_counts_the_rest() {
-        let few: Vec<String> = (0..3).map(|i| format!("n{i}")).collect();
-        assert_eq!(named(&few), "n0, n1, n2");
-        let many: Vec<String> = (0..684).map(|i| format!("n{i}")).collect();
-        let text = named(&many);
-        assert!(
-            text.starts_with("n0, n1, ") && text.ends_with("n19, and 664 more"),
-            "{text}"
-        );
     }
 }

@@ -299,6 +299,28 @@ fn a_group_build_that_times_out_fails_setup_and_names_the_missing_node() {
 }
 
 #[test]
+fn a_setup_timeout_of_many_silent_nodes_names_twenty_and_counts_the_rest() {
+    let names: Vec<String> = (0..684).map(|i| format!("n{i:03}")).collect();
+    let nodes: Vec<&str> = names.iter().map(String::as_str).collect();
+    let groups = vec![("servers", &nodes[..]), ("clients", &["c1"][..])];
+    let mut h = Harness::with_silent(
+        procedure(&groups, &agents(), vec![], &[]),
+        Options::default(),
+        &nodes,
+    );
+    h.advance_to(20_000);
+    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
+        panic!("{:?}", h.outcome)
+    };
+    assert_eq!(*kind, FailureKind::Setup);
+    assert!(
+        message.contains("[n000, n001, ") && message.contains("n019 and 664 more]"),
+        "{message}"
+    );
+    assert!(!message.contains("n020"), "{message}");
+}
+
+#[test]
 fn streams_run_concurrently_and_consecutive_events_go_out_back_to_back() {
     let streams = vec![
         (

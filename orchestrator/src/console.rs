@@ -53,14 +53,7 @@ fn paint(color: bool, code: u8, text: &str) -> String {
     }
 }
 
-/// A list of node names for a message: all of them up to `max`, else the first `max` and
-/// how many more (a thousand names on one line tell nobody anything).
-pub fn some_names(names: &[String], max: usize) -> String {
-    if names.len() <= max {
-        return names.join(", ");
-    }
-    format!("{} and {} more", names[..max].join(", "), names.len() - max)
-}
+pub use magi_proto::some_names;
 
 /// The stream name as the original printed it: 14 wide, long names cut to 11 + `...`.
 pub fn stream_name(name: &str) -> String {
@@ -247,14 +240,6 @@ fn terminal_width() -> usize {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_long_list_of_names_is_cut_with_a_count() {
-        let names: Vec<String> = (0..1000).map(|i| format!("n{i:03}")).collect();
-        assert_eq!(some_names(&names[..2], 10), "n000, n001");
-        assert_eq!(some_names(&names[..10], 10).matches(", ").count(), 9);
-        assert_eq!(some_names(&names, 3), "n000, n001, n002 and 997 more");
-    }
-
     use super::*;
 
     #[test]

@@ -167,6 +167,15 @@ pub fn color_allowed(terminal: bool, no_color_flag: bool) -> bool {
     terminal && !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A list of node names for a message: all of them up to `max`, else the first `max` and
+/// how many more (a thousand names on one line tell nobody anything).
+pub fn some_names(names: &[String], max: usize) -> String {
+    if names.len() <= max {
+        return names.join(", ");
+    }
+    format!("{} and {} more", names[..max].join(", "), names.len() - max)
+}
+
 /// A broker or database URL with its password replaced by `***`, for messages and logs
 /// (`amqp://alice:secret@h/` → `amqp://alice:***@h/`). A list of URLs separated by commas
 /// (a broker option naming a cluster's nodes) has every password replaced.
@@ -209,6 +218,14 @@ fn redact_one(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_list_of_names_is_cut_with_a_count() {
+        let names: Vec<String> = (0..1000).map(|i| format!("n{i:03}")).collect();
+        assert_eq!(some_names(&names[..2], 10), "n000, n001");
+        assert_eq!(some_names(&names[..10], 10).matches(", ").count(), 9);
+        assert_eq!(some_names(&names, 3), "n000, n001, n002 and 997 more");
+    }
+
     use super::*;
 
     #[test]

@@ -293,10 +293,7 @@ impl RunPort for RunSide {
             }
         }
         if receivers == 0 {
-            let named = match nodes.len() {
-                0..=10 => nodes.join(","),
-                n => format!("{} and {} more", nodes[..10].join(","), n - 10),
-            };
+            let named = magi_proto::some_names(nodes, 10);
             return Err(SendError::NoRoute(format!("nodes {named}")));
         }
         Ok(Delivered {
