@@ -168,45 +168,37 @@ fn scripted_node(link: NodeLink, script: Script, name: &'static str) {
     });
 }
 
-/// A run port whose broker confirms calls of one method late: delivered at once, the
-/// publish returns only after `delay` (as a broker busy writing a large message does).
-struct LateConfirm {
+/// What the broker does to the calls of one method.
+#[derive(Clone, Copy)]
+enum Meddle {
+    /// Delivers them at once but confirms them only after this long (as a broker busy
+    /// writing a large message does).
+    Late(Duration),
+    /// Loses them with the connection.
+    Cut,
+}
+
+/// A run port whose broker meddles with the calls of one method (the others pass).
+struct Meddling {
     inner: Arc<dyn RunPort>,
     method: &'static str,
-    delay: Duration,
+    how: Meddle,
 }
 
 #[async_trait::async_trait]
-impl RunPort for LateConfirm {
+impl RunPort for Meddling {
     async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
-        let late = call.method == self.method;
-        let result = self.inner.publish_group(group, call).await;
-        if late {
-            tokio::time::sleep(self.delay).await;
+        if call.method != self.method {
+            return self.inner.publish_group(group, call).await;
         }
-        result
-    }
-    async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
-        self.inner.publish_nodes(nodes, call).await
-    }
-    async fn close(&self) -> Result<(), SendError> {
-        self.inner.close().await
-    }
-}
-
-/// A run port that loses every call of one method with the connection (the others pass).
-struct Cut {
-    inner: Arc<dyn RunPort>,
-    method: &'static str,
-}
-
-#[async_trait::async_trait]
-impl RunPort for Cut {
-    async fn publish_group(&self, group: &str, call: Call) -> Result<Delivered, SendError> {
-        if call.method == self.method {
-            return Err(SendError::Disconnected("connection reset by peer".into()));
+        match self.how {
+            Meddle::Late(delay) => {
+                let result = self.inner.publish_group(group, call).await;
+                tokio::time::sleep(delay).await;
+                result
+            }
+            Meddle::Cut => Err(SendError::Disconnected("connection reset by peer".into())),
         }
-        self.inner.publish_group(group, call).await
     }
     async fn publish_nodes(&self, nodes: &[String], call: Call) -> Result<Delivered, SendError> {
         self.inner.publish_nodes(nodes, call).await
@@ -218,26 +210,15 @@ impl RunPort for Cut {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_lost_with_the_connection_says_so_rather_than_that_it_reached_no_node() {
-    let checked = magi_aal::check_str("t.aal", &procedure(1000));
-    let bus = MemoryBus::new();
-    let mut link = bus.open_run(RUN).await.expect("open run");
-    link.port = Arc::new(Cut {
-        inner: link.port,
-        method: "go",
-    });
-    scripted_node(
-        bus.attach_node("n1").await.expect("attach"),
-        Script::new(),
-        "n1",
-    );
-    let result = run_driver(
-        &checked,
-        link,
-        Duration::from_secs(10),
+    let (result, _) = drive_meddled(
+        &procedure(1000),
+        Some(Script::new()),
         None,
-        Default::default(),
-    );
-    let Ok(Outcome::Failed { kind, message }) = result.await else {
+        Duration::from_secs(10),
+        Some(("go", Meddle::Cut)),
+    )
+    .await;
+    let Ok(Outcome::Failed { kind, message }) = result else {
         panic!("the run should fail")
     };
     assert_eq!(kind, FailureKind::Delivery);
@@ -256,25 +237,25 @@ async fn drive_with(
     alive_every: Option<Duration>,
     preflight: Duration,
 ) -> (Result<Outcome, Infra>, Duration) {
-    drive_late(aal, script, alive_every, preflight, None).await
+    drive_meddled(aal, script, alive_every, preflight, None).await
 }
 
-/// [`drive_with`], the broker confirming calls of `late.0` `late.1` late.
-async fn drive_late(
+/// [`drive_with`], the broker meddling with the calls of method `meddle.0` as `meddle.1`.
+async fn drive_meddled(
     aal: &str,
     script: Option<Script>,
     alive_every: Option<Duration>,
     preflight: Duration,
-    late: Option<(&'static str, Duration)>,
+    meddle: Option<(&'static str, Meddle)>,
 ) -> (Result<Outcome, Infra>, Duration) {
     let checked = magi_aal::check_str("t.aal", aal);
     let bus = MemoryBus::new();
     let mut link = bus.open_run(RUN).await.expect("open run");
-    if let Some((method, delay)) = late {
-        link.port = Arc::new(LateConfirm {
+    if let Some((method, how)) = meddle {
+        link.port = Arc::new(Meddling {
             inner: link.port,
             method,
-            delay,
+            how,
         });
     }
     if let Some(script) = script {
@@ -581,17 +562,17 @@ async fn a_node_silent_while_the_broker_holds_a_call_unconfirmed_is_not_lost() {
         pause: Some((Duration::from_millis(500), Duration::from_secs(10))),
         ..Script::new()
     };
-    let (result, _) = drive_late(
+    let (result, _) = drive_meddled(
         &procedure(20_000),
         Some(script.clone()),
         None,
         Duration::from_secs(10),
-        Some(("go", Duration::from_secs(12))),
+        Some(("go", Meddle::Late(Duration::from_secs(12)))),
     )
     .await;
     assert_eq!(result, Ok(Outcome::Success));
     // The same silence with the broker confirming at once: the node is lost.
-    let (result, _) = drive_late(
+    let (result, _) = drive_meddled(
         &procedure(20_000),
         Some(script),
         None,
