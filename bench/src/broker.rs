@@ -39,7 +39,7 @@ const BUSY_IDLE: f64 = 0.2;
 /// at 87 % of a core in `pg_local` with nothing to do until it was restarted, and a
 /// benchmark taken then gave p50 ratios up to 1.99 instead of 1.3-1.9
 /// (docs/benchmarks.md, "Thousands of nodes on the single broker").
-pub fn idle_cpu_figure(url: &str) -> Option<Figure> {
+pub async fn idle_cpu_figure(url: &str) -> Option<Figure> {
     let brokers = sys::find_brokers(url);
     if brokers.is_empty() {
         return None;
@@ -52,7 +52,7 @@ pub fn idle_cpu_figure(url: &str) -> Option<Figure> {
     };
     let window = Duration::from_secs(2);
     let before = cpu();
-    std::thread::sleep(window);
+    tokio::time::sleep(window).await;
     let busy = (cpu() - before) / window.as_secs_f64();
     if busy > BUSY_IDLE {
         eprintln!(

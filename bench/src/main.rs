@@ -274,7 +274,7 @@ async fn bench(cli: Cli) -> Result<bool> {
     // after), so the broker holds two queues per node then.
     let queues = largest * if cli.no_bare { 1 } else { 2 };
     figures.extend(broker::open_files_figure(&cli.url, largest, queues));
-    figures.extend(broker::idle_cpu_figure(&cli.url));
+    figures.extend(broker::idle_cpu_figure(&cli.url).await);
     let load_at_start = sys::load_average();
     let plan = sizes::Plan {
         cli: &cli,
