@@ -11,6 +11,7 @@
 //! - `brokers`: the broker option (one broker, or several: a cluster) and the queue kind;
 //! - `link`: the connection, replaced by a new one (on the next broker) whenever it fails;
 //! - `publisher`: confirms + `mandatory`, retried through outages;
+//! - `copier`: the tap copies, made only while some tap may want them;
 //! - `topology`: declarations and short-lived channels;
 //! - `inbox`: the consumer task shared by node, run and tap links;
 //! - `node`, `run`, `tap`: the three kinds of link;
@@ -18,6 +19,7 @@
 pub mod brokers;
 pub mod names;
 
+mod copier;
 mod error;
 mod inbox;
 mod lane;
@@ -68,6 +70,9 @@ pub struct BusOptions {
     pub tap_queue_expires: Duration,
     /// A tap queue holds at most this many messages; the oldest are dropped first.
     pub tap_max_length: u32,
+    /// A sender whose copy of a run's calls, triggers or records no tap took makes no
+    /// such copy for this long; a tap opened meanwhile sees them after at most this.
+    pub tap_quiet: Duration,
     /// A run's status queue holds at most this many node statuses; the oldest are dropped
     /// first (a node's newest heartbeat says all its older ones did).
     pub status_max_length: u32,
@@ -116,6 +121,7 @@ impl Default for BusOptions {
             run_queue_expires: Duration::from_secs(600),
             tap_queue_expires: Duration::from_secs(60),
             tap_max_length: 10_000,
+            tap_quiet: Duration::from_secs(5),
             status_max_length: 100_000,
             node_prefetch: 32,
             run_prefetch: 256,
@@ -152,35 +158,25 @@ pub(crate) struct Shared {
     pub(crate) publisher: Publisher,
     /// The kind of the node and run queues.
     pub(crate) queues: QueueKind,
-    /// Queue of tap copies (see `publisher::spawn_copier`).
-    pub(crate) copier: tokio::sync::mpsc::UnboundedSender<publisher::Copy>,
+    /// Tap copies (see `copier`).
+    pub(crate) copier: copier::Copier,
     /// Group exchanges this bus has declared and hung off the calls exchange (see
     /// `node::bind_group`): set once per group, by whichever of its nodes joins first.
     pub(crate) groups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
 }
 
 impl Shared {
-    /// Queue the copy of a message that taps see. Taps are observers: a copy that cannot
-    /// be sent is logged, never reported to the sender.
-    pub(crate) fn watch_copy(&self, item: TapItem) {
-        let Some(run) = item.run.clone() else { return };
-        match wire::encode(
-            "tap copy",
-            &item,
-            self.opts.max_message_bytes.saturating_mul(2),
-        ) {
-            Ok(body) => {
-                let copy = publisher::Copy {
-                    key: self.names.watch_key(&run, &item.kind),
-                    body,
-                    kind: item.kind,
-                };
-                if self.copier.send(copy).is_err() {
-                    warn!(run, "tap copy not sent: the bus is closing");
-                }
-            }
-            Err(e) => warn!(error = %e, "tap copy not sent"),
-        }
+    /// Queue the copy of a message of `run` that taps see, made by `item` only if some tap
+    /// may want it (`copier`). Taps are observers: a copy that cannot be sent is logged,
+    /// never reported to the sender.
+    pub(crate) fn watch_copy(&self, run: &str, kind: &str, item: impl FnOnce() -> TapItem) {
+        let limit = self.opts.max_message_bytes.saturating_mul(2);
+        self.copier
+            .offer(self.names.watch_key(run, kind), kind, || {
+                wire::encode("tap copy", &item(), limit)
+                    .inspect_err(|e| warn!(error = %e, "tap copy not sent"))
+                    .ok()
+            });
     }
 
     /// How a node's or run's inbox is declared and consumed: its queue's arguments, and
@@ -272,7 +268,7 @@ impl AmqpBus {
         let names = Names::new(&options.prefix);
         topology::ensure_globals(&conn, &names, &options).await?;
         let publisher = Publisher::new(conn.clone(), options.patience, options.confirm_wait);
-        let copier = publisher::spawn_copier(conn.clone(), names.watch_exchange());
+        let copier = copier::Copier::spawn(conn.clone(), names.watch_exchange(), options.tap_quiet);
         Ok(AmqpBus {
             shared: Arc::new(Shared {
                 link: conn,

@@ -250,21 +250,20 @@ impl NodeSide {
         run: &str,
         kind: &str,
         body: Vec<u8>,
-        value: serde_json::Value,
+        value: impl FnOnce() -> serde_json::Value,
     ) -> Result<(), SendError> {
         self.check_attached()?;
         let names = &self.shared.names;
         let key = names.inbound_key(run, kind, &self.node);
         check_len("routing key", &key)?;
-        let item = TapItem {
+        let exchange = names.triggers_exchange();
+        self.shared.watch_copy(run, kind, || TapItem {
             kind: kind.to_string(),
             run: Some(run.to_string()),
             group: None,
             nodes: vec![self.node.clone()],
-            body: value,
-        };
-        let exchange = names.triggers_exchange();
-        self.shared.watch_copy(item);
+            body: value(),
+        });
         match self
             .shared
             .publish_sure(&exchange, &key, kind, &body)
@@ -315,13 +314,13 @@ impl NodePort for NodeSide {
 
     async fn send_trigger(&self, trigger: Trigger) -> Result<(), SendError> {
         let body = wire::encode("trigger", &trigger, self.shared.opts.max_message_bytes)?;
-        let value = serde_json::to_value(&trigger).unwrap_or_default();
+        let value = || serde_json::to_value(&trigger).unwrap_or_default();
         self.to_run(&trigger.run, "trigger", body, value).await
     }
 
     async fn send_record(&self, record: Record) -> Result<(), SendError> {
         let body = wire::encode("record", &record, self.shared.opts.max_message_bytes)?;
-        let value = serde_json::to_value(&record).unwrap_or_default();
+        let value = || serde_json::to_value(&record).unwrap_or_default();
         self.to_run(&record.run, "record", body, value).await
     }
 

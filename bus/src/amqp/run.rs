@@ -258,7 +258,8 @@ impl RunPort for RunSide {
             .unwrap_or_else(|p| p.into_inner())
             .insert(group.to_string());
         let exchange = names.calls_exchange();
-        self.shared.watch_copy(self.copy(Some(group), &[], &call));
+        self.shared
+            .watch_copy(&self.run, "call", || self.copy(Some(group), &[], &call));
         match self
             .shared
             .publish_confirmed(&exchange, &key, "call", &body, fleeting(&call))
@@ -284,7 +285,8 @@ impl RunPort for RunSide {
             self.shared
                 .publish_confirmed(&exchange, k, "call", &body, lifetime)
         }));
-        self.shared.watch_copy(self.copy(None, nodes, &call));
+        self.shared
+            .watch_copy(&self.run, "call", || self.copy(None, nodes, &call));
         let outcomes = sends.await;
         let mut receivers = 0;
         for outcome in outcomes {
