@@ -31,7 +31,7 @@ use crate::amqp::link::Link;
 const COPY_WAIT: Duration = Duration::from_secs(10);
 
 /// Copies larger than this are sent without asking whether anyone taps.
-pub(crate) const PROBE_MAX: usize = 64 * 1024;
+const PROBE_MAX: usize = 64 * 1024;
 
 /// Keys remembered as untapped before expired ones are swept out.
 const QUIET_KEYS: usize = 1024;
