@@ -4,7 +4,9 @@
 //! A tap is an observer: it reads copies the senders' bus library makes (and the nodes'
 //! announcements), from a queue of its own that is bounded (oldest dropped first) and
 //! expires, so it needs nothing from the orchestrator and an abandoned tap cannot fill the
-//! broker. Only read permission is needed (the tap role of `broker-config/`).
+//! broker. A sender makes no copies while nobody taps and asks again every 5 s, so a run
+//! already going shows within 5 s. Only read permission is needed (the tap role of
+//! `broker-config/`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -98,7 +100,9 @@ async fn tap(args: TapArgs) -> i32 {
         Some(r) => format!("run {r}"),
         None => "every run and node".into(),
     };
-    eprintln!("magi tap: watching {what} on {shown} (Ctrl-C stops)");
+    eprintln!(
+        "magi tap: watching {what} on {shown} (Ctrl-C stops; a run already going shows within 5 s)"
+    );
     let mut filter = Filter::new(&args);
     let mut printed = 0u64;
     let stop_at = args.for_secs.map(|s| tokio::time::Instant::now() + s);
