@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Confirmation};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tracing::{debug, warn};
 
 use crate::amqp::link::Link;
+use crate::amqp::publisher::confirm_channel;
 
 /// How long a tap copy waits for the broker to come back before it is dropped.
 const COPY_WAIT: Duration = Duration::from_secs(10);
@@ -162,7 +163,7 @@ async fn publish_copies(
                 .filter(|(g, c)| *g == generation && c.status().connected())
             {
                 Some((_, ch)) => ch.clone(),
-                None => match open(&conn).await {
+                None => match confirm_channel(&conn).await {
                     Ok(ch) => {
                         channel = Some((generation, ch.clone()));
                         ch
@@ -212,13 +213,6 @@ async fn publish_copies(
     if let Some((_, ch)) = channel.filter(|(_, c)| c.status().connected()) {
         let _ = ch.close(200, "OK".into()).await;
     }
-}
-
-/// A channel in confirm mode (returns come with their confirm).
-async fn open(conn: &lapin::Connection) -> lapin::Result<Channel> {
-    let ch = conn.create_channel().await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    Ok(ch)
 }
 
 #[cfg(test)]

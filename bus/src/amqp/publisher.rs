@@ -101,21 +101,18 @@ impl Publisher {
             }
         }
         *slot = None;
-        let opened = async {
-            let ch = conn.create_channel().await?;
-            ch.confirm_select(ConfirmSelectOptions::default()).await?;
-            Ok(ch)
-        };
-        Ok(match tokio::time::timeout(PROBE_WAIT, opened).await {
-            Ok(Ok(ch)) => {
-                *slot = Some((generation, ch.clone()));
-                Ok((generation, ch))
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(lapin::Error::from(
-                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
-            )),
-        })
+        Ok(
+            match tokio::time::timeout(PROBE_WAIT, confirm_channel(&conn)).await {
+                Ok(Ok(ch)) => {
+                    *slot = Some((generation, ch.clone()));
+                    Ok((generation, ch))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(lapin::Error::from(
+                    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
+                )),
+            },
+        )
     }
 
     /// Forget `ch` as the confirm channel (it failed or hangs), so the next attempt opens
@@ -253,6 +250,14 @@ impl Publisher {
             _ => false,
         }
     }
+}
+
+/// A new channel on `conn` in confirm mode (a returned `mandatory` message comes with its
+/// confirm).
+pub(crate) async fn confirm_channel(conn: &lapin::Connection) -> lapin::Result<Channel> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
 }
 
 /// Open a channel on `conn` within [`PROBE_WAIT`], and close it again.
