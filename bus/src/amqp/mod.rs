@@ -47,12 +47,14 @@ pub use wire::DEFAULT_MAX_MESSAGE;
 
 use publisher::{Outcome, Outgoing, Publisher};
 
-/// The log filter for lapin that binaries add to their own: lapin's warnings, but not its
-/// ERROR line for every channel the broker closes. The bus reports each of those to its
-/// caller in its own words, and most are expected: the passive check of an exchange that
-/// does not exist yet (a node agent starting before any orchestrator declared the global
-/// exchanges) closes its channel with 404. `RUST_LOG=lapin=debug` shows them all.
-pub const LAPIN_LOG_FILTER: &str = "lapin=warn,lapin::channel=off";
+/// The log filter for lapin that binaries add to their own: lapin's warnings, but neither
+/// its ERROR line for every channel the broker closes nor its WARN line (with the whole
+/// message) for every `mandatory` message the broker returns. The bus reports each of
+/// those to its caller in its own words, and most are expected: the passive check of an
+/// exchange that does not exist yet (a node agent starting before any orchestrator declared
+/// the global exchanges) closes its channel with 404, and the first tap copy of a call or
+/// trigger that no tap wants comes back (`copier.rs`). `RUST_LOG=lapin=debug` shows them all.
+pub const LAPIN_LOG_FILTER: &str = "lapin=warn,lapin::channel=off,lapin::returned_messages=off";
 
 /// How a bus names things and how patient, bounded and forgiving it is.
 #[derive(Debug, Clone)]

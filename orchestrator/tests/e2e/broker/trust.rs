@@ -24,6 +24,35 @@ async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_nobody_taps_leaves_no_warning_in_the_logs() {
+    // With no tap bound, the broker returns the first tap copy of every call and trigger
+    // (that is how a sender learns to stop copying): an expected answer, which the bus
+    // handles. Neither `magi run` nor `magi-node` may log it, on their default filters.
+    let mut w = World::new().await;
+    w.node_log = None;
+    for node in ["clientnode", "servernode"] {
+        w.start_node(node, &[]);
+    }
+    let aal = w.write("cs.aal", &case_study_shape(500));
+    let mut run = w.run_cmd(&aal, &format!("quiet{}", tag()), &[]);
+    run.env_remove("RUST_LOG");
+    let done = Running::start(run, w.dir.path(), "magi")
+        .finish(Duration::from_secs(120))
+        .await;
+    assert_eq!(done.code, Some(0), "{}", done.show());
+    assert!(!done.stderr.contains("WARN"), "{}", done.show());
+    for node in &w.nodes {
+        let text = node.log_text();
+        assert!(
+            !text.contains("returned"),
+            "magi-node {}:\n{text}",
+            node.name
+        );
+    }
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_only_the_users_its_policy_names_and_forged_triggers_end_no_run() {
     // On a vhost configured by broker-config/apply.sh, as a shared testbed is: orchestrators
     // alice and bob, nodes clientnode and servernode (each its own broker user), no guest.
