@@ -54,8 +54,8 @@ fn init_logging(filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .ok()
-        .or_else(|| filter.and_then(|f| EnvFilter::try_new(f).ok()))
-        .unwrap_or_else(|| EnvFilter::new(format!("info,{}", magi_bus::amqp::LAPIN_LOG_FILTER)));
+        .or_else(|| filter.and_then(|f| EnvFilter::try_new(magi_bus::amqp::log_filter(f)).ok()))
+        .unwrap_or_else(|| EnvFilter::new(magi_bus::amqp::log_filter("info")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(magi_proto::color_allowed(

@@ -6,9 +6,8 @@ fn main() {
     magi_node::release_large_blocks();
     // Library warnings (a message the bus dropped, a record not stored) go to stderr;
     // RUST_LOG changes the level.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,{}", magi_bus::amqp::LAPIN_LOG_FILTER))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(magi_bus::amqp::log_filter("warn")));
     // Logging starts before the command line is parsed, so the flag is looked for here.
     let no_color = std::env::args().any(|a| a == "--no-color" || a == "--nocolor");
     let color = magi_proto::color_allowed(

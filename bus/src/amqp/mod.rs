@@ -56,6 +56,16 @@ use publisher::{Outcome, Outgoing, Publisher};
 /// trigger that no tap wants comes back (`copier.rs`). `RUST_LOG=lapin=debug` shows them all.
 pub const LAPIN_LOG_FILTER: &str = "lapin=warn,lapin::channel=off,lapin::returned_messages=off";
 
+/// A binary's log filter: `given` (`info`, `warn,magi_node=debug` ...) with
+/// [`LAPIN_LOG_FILTER`] added, unless `given` says itself what lapin should log.
+pub fn log_filter(given: &str) -> String {
+    if given.split(',').any(|d| d.trim().starts_with("lapin")) {
+        given.to_string()
+    } else {
+        format!("{given},{LAPIN_LOG_FILTER}")
+    }
+}
+
 /// How a bus names things and how patient, bounded and forgiving it is.
 #[derive(Debug, Clone)]
 pub struct BusOptions {
@@ -346,5 +356,19 @@ mod tests {
             "amqp://bob:***@h:5672/%2f"
         );
         assert_eq!(super::redact("amqp://h"), "amqp://h");
+    }
+
+    #[test]
+    fn a_given_log_filter_keeps_lapin_quiet_unless_it_names_lapin() {
+        let f = super::log_filter("warn");
+        assert!(
+            f.starts_with("warn,") && f.contains("lapin::returned_messages=off"),
+            "{f}"
+        );
+        assert_eq!(super::log_filter("info,lapin=debug"), "info,lapin=debug");
+        assert_eq!(
+            super::log_filter("info, lapin::channel=info"),
+            "info, lapin::channel=info"
+        );
     }
 }

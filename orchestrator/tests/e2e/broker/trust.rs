@@ -27,12 +27,12 @@ async fn a_node_agent_starting_before_any_orchestrator_logs_no_error() {
 async fn a_run_nobody_taps_leaves_no_warning_in_the_logs() {
     // With no tap bound, the broker returns the first tap copy of every call and trigger
     // (that is how a sender learns to stop copying): an expected answer, which the bus
-    // handles. Neither `magi run` nor `magi-node` may log it, on their default filters.
+    // handles. Neither `magi run` nor `magi-node` may log it, on their default filters or
+    // on one given with `--log`.
     let mut w = World::new().await;
     w.node_log = None;
-    for node in ["clientnode", "servernode"] {
-        w.start_node(node, &[]);
-    }
+    w.start_node("clientnode", &[]);
+    w.start_node("servernode", &["--log", "info"]);
     let aal = w.write("cs.aal", &case_study_shape(500));
     let mut run = w.run_cmd(&aal, &format!("quiet{}", tag()), &[]);
     run.env_remove("RUST_LOG");
