@@ -6,6 +6,9 @@
 //! It has the delivery guarantees of the MAGI bus (confirms, manual acks, persistent
 //! messages in durable queues) and none of its work (JSON, tap copies, checks,
 //! deduplication, the engine, the node agent, the agent process).
+//!
+//! Two variants measure what lies on either side of it ([`Kind`]): the same pattern over
+//! MAGI-rs's routing and message properties, and the floor, with no guarantee.
 
 use std::time::{Duration, Instant};
 
@@ -13,14 +16,101 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 use crate::fleet::{bare_queue_args, connect_first, FleetArgs, Fleets};
 use crate::sys::{cpu_of, find_brokers};
+
+/// Which bare-lapin pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// The reference: the bus's guarantees over the simplest routing (a fanout exchange;
+    /// answers straight into the reply queue through the default exchange), 8-byte
+    /// messages with no property but persistence.
+    Bare,
+    /// The reference over MAGI-rs's routing and properties, so that what is left between
+    /// it and MAGI-rs is MAGI-rs's own work. Each call goes to a topic exchange under
+    /// `<run>.<group>`, bound to the fanout exchange (as `calls` is to a group exchange);
+    /// each answer to a topic exchange under `<run>.trigger.<node>`, bound by the reply
+    /// queue with `<run>.#` (as `triggers` is by a run queue). Every message carries the
+    /// bus's properties (content type, kind, a UUIDv7 message id, the broker-validated user
+    /// id) and is [`ROUTED_SIZE`] bytes, the size of a ping call and its trigger.
+    Routed,
+    /// The floor: transient messages, no confirms, no `mandatory`, automatic
+    /// acknowledgements, classic queues.
+    Floor,
+}
+
+/// Bytes of a call and of an answer of [`Kind::Routed`]: the JSON of the benchmark's ping
+/// call is 96 bytes and that of its trigger about as many.
+pub const ROUTED_SIZE: usize = 100;
+
+impl Kind {
+    /// Its word in broker object names and on the fleet's command line.
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Bare => "bare",
+            Kind::Routed => "routed",
+            Kind::Floor => "floor",
+        }
+    }
+
+    /// Confirms, `mandatory`, persistence and manual acknowledgements.
+    pub fn guarantees(self) -> bool {
+        self != Kind::Floor
+    }
+
+    /// The properties of a message (`what`: `call` or `trigger`) sent as broker user `user`.
+    pub fn properties(self, what: &str, user: &str) -> BasicProperties {
+        let props =
+            BasicProperties::default().with_delivery_mode(if self.guarantees() { 2 } else { 1 });
+        match self {
+            Kind::Routed => props
+                .with_content_type("application/json".into())
+                .with_user_id(user.into())
+                .with_type(what.into())
+                .with_message_id(uuid::Uuid::now_v7().to_string().into()),
+            _ => props,
+        }
+    }
+
+    /// A message of at least `size` bytes that starts with `seq`.
+    pub fn body(self, seq: &[u8], size: usize) -> Vec<u8> {
+        let floor = if self == Kind::Routed { ROUTED_SIZE } else { 8 };
+        let mut body = seq.to_vec();
+        body.resize(size.max(floor), b'x');
+        body
+    }
+}
+
+/// The routed pattern's exchanges under `base` (the fanout exchange's name): calls go to the
+/// first under [`ROUTED_CALL_KEY`], answers to the second.
+pub fn routed_exchanges(base: &str) -> [String; 2] {
+    [format!("{base}.calls"), format!("{base}.triggers")]
+}
+
+/// The routed pattern's keys: a call's, an answer's (`<run>.trigger.<node>`), and the reply
+/// queue's binding.
+pub const ROUTED_CALL_KEY: &str = "run.group";
+pub fn routed_answer_key(node: usize) -> String {
+    format!("run.trigger.n{node}")
+}
+const ROUTED_REPLY_BINDING: &str = "run.#";
+
+/// The broker user of `url` (its first broker's), which a routed message names in
+/// `user_id` (the broker refuses any other).
+pub fn user_of(url: &str) -> Result<String> {
+    let brokers = magi_bus::amqp::Brokers::parse(url)?;
+    let first = brokers.urls.first().context("no broker in the URL")?;
+    let uri: lapin::uri::AMQPUri = first
+        .parse()
+        .map_err(|e| anyhow::anyhow!("broker URL {first}: {e}"))?;
+    Ok(uri.authority.userinfo.username)
+}
 
 /// What one bare run measured.
 pub struct BareRun {
@@ -40,26 +130,31 @@ pub struct BareRun {
 struct Publisher {
     out: Channel,
     answers: Consumer,
+    /// The fanout exchange bound by the N queues.
     exchange: String,
     n: usize,
-    /// The floor: transient, no confirm, no `mandatory`, automatic acknowledgements.
-    floor: bool,
+    kind: Kind,
+    /// The broker user of the connection.
+    user: String,
 }
 
 impl Publisher {
     /// One round: publish `size` bytes starting with `seq`, wait for the N answers.
     async fn round(&mut self, seq: u64, size: usize) -> Result<Duration> {
-        let mut body = seq.to_be_bytes().to_vec();
-        body.resize(size.max(8), b'x');
+        let body = self.kind.body(&seq.to_be_bytes(), size);
         let t = Instant::now();
         let opts = BasicPublishOptions {
-            mandatory: !self.floor,
+            mandatory: self.kind.guarantees(),
             ..Default::default()
         };
-        let props = BasicProperties::default().with_delivery_mode(if self.floor { 1 } else { 2 });
+        let props = self.kind.properties("call", &self.user);
+        let (exchange, key) = match self.kind {
+            Kind::Routed => (routed_exchanges(&self.exchange)[0].clone(), ROUTED_CALL_KEY),
+            _ => (self.exchange.clone(), ""),
+        };
         // Without confirm mode (the floor) the confirmation is `NotRequested` at once.
         self.out
-            .basic_publish(self.exchange.clone().into(), "".into(), opts, &body, props)
+            .basic_publish(exchange.into(), key.into(), opts, &body, props)
             .await?
             .await?;
         let mut got = 0;
@@ -71,10 +166,10 @@ impl Publisher {
                 bail!("bare: the answers stopped")
             };
             let d = d?;
-            if !self.floor {
+            if self.kind.guarantees() {
                 d.ack(BasicAckOptions::default()).await?;
             }
-            if d.data == body[..8] {
+            if d.data.get(..8) == Some(&body[..8]) {
                 got += 1;
             }
         }
@@ -101,22 +196,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// Declares the exchange and the reply queue, starts `fleet_args.nodes` consumers; the
-    /// floor (`floor`: transient, unconfirmed, auto-acked, classic queues) or the
-    /// reference with the bus's guarantees.
-    pub async fn start(fleet_args: &FleetArgs, floor: bool) -> Result<Session> {
+    /// Declares the exchanges and the reply queue, starts `fleet_args.nodes` consumers of
+    /// pattern `kind`.
+    pub async fn start(fleet_args: &FleetArgs, kind: Kind) -> Result<Session> {
         let p = &fleet_args.prefix;
         let n = fleet_args.nodes;
-        let kind = if floor { "floor" } else { "bare" };
-        let (ex, reply) = (format!("{p}{kind}.x"), format!("{p}{kind}.reply"));
+        let word = kind.word();
+        let (ex, reply) = (format!("{p}{word}.x"), format!("{p}{word}.reply"));
         let props = ConnectionProperties::default()
-            .with_connection_name(format!("{p}{kind}-orchestrator").into());
+            .with_connection_name(format!("{p}{word}-orchestrator").into());
         let conn = connect_first(&fleet_args.url, props)
             .await
             .context("bare: connecting")?;
         let setup = async {
+            let user = user_of(&fleet_args.url)?;
             let out = conn.create_channel().await?;
-            if !floor {
+            if kind.guarantees() {
                 out.confirm_select(ConfirmSelectOptions::default()).await?;
             }
             let ex_opts = ExchangeDeclareOptions {
@@ -137,9 +232,37 @@ impl Session {
             out.queue_declare(
                 reply.clone().into(),
                 q_opts,
-                bare_queue_args(&fleet_args.url, floor),
+                bare_queue_args(&fleet_args.url, kind),
             )
             .await?;
+            if kind == Kind::Routed {
+                let [calls, triggers] = routed_exchanges(&ex);
+                for topic in [&calls, &triggers] {
+                    out.exchange_declare(
+                        topic.clone().into(),
+                        ExchangeKind::Topic,
+                        ex_opts,
+                        FieldTable::default(),
+                    )
+                    .await?;
+                }
+                out.exchange_bind(
+                    ex.clone().into(),
+                    calls.into(),
+                    ROUTED_CALL_KEY.into(),
+                    ExchangeBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+                out.queue_bind(
+                    reply.clone().into(),
+                    triggers.into(),
+                    ROUTED_REPLY_BINDING.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            }
             let inbox = conn.create_channel().await?;
             inbox.basic_qos(256, BasicQosOptions::default()).await?;
             let answers = inbox
@@ -147,7 +270,7 @@ impl Session {
                     reply.clone().into(),
                     "".into(),
                     BasicConsumeOptions {
-                        no_ack: floor,
+                        no_ack: !kind.guarantees(),
                         ..Default::default()
                     },
                     FieldTable::default(),
@@ -156,14 +279,14 @@ impl Session {
             let args = FleetArgs {
                 bare_exchange: Some(ex.clone()),
                 bare_reply: Some(reply.clone()),
-                bare_floor: floor,
+                bare_kind: kind,
                 ..fleet_args.clone()
             };
             let fleet = Fleets::start(&args, Duration::from_secs(600)).await?;
-            Ok::<_, anyhow::Error>((out, answers, fleet))
+            Ok::<_, anyhow::Error>((out, answers, fleet, user))
         }
         .await;
-        let (out, answers, fleet) = match setup {
+        let (out, answers, fleet, user) = match setup {
             Ok(s) => s,
             Err(e) => {
                 let _ = conn.close(200, "bye".into()).await;
@@ -182,7 +305,8 @@ impl Session {
                 answers,
                 exchange: ex,
                 n,
-                floor,
+                kind,
+                user,
             },
             conn,
             fleet: Some(fleet),
@@ -247,12 +371,16 @@ impl Session {
         let _ = out
             .queue_delete(self.reply.clone().into(), QueueDeleteOptions::default())
             .await;
-        let _ = out
-            .exchange_delete(
-                self.publisher.exchange.clone().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
+        let base = &self.publisher.exchange;
+        let mut exchanges = vec![base.clone()];
+        if self.publisher.kind == Kind::Routed {
+            exchanges.extend(routed_exchanges(base));
+        }
+        for ex in exchanges {
+            let _ = out
+                .exchange_delete(ex.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
         let _ = self.conn.close(200, "bye".into()).await;
         let answers = (self.samples.len() * self.n).max(1) as f64;
         let per = |i: usize| Some(self.cpu[i] / answers).filter(|v| v.is_finite());

@@ -8,14 +8,16 @@ use lapin::options::{
     ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 
+use crate::bare::{routed_answer_key, routed_exchanges, Kind};
 use crate::fleet::{bare_queue_args, connect_first, FleetArgs};
 
 /// The bare-lapin side: per consumer a channel, a durable queue bound to the exchange,
 /// manual acks with prefetch 32; each answers every message on the reply queue with a
-/// confirmed, mandatory, persistent publish on its connection's shared confirm channel.
+/// confirmed, mandatory, persistent publish on its connection's shared confirm channel
+/// (routed: through the answers' topic exchange, under its own key).
 pub async fn consumers(
     args: &FleetArgs,
     exchange: &str,
@@ -48,22 +50,28 @@ async fn connection(
             .await
             .context("bare fleet: connecting")?;
         let out_ch = conn.create_channel().await?;
-        if !args.bare_floor {
+        let kind = args.bare_kind;
+        if kind.guarantees() {
             out_ch
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
         }
-        let floor = args.bare_floor;
+        let user = crate::bare::user_of(&args.url)?;
         let mut queues = Vec::new();
         for i in (args.first + c..args.first + args.nodes).step_by(conns) {
-            let q = format!("{}bare.q.{i}", args.prefix);
+            let q = format!("{}{}.q.{i}", args.prefix, kind.word());
             queues.push(q.clone());
-            let (conn_ref, ex, reply, out_ch, stop) = (
+            // Where the answers go: the reply queue, or the routed pattern's exchange.
+            let (answers, key) = match kind {
+                Kind::Routed => (routed_exchanges(exchange)[1].clone(), routed_answer_key(i)),
+                _ => (String::new(), reply.to_string()),
+            };
+            let (conn_ref, ex, out_ch, stop, user) = (
                 &conn,
                 exchange.to_string(),
-                reply.to_string(),
                 out_ch.clone(),
                 stop.clone(),
+                user.clone(),
             );
             let ch = conn_ref.create_channel().await?;
             ch.basic_qos(32, BasicQosOptions::default()).await?;
@@ -73,7 +81,7 @@ async fn connection(
                     durable: true,
                     ..Default::default()
                 },
-                bare_queue_args(&args.url, floor),
+                bare_queue_args(&args.url, kind),
             )
             .await?;
             ch.queue_bind(
@@ -89,7 +97,7 @@ async fn connection(
                     q.into(),
                     "".into(),
                     BasicConsumeOptions {
-                        no_ack: floor,
+                        no_ack: !kind.guarantees(),
                         ..Default::default()
                     },
                     FieldTable::default(),
@@ -103,19 +111,25 @@ async fn connection(
                         d = deliveries.next() => d,
                     };
                     let Some(Ok(d)) = d else { break };
-                    if !floor {
+                    if kind.guarantees() {
                         let _ = d.ack(BasicAckOptions::default()).await;
                     }
                     let opts = BasicPublishOptions {
-                        mandatory: !floor,
+                        mandatory: kind.guarantees(),
                         ..Default::default()
                     };
-                    let props =
-                        BasicProperties::default().with_delivery_mode(if floor { 1 } else { 2 });
-                    // The answer is the message's first 8 bytes (its sequence number).
-                    let answer = &d.data[..d.data.len().min(8)];
+                    let props = kind.properties("trigger", &user);
+                    // The answer starts with the message's first 8 bytes (its sequence
+                    // number).
+                    let answer = kind.body(&d.data[..d.data.len().min(8)], 0);
                     match out_ch
-                        .basic_publish("".into(), reply.clone().into(), opts, answer, props)
+                        .basic_publish(
+                            answers.clone().into(),
+                            key.clone().into(),
+                            opts,
+                            &answer,
+                            props,
+                        )
                         .await
                     {
                         Ok(confirm) => {

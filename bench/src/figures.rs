@@ -1,5 +1,6 @@
 //! The figures of one N, from what the runs measured: MAGI-rs against the bare reference
-//! (with its targets), and both against the floor.
+//! (with its targets), against the reference on MAGI-rs's routing, and both against the
+//! floor.
 
 use std::time::Duration;
 
@@ -121,6 +122,54 @@ pub fn size_figures(
         )
         .note("the fleet processes' VmHWM summed (node agents; agent processes not counted)"),
     );
+    figures
+}
+
+/// The routed reference's figures: bare lapin over MAGI-rs's exchanges, routing keys and
+/// message properties. MAGI-rs against it is the cost of MAGI-rs's own work (JSON, checks,
+/// deduplication, the engine, the node agent, the agent process); it against the bare
+/// reference is the cost of the routing and properties that identities and groups need.
+pub fn routed_figures(
+    n: usize,
+    ours: Option<&ours::OursRun>,
+    bare: Option<&bare::BareRun>,
+    routed: Option<&bare::BareRun>,
+) -> Vec<Figure> {
+    let Some(routed) = routed else {
+        return Vec::new();
+    };
+    let mut figures = Vec::new();
+    for p in [50.0, 99.0] {
+        let base = ms(percentile(&routed.rounds, p));
+        figures.push(
+            Figure::new(&format!("routed_roundtrip_p{p}"), n, base, "ms")
+                .note("bare lapin on MAGI-rs's exchanges, keys and properties"),
+        );
+        if let Some(o) = ours {
+            let v = ms(percentile(&o.rounds, p));
+            figures.push(
+                Figure::compared(&format!("roundtrip_p{p}_over_routed"), n, v, base, "ms")
+                    .note("MAGI-rs against the routed reference: the cost of its own work"),
+            );
+        }
+        if let Some(b) = bare {
+            let v = ms(percentile(&b.rounds, p));
+            figures.push(
+                Figure::compared(&format!("routed_p{p}_over_bare"), n, base, v, "ms")
+                    .note("the routed reference against bare lapin: the cost of the routing"),
+            );
+        }
+    }
+    let us = |v: f64| v * 1e6;
+    if let (Some(o), Some(r)) = (
+        ours.and_then(|o| o.broker_cpu_per_trigger),
+        routed.broker_cpu_per_answer,
+    ) {
+        figures.push(
+            Figure::compared("broker_cpu_per_trigger_over_routed", n, us(o), us(r), "us")
+                .note("RabbitMQ's CPU per trigger, MAGI-rs against the routed reference"),
+        );
+    }
     figures
 }
 

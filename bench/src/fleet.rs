@@ -72,10 +72,9 @@ pub struct FleetArgs {
     /// Bare-lapin consumers: the queue they answer on.
     #[arg(long)]
     pub bare_reply: Option<String>,
-    /// Bare-lapin consumers of the floor: transient answers without confirms, automatic
-    /// acknowledgements, classic queues.
-    #[arg(long)]
-    pub bare_floor: bool,
+    /// Which bare-lapin pattern the consumers follow.
+    #[arg(long, value_enum, default_value = "bare")]
+    pub bare_kind: crate::bare::Kind,
     /// With permissions (`--permissions`): `<dir>/<node>.cred` holds each node's broker
     /// credentials (as apply.sh writes them), and every node has a connection of its own as
     /// that user, as `magi-node` does (`--url` gives the broker and vhost).
@@ -122,11 +121,11 @@ pub fn spread(url: &str, i: usize) -> String {
 
 /// The queue arguments of the bare reference: quorum queues where the bus uses them (a
 /// broker list), so that both sides keep the same guarantees; classic for the floor.
-pub fn bare_queue_args(url: &str, floor: bool) -> FieldTable {
+pub fn bare_queue_args(url: &str, kind: crate::bare::Kind) -> FieldTable {
     let mut args = expiring();
     let quorum = magi_bus::amqp::Brokers::parse(url)
         .is_ok_and(|b| b.queues == magi_bus::amqp::QueueKind::Quorum);
-    if quorum && !floor {
+    if quorum && kind.guarantees() {
         args.insert(
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
@@ -400,9 +399,7 @@ impl Fleet {
         if let (Some(ex), Some(reply)) = (&args.bare_exchange, &args.bare_reply) {
             cmd.args(["--bare-exchange", ex, "--bare-reply", reply]);
         }
-        if args.bare_floor {
-            cmd.arg("--bare-floor");
-        }
+        cmd.args(["--bare-kind", args.bare_kind.word()]);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -95,6 +95,10 @@ struct Cli {
     /// Skip the bare-lapin reference.
     #[arg(long)]
     no_bare: bool,
+    /// Skip the routed reference (bare lapin over MAGI-rs's exchanges, routing keys and
+    /// message properties).
+    #[arg(long)]
+    no_routed: bool,
     /// Skip the floor (the same fan-out over bare lapin, transient, without confirms).
     #[arg(long)]
     no_floor: bool,

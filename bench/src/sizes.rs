@@ -1,6 +1,6 @@
-//! One size N of the benchmark: the bare reference's first half, MAGI-rs's run, the bare
-//! reference's second half (so that both see the same drift of the machine's load), then
-//! the floor; and their figures.
+//! One size N of the benchmark: the first halves of the bare reference and of the routed
+//! one, MAGI-rs's run, their second halves (so that all see the same drift of the
+//! machine's load), then the floor; and their figures.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use magi_testkit::TestBroker;
 
-use crate::figures::{floor_figures, size_figures};
+use crate::bare::Kind;
+use crate::figures::{floor_figures, routed_figures, size_figures};
 use crate::fleet::FleetArgs;
 use crate::report::Figure;
 use crate::{bare, interrupt, ours, permissions, Cli};
@@ -55,27 +56,39 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
         separate_caches: cli.separate_caches,
         bare_exchange: None,
         bare_reply: None,
-        bare_floor: false,
+        bare_kind: Kind::Bare,
         cred_dir: None,
         allow: None,
         first: 0,
         total: n,
         processes: cli.processes.unwrap_or(n.div_ceil(1000)).max(1),
     };
-    // Bare lapin: half of its rounds before MAGI-rs's run, half after, with the same
-    // consumers, so that both see the same drift of the machine's load.
+    // Bare lapin, plain and routed: half of their rounds before MAGI-rs's run, half after,
+    // with the same consumers, so that all see the same drift of the machine's load.
     let mut session = None;
-    if !cli.no_bare {
-        eprintln!("magi-bench: N = {n}: bare lapin ...");
+    let mut routed = None;
+    for (kind, wanted, what) in [
+        (Kind::Bare, !cli.no_bare, "bare lapin"),
+        (
+            Kind::Routed,
+            !cli.no_bare && !cli.no_routed,
+            "bare lapin on MAGI-rs's routing",
+        ),
+    ] {
+        if !wanted {
+            continue;
+        }
+        eprintln!("magi-bench: N = {n}: {what} ...");
         let started = async {
-            let mut s = bare::Session::start(&args, false).await?;
+            let mut s = bare::Session::start(&args, kind).await?;
             s.rounds(warmup, rounds.div_ceil(2)).await?;
             Ok::<_, anyhow::Error>(s)
         };
         match started.await {
-            Ok(s) => session = Some(s),
+            Ok(s) if kind == Kind::Bare => session = Some(s),
+            Ok(s) => routed = Some(s),
             Err(e) => {
-                eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
+                eprintln!("magi-bench: N = {n}: {what} failed: {e:#}");
                 complete = false;
             }
         }
@@ -165,14 +178,30 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
             }
         }
     };
-    // The floor, after both: the same fan-out with none of the guarantees.
+    let routed = match routed {
+        None => None,
+        Some(mut s) => {
+            eprintln!("magi-bench: N = {n}: bare lapin on MAGI-rs's routing, second half ...");
+            let result = s.rounds(warmup.min(3), rounds / 2).await;
+            let run = s.finish().await;
+            match result {
+                Ok(()) => Some(run),
+                Err(e) => {
+                    eprintln!("magi-bench: N = {n}: bare lapin on MAGI-rs's routing failed: {e:#}");
+                    complete = false;
+                    None
+                }
+            }
+        }
+    };
+    // The floor, after all: the same fan-out with none of the guarantees.
     interrupt::halt_if_interrupted().await;
     let floor = if cli.no_floor {
         None
     } else {
         eprintln!("magi-bench: N = {n}: the floor (bare lapin, transient, no confirms) ...");
         let measured = async {
-            let mut s = bare::Session::start(&args, true).await?;
+            let mut s = bare::Session::start(&args, Kind::Floor).await?;
             let r = s.rounds(warmup.min(3), rounds).await;
             let run = s.finish().await;
             r.map(|()| run)
@@ -194,6 +223,12 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
             f.note = Some("permissions on: a broker user and connection per node".into());
         }
     }
+    these.extend(routed_figures(
+        n,
+        ours.as_ref(),
+        bare.as_ref(),
+        routed.as_ref(),
+    ));
     these.extend(floor_figures(
         n,
         ours.as_ref(),

@@ -67,6 +67,15 @@ fn the_quick_benchmark_runs_and_writes_every_figure() {
         );
         assert!(f["ratio"].as_f64().is_some(), "{f}");
     }
+    // The routed reference (bare lapin on MAGI-rs's exchanges, keys and properties) and
+    // MAGI-rs against it.
+    for name in ["roundtrip_p50_over_routed", "routed_p50_over_bare"] {
+        let f = find(name).unwrap_or_else(|| panic!("no {name} for N = 1 in {figures:?}"));
+        assert!(
+            f["baseline"].as_f64().is_some_and(|v| v > 0.0) && f["ratio"].as_f64().is_some(),
+            "{f}"
+        );
+    }
     for name in ["teardown", "magi_node_rss_idle", "magi_node_rss_running"] {
         assert!(find(name).is_some(), "no {name} in {figures:?}");
     }
