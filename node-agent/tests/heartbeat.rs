@@ -151,3 +151,47 @@ fn heartbeats_keep_their_period_while_the_node_agents_runtime_is_saturated() {
     drop(bus);
     rt.shutdown_background();
 }
+
+#[tokio::test(start_paused = true)]
+async fn node_agents_started_together_spread_their_heartbeats_over_the_period() {
+    // Forty node agents started at one instant, as `magi-node --nodes 40` starts them:
+    // their heartbeats fall all over the period, not in one burst, and each still comes
+    // once a period.
+    const NODES: usize = 40;
+    let bus = MemoryBus::new();
+    let mut run = bus.open_run("r-spread").await.expect("open run");
+    let state = tempfile::tempdir().expect("temp dir");
+    let start = Instant::now();
+    for i in 0..NODES {
+        let name = format!("node{i}");
+        let link = bus.attach_node(&name).await.expect("attach");
+        let mut config = NodeConfig::new(&name, state.path().join(&name));
+        config.heartbeat = PERIOD;
+        tokio::spawn(magi_node::run(link, config, std::future::pending()));
+    }
+    // Heartbeats of the third to fifth periods (the first is the announcement at start).
+    let (from, to) = (start + PERIOD * 2, start + PERIOD * 5);
+    let mut at: std::collections::HashMap<String, Vec<Duration>> = Default::default();
+    while Instant::now() < to {
+        let Ok(Some(Inbound::Node(s))) = tokio::time::timeout(PERIOD, run.inbound.recv()).await
+        else {
+            continue;
+        };
+        if s.alive && (from..to).contains(&Instant::now()) {
+            at.entry(s.node).or_default().push(Instant::now() - start);
+        }
+    }
+    assert_eq!(at.len(), NODES, "every node heartbeats: {at:?}");
+    // Where in the period each node's heartbeats fall, in tenths of it.
+    let mut tenths = std::collections::BTreeSet::new();
+    for (node, times) in &at {
+        assert_eq!(times.len(), 3, "{node} beats once a period: {times:?}");
+        let phase = times[0].as_millis() % PERIOD.as_millis();
+        tenths.insert(phase * 10 / PERIOD.as_millis());
+    }
+    assert!(
+        tenths.len() >= 8,
+        "the heartbeats fall in {} tenths of the period: {tenths:?}",
+        tenths.len()
+    );
+}
