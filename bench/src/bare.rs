@@ -93,12 +93,15 @@ pub fn routed_exchanges(base: &str) -> [String; 2] {
     [format!("{base}.calls"), format!("{base}.triggers")]
 }
 
-/// The routed pattern's keys: a call's, an answer's (`<run>.trigger.<node>`), and the reply
-/// queue's binding.
+/// The routed pattern's key of a call (`<run>.<group>`).
 pub const ROUTED_CALL_KEY: &str = "run.group";
+
+/// The routed pattern's key of consumer `node`'s answer (`<run>.trigger.<node>`).
 pub fn routed_answer_key(node: usize) -> String {
     format!("run.trigger.n{node}")
 }
+
+/// The routed pattern's binding of the reply queue (`<run>.#`).
 const ROUTED_REPLY_BINDING: &str = "run.#";
 
 /// The broker user of `url` (its first broker's), which a routed message names in
