@@ -22,7 +22,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Confirmation};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tracing::{debug, warn};
 
 use crate::amqp::link::Link;
@@ -36,6 +37,12 @@ const PROBE_MAX: usize = 64 * 1024;
 
 /// Keys remembered as untapped before expired ones are swept out.
 const QUIET_KEYS: usize = 1024;
+
+/// Copies waiting to be published, at most. A broker that takes the copies more slowly than
+/// they come (a resource alarm blocks publishers; a connection whose broker stopped
+/// answering) would otherwise make them pile up in this process: past this, new copies are
+/// dropped, as a full tap queue drops its oldest (taps are lossy by design).
+const COPY_QUEUE: usize = 4096;
 
 /// One tap copy waiting to be published.
 struct Copy {
@@ -52,33 +59,41 @@ type Quiet = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// The tap copies of one bus: a task publishing them, and what it learned about taps.
 pub(crate) struct Copier {
-    tx: UnboundedSender<Copy>,
+    tx: mpsc::Sender<Copy>,
     quiet: Quiet,
     /// Copies handed to the broker (read by tests).
     #[cfg_attr(not(test), allow(dead_code))]
     published: Arc<AtomicU64>,
+    /// Copies dropped because [`COPY_QUEUE`] were waiting.
+    dropped: AtomicU64,
 }
 
 impl Copier {
     /// Starts the copier of `link`, publishing to `exchange`; a key found untapped is left
     /// alone for `quiet_for`.
     pub(crate) fn spawn(link: Arc<Link>, exchange: String, quiet_for: Duration) -> Copier {
-        let (tx, rx) = unbounded_channel();
-        let quiet: Quiet = Arc::default();
-        let published = Arc::new(AtomicU64::new(0));
+        let (copier, rx) = Copier::unstarted();
         tokio::spawn(publish_copies(
             link,
             exchange,
             rx,
-            quiet.clone(),
+            copier.quiet.clone(),
             quiet_for,
-            published.clone(),
+            copier.published.clone(),
         ));
-        Copier {
+        copier
+    }
+
+    /// A copier and the queue its task takes the copies from.
+    fn unstarted() -> (Copier, mpsc::Receiver<Copy>) {
+        let (tx, rx) = mpsc::channel(COPY_QUEUE);
+        let copier = Copier {
             tx,
-            quiet,
-            published,
-        }
+            quiet: Arc::default(),
+            published: Arc::new(AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
+        };
+        (copier, rx)
     }
 
     /// Whether a copy for `key` may be wanted: false while the broker's last answer for it
@@ -100,8 +115,25 @@ impl Copier {
             body,
             kind: kind.to_string(),
         };
-        if self.tx.send(copy).is_err() {
-            warn!(kind, "tap copy not sent: the bus is closing");
+        match self.tx.try_send(copy) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // One warning per thousand, not one per copy.
+                if self
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(1000)
+                {
+                    warn!(
+                        kind,
+                        waiting = COPY_QUEUE,
+                        "tap copies dropped: the broker takes them too slowly"
+                    );
+                }
+            }
+            Err(TrySendError::Closed(_)) => {
+                warn!(kind, "tap copy not sent: the bus is closing")
+            }
         }
     }
 
@@ -134,7 +166,7 @@ fn note(quiet: &Quiet, key: String, answer: lapin::Result<Confirmation>, quiet_f
 async fn publish_copies(
     link: Arc<Link>,
     exchange: String,
-    mut rx: UnboundedReceiver<Copy>,
+    mut rx: mpsc::Receiver<Copy>,
     quiet: Quiet,
     quiet_for: Duration,
     published: Arc<AtomicU64>,
@@ -163,14 +195,19 @@ async fn publish_copies(
                 .filter(|(g, c)| *g == generation && c.status().connected())
             {
                 Some((_, ch)) => ch.clone(),
-                None => match confirm_channel(&conn).await {
-                    Ok(ch) => {
+                // Bounded: a broker that accepted the connection may never answer.
+                None => match tokio::time::timeout(COPY_WAIT, confirm_channel(&conn)).await {
+                    Ok(Ok(ch)) => {
                         channel = Some((generation, ch.clone()));
                         ch
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         debug!(error = %e, "no channel for tap copies");
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(_) => {
+                        debug!("no channel for tap copies within {COPY_WAIT:?}");
                         continue;
                     }
                 },
@@ -267,6 +304,18 @@ mod tests {
 
     fn body() -> Option<Vec<u8>> {
         Some(b"{}".to_vec())
+    }
+
+    #[test]
+    fn copies_the_broker_does_not_take_wait_in_a_bounded_queue_and_the_rest_are_dropped() {
+        // No task takes the copies, as when a resource alarm blocks the broker's publishers:
+        // the queue stops at its bound, and what comes after is dropped and counted.
+        let (copier, rx) = Copier::unstarted();
+        for _ in 0..COPY_QUEUE + 500 {
+            copier.offer("r1.trigger".into(), "trigger", body);
+        }
+        assert_eq!(rx.len(), COPY_QUEUE);
+        assert_eq!(copier.dropped.load(Ordering::Relaxed), 500);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
