@@ -364,8 +364,8 @@ fn heartbeat_runtime() -> tokio::runtime::Handle {
 /// The first comes a fraction of a period after the start (the announcement), a fraction
 /// that the node's name decides: node agents started together (`magi-node --nodes N`, a
 /// benchmark's fleet) spread their heartbeats over the period instead of sending them in
-/// one burst. A thousand at once every 2 s made every seventh round trip of a benchmark
-/// 100-200 ms slower.
+/// one burst (a thousand at once every 2 s in a fleet of 1000; no effect of the spread on
+/// the benchmark's round trip was shown: `docs/benchmarks.md`).
 async fn heartbeats(
     port: Arc<dyn NodePort>,
     node: String,
