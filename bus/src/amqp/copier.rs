@@ -195,19 +195,14 @@ async fn publish_copies(
                 .filter(|(g, c)| *g == generation && c.status().connected())
             {
                 Some((_, ch)) => ch.clone(),
-                // Bounded: a broker that accepted the connection may never answer.
-                None => match tokio::time::timeout(COPY_WAIT, confirm_channel(&conn)).await {
-                    Ok(Ok(ch)) => {
+                None => match confirm_channel(&conn, COPY_WAIT).await {
+                    Ok(ch) => {
                         channel = Some((generation, ch.clone()));
                         ch
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         debug!(error = %e, "no channel for tap copies");
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    Err(_) => {
-                        debug!("no channel for tap copies within {COPY_WAIT:?}");
                         continue;
                     }
                 },

@@ -101,18 +101,10 @@ impl Publisher {
             }
         }
         *slot = None;
-        Ok(
-            match tokio::time::timeout(PROBE_WAIT, confirm_channel(&conn)).await {
-                Ok(Ok(ch)) => {
-                    *slot = Some((generation, ch.clone()));
-                    Ok((generation, ch))
-                }
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(lapin::Error::from(
-                    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
-                )),
-            },
-        )
+        Ok(confirm_channel(&conn, PROBE_WAIT).await.map(|ch| {
+            *slot = Some((generation, ch.clone()));
+            (generation, ch)
+        }))
     }
 
     /// Forget `ch` as the confirm channel (it failed or hangs), so the next attempt opens
@@ -253,11 +245,23 @@ impl Publisher {
 }
 
 /// A new channel on `conn` in confirm mode (a returned `mandatory` message comes with its
-/// confirm).
-pub(crate) async fn confirm_channel(conn: &lapin::Connection) -> lapin::Result<Channel> {
-    let ch = conn.create_channel().await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    Ok(ch)
+/// confirm), opened `within` that time: a broker that accepted the connection may never
+/// answer (then the error is lapin's invalid connection state).
+pub(crate) async fn confirm_channel(
+    conn: &lapin::Connection,
+    within: Duration,
+) -> lapin::Result<Channel> {
+    let open = async {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(ch)
+    };
+    match tokio::time::timeout(within, open).await {
+        Ok(opened) => opened,
+        Err(_) => Err(lapin::Error::from(
+            lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
+        )),
+    }
 }
 
 /// Open a channel on `conn` within [`PROBE_WAIT`], and close it again.
