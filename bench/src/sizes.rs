@@ -69,11 +69,7 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
     let mut routed = None;
     for (kind, wanted, what) in [
         (Kind::Bare, !cli.no_bare, "bare lapin"),
-        (
-            Kind::Routed,
-            !cli.no_bare && !cli.no_routed,
-            "bare lapin on MAGI-rs's routing",
-        ),
+        (Kind::Routed, !cli.no_bare && !cli.no_routed, ROUTED),
     ] {
         if !wanted {
             continue;
@@ -157,41 +153,21 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
         }
     };
     interrupt::halt_if_interrupted().await;
+    let big = if cli.quick { 1 } else { 3 };
     let bare = match session {
         None => None,
-        Some(mut s) => {
-            eprintln!("magi-bench: N = {n}: bare lapin, second half ...");
-            let big = if cli.quick { 1 } else { 3 };
-            let rest = async {
-                s.rounds(warmup.min(3), rounds / 2).await?;
-                s.big_rounds(big, shipped).await
-            };
-            let result = rest.await;
-            let run = s.finish().await;
-            match result {
-                Ok(()) => Some(run),
-                Err(e) => {
-                    eprintln!("magi-bench: N = {n}: bare lapin failed: {e:#}");
-                    complete = false;
-                    None
-                }
-            }
+        Some(s) => {
+            let run = second_half(s, n, "bare lapin", warmup, rounds, Some((big, shipped))).await;
+            complete &= run.is_some();
+            run
         }
     };
     let routed = match routed {
         None => None,
-        Some(mut s) => {
-            eprintln!("magi-bench: N = {n}: bare lapin on MAGI-rs's routing, second half ...");
-            let result = s.rounds(warmup.min(3), rounds / 2).await;
-            let run = s.finish().await;
-            match result {
-                Ok(()) => Some(run),
-                Err(e) => {
-                    eprintln!("magi-bench: N = {n}: bare lapin on MAGI-rs's routing failed: {e:#}");
-                    complete = false;
-                    None
-                }
-            }
+        Some(s) => {
+            let run = second_half(s, n, ROUTED, warmup, rounds, None).await;
+            complete &= run.is_some();
+            run
         }
     };
     // The floor, after all: the same fan-out with none of the guarantees.
@@ -236,4 +212,37 @@ pub async fn measure(plan: &Plan<'_>, n: usize) -> Result<(Vec<Figure>, bool)> {
         floor.as_ref(),
     ));
     Ok((these, complete))
+}
+
+/// How the routed reference is named in progress lines.
+const ROUTED: &str = "bare lapin on MAGI-rs's routing";
+
+/// The second half of a reference's rounds (then `big`: that many rounds of a message of
+/// that size, the floor of shipping the agent), and its figures; `None`, said on stderr,
+/// when it failed.
+async fn second_half(
+    mut s: bare::Session,
+    n: usize,
+    what: &str,
+    warmup: usize,
+    rounds: usize,
+    big: Option<(usize, usize)>,
+) -> Option<bare::BareRun> {
+    eprintln!("magi-bench: N = {n}: {what}, second half ...");
+    let rest = async {
+        s.rounds(warmup.min(3), rounds / 2).await?;
+        match big {
+            Some((count, size)) => s.big_rounds(count, size).await,
+            None => Ok(()),
+        }
+    };
+    let result = rest.await;
+    let run = s.finish().await;
+    match result {
+        Ok(()) => Some(run),
+        Err(e) => {
+            eprintln!("magi-bench: N = {n}: {what} failed: {e:#}");
+            None
+        }
+    }
 }
