@@ -592,3 +592,70 @@ broker_test!(
         conn.close(200, "OK".into()).await.unwrap();
     }
 );
+
+broker_test!(
+    bursts_beyond_the_prefetch_arrive_whole_and_leave_nothing_unacknowledged,
+    |kit| {
+        // Deliveries that arrive together are acknowledged together (one `multiple` ack):
+        // a burst of several prefetches' worth must still all arrive, and the queues must
+        // hold nothing unacknowledged afterwards.
+        let bus = kit.bus().await.unwrap();
+        let names = bus.names().clone();
+        let mut n = bus.attach_node("n1").await.unwrap();
+        let mut run = bus.open_run("r1").await.unwrap();
+        let triggers = 4 * usize::from(bus.options().run_prefetch);
+        let sends = (0..triggers).map(|i| {
+            let mut t = trigger("r1", "burst", "n1");
+            t.args.insert("i".into(), i.into());
+            n.port.send_trigger(t)
+        });
+        for sent in futures_util::future::join_all(sends).await {
+            sent.unwrap();
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < triggers {
+            let t = next_trigger(&mut run.inbound).await;
+            seen.insert(t.args["i"].as_u64().unwrap());
+        }
+        let calls = 4 * usize::from(bus.options().node_prefetch);
+        let to = ["n1".to_string()];
+        let publishes = (0..calls).map(|_| run.port.publish_nodes(&to, call("r1", "burst")));
+        for sent in futures_util::future::join_all(publishes).await {
+            sent.unwrap();
+        }
+        for _ in 0..calls {
+            assert_eq!(next(&mut n.calls).await.method, "burst");
+        }
+        quiet(&mut n.calls).await;
+        // The last ack goes out once the link has nothing more to take.
+        let queues = [names.run_queue("r1"), names.node_queue("n1")];
+        let deadline = std::time::Instant::now() + ARRIVES;
+        loop {
+            let out = magi_testkit::ctl(&[
+                "list_queues",
+                "-q",
+                "-p",
+                &kit.vhost,
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .unwrap();
+            let lines: Vec<Vec<&str>> = out
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .filter(|l| queues.iter().any(|q| l.first() == Some(&q.as_str())))
+                .collect();
+            assert_eq!(lines.len(), 2, "queues not listed: {out}");
+            let held: Vec<_> = lines.iter().filter(|l| l[1..] != ["0", "0"]).collect();
+            if held.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still held (name, ready, unacknowledged): {held:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+);

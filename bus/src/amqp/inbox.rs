@@ -4,7 +4,10 @@
 //! Each delivery is checked (size, JSON, run) and deduplicated by `message_id`; what fails
 //! a check is logged and dropped, never passed on and never fatal. Every delivery is
 //! acknowledged once handed over (or dropped), so the queue's prefetch bounds what the
-//! broker has in flight to us. When the consumer fails (connection lost, channel closed,
+//! broker has in flight to us. Deliveries that arrive together are acknowledged together,
+//! with one `multiple` ack when none is waiting any more (or after [`ACK_BATCH`]): an
+//! orchestrator takes a thousand triggers in a burst at N = 1000, and one ack each was a
+//! thousand frames for the broker and a thousand waits on the connection's I/O thread. When the consumer fails (connection lost, channel closed,
 //! consumer cancelled), the task waits for the bus's next connection and runs the link's
 //! `setup` on it again (channel, QoS, queue, bindings, memberships, consumer), retrying with
 //! backoff while the broker refuses (an exclusive consumer of the old connection that the
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
@@ -30,6 +33,9 @@ use crate::amqp::wire::{Dedupe, Dropped};
 
 /// How many recent message ids each link remembers to drop repeats.
 pub(crate) const DEDUPE_WINDOW: usize = 8192;
+
+/// Deliveries handled at most before they are acknowledged, while more keep arriving.
+const ACK_BATCH: usize = 32;
 
 /// Builds a link's consumer on a connection: its channel, QoS, queue, bindings, and
 /// anything else the link needs re-applied after a reconnection.
@@ -160,13 +166,27 @@ pub(crate) fn spawn<T, F>(
 {
     tokio::spawn(async move {
         let mut dedupe = Dedupe::new(DEDUPE_WINDOW);
+        let mut unacked = Unacked::default();
         'link: loop {
             loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = stop.notified() => break 'link,
-                    _ = tx.closed() => break 'link,
-                    next = consumer.next() => next,
+                // Another delivery already here is taken at once; otherwise what was
+                // handled is acknowledged before waiting.
+                let ready = if unacked.count > 0 && unacked.count < ACK_BATCH {
+                    consumer.next().now_or_never()
+                } else {
+                    None
+                };
+                let next = match ready {
+                    Some(next) => next,
+                    None => {
+                        unacked.ack(&label).await;
+                        tokio::select! {
+                            biased;
+                            _ = stop.notified() => break 'link,
+                            _ = tx.closed() => break 'link,
+                            next = consumer.next() => next,
+                        }
+                    }
                 };
                 let delivery = match next {
                     None => {
@@ -197,12 +217,11 @@ pub(crate) fn spawn<T, F>(
                 } else {
                     debug!(link = %label, "dropped a repeated message");
                 }
-                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                    // After a reconnection the old delivery tag is void; the broker
-                    // redelivers the message, and the dedupe window drops the repeat.
-                    debug!(link = %label, error = %e, "ack failed");
-                }
+                unacked.add(delivery);
             }
+            // Deliveries of a failed channel cannot be acknowledged any more: the broker
+            // delivers them again, and the dedupe window drops the repeats.
+            unacked = Unacked::default();
             // The consumer is gone: build it again on the present (or next) connection.
             if channel.status().connected() {
                 let _ = channel.close(200, "OK".into()).await;
@@ -240,8 +259,34 @@ pub(crate) fn spawn<T, F>(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+        unacked.ack(&label).await;
         if channel.status().connected() {
             let _ = channel.close(200, "OK".into()).await;
         }
     });
+}
+
+/// Deliveries handled but not acknowledged yet: the last one, whose `multiple` ack covers
+/// every earlier one of its channel.
+#[derive(Default)]
+struct Unacked {
+    last: Option<Delivery>,
+    count: usize,
+}
+
+impl Unacked {
+    fn add(&mut self, delivery: Delivery) {
+        self.last = Some(delivery);
+        self.count += 1;
+    }
+
+    async fn ack(&mut self, label: &str) {
+        self.count = 0;
+        let Some(last) = self.last.take() else { return };
+        if let Err(e) = last.ack(BasicAckOptions { multiple: true }).await {
+            // After a reconnection the old delivery tags are void; the broker delivers the
+            // messages again, and the dedupe window drops the repeats.
+            debug!(link = %label, error = %e, "ack failed");
+        }
+    }
 }
