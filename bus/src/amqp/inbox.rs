@@ -179,7 +179,7 @@ pub(crate) fn spawn<T, F>(
                 let next = match ready {
                     Some(next) => next,
                     None => {
-                        unacked.ack(&label).await;
+                        unacked.ack(&channel, &label).await;
                         tokio::select! {
                             biased;
                             _ = stop.notified() => break 'link,
@@ -217,7 +217,7 @@ pub(crate) fn spawn<T, F>(
                 } else {
                     debug!(link = %label, "dropped a repeated message");
                 }
-                unacked.add(delivery);
+                unacked.add(delivery.delivery_tag);
             }
             // Deliveries of a failed channel cannot be acknowledged any more: the broker
             // delivers them again, and the dedupe window drops the repeats.
@@ -259,31 +259,34 @@ pub(crate) fn spawn<T, F>(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
-        unacked.ack(&label).await;
+        unacked.ack(&channel, &label).await;
         if channel.status().connected() {
             let _ = channel.close(200, "OK".into()).await;
         }
     });
 }
 
-/// Deliveries handled but not acknowledged yet: the last one, whose `multiple` ack covers
-/// every earlier one of its channel.
+/// Deliveries handled but not acknowledged yet: the tag of the last one, whose `multiple`
+/// ack covers every earlier one of its channel.
 #[derive(Default)]
 struct Unacked {
-    last: Option<Delivery>,
+    last: Option<u64>,
     count: usize,
 }
 
 impl Unacked {
-    fn add(&mut self, delivery: Delivery) {
-        self.last = Some(delivery);
+    fn add(&mut self, delivery_tag: u64) {
+        self.last = Some(delivery_tag);
         self.count += 1;
     }
 
-    async fn ack(&mut self, label: &str) {
+    /// Acknowledges on the channel itself: a delivery's own `ack` goes through a task of
+    /// lapin's, which spawns another to send it (two more wakes per ack).
+    async fn ack(&mut self, channel: &Channel, label: &str) {
         self.count = 0;
         let Some(last) = self.last.take() else { return };
-        if let Err(e) = last.ack(BasicAckOptions { multiple: true }).await {
+        let multiple = BasicAckOptions { multiple: true };
+        if let Err(e) = channel.basic_ack(last, multiple).await {
             // After a reconnection the old delivery tags are void; the broker delivers the
             // messages again, and the dedupe window drops the repeats.
             debug!(link = %label, error = %e, "ack failed");
