@@ -2,10 +2,12 @@
 //! records, logs, their end).
 
 use std::collections::HashMap;
+use std::task::{Context, Poll};
 
 use magi_proto::agent::return_to_trigger_args;
 use magi_proto::{Call, Object, Record, Trigger};
 use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{exception, obj, AgentEvent, Internal, Loaded, LoadedAgent, Node, Pending};
 
@@ -59,12 +61,14 @@ impl Node {
         }
     }
 
-    pub(super) async fn on_internal(&mut self, msg: Internal) {
+    /// Acts on a message from the node's own tasks; a loaded agent's events are returned,
+    /// for the dispatcher to read from then on ([`AgentEvents`]).
+    pub(super) async fn on_internal(&mut self, msg: Internal) -> Option<Events> {
         match msg {
             Internal::Loaded {
                 agent,
                 process,
-                mut events,
+                events,
                 pin,
             } => {
                 let LoadedAgent {
@@ -92,25 +96,14 @@ impl Node {
                         pending: HashMap::new(),
                     },
                 );
-                let tx = self.internal.clone();
-                let (r, n) = (run.clone(), name.clone());
-                tokio::spawn(async move {
-                    while let Some(event) = events.recv().await {
-                        if tx
-                            .send(Internal::Event {
-                                run: r.clone(),
-                                name: n.clone(),
-                                event,
-                            })
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
+                let events = Events {
+                    run: run.clone(),
+                    name: name.clone(),
+                    events,
+                };
                 if restored {
                     tracing::info!(node = %self.config.name, run, agent = name, "agent restored after the node's restart");
-                    return;
+                    return Some(events);
                 }
                 self.trigger(
                     &run,
@@ -118,6 +111,7 @@ impl Node {
                     obj(json!({"agent": name})),
                 )
                 .await;
+                return Some(events);
             }
             Internal::LoadFailed {
                 run,
@@ -139,11 +133,11 @@ impl Node {
                 )
                 .await;
             }
-            Internal::Event { run, name, event } => self.on_agent_event(&run, &name, event).await,
         }
+        None
     }
 
-    async fn on_agent_event(&mut self, run: &str, name: &str, event: AgentEvent) {
+    pub(super) async fn on_agent_event(&mut self, run: &str, name: &str, event: AgentEvent) {
         let with_agent = |mut args: Object| {
             args.insert("agent".into(), json!(name));
             args
@@ -251,5 +245,117 @@ impl Node {
             .get_mut(name)?
             .pending
             .remove(&id)
+    }
+}
+
+/// The events of one loaded agent.
+pub(super) struct Events {
+    run: String,
+    name: String,
+    events: UnboundedReceiver<AgentEvent>,
+}
+
+/// The events of every loaded agent of a node, read by its dispatcher itself: a task per
+/// agent passing them on was one more task wake per call answered.
+#[derive(Default)]
+pub(super) struct AgentEvents {
+    agents: Vec<Events>,
+    /// Where the next poll starts, so that no agent's events hold up another's.
+    start: usize,
+}
+
+impl AgentEvents {
+    pub(super) fn add(&mut self, events: Events) {
+        self.agents.push(events);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// The next event of any agent, with the agent's run and name. An agent whose events
+    /// ended (its process is gone and its last event read) is forgotten.
+    pub(super) async fn next(&mut self) -> (String, String, AgentEvent) {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(String, String, AgentEvent)> {
+        let len = self.agents.len();
+        let mut found = None;
+        let mut ended = false;
+        for k in 0..len {
+            let i = (self.start + k) % len;
+            match self.agents[i].events.poll_recv(cx) {
+                Poll::Ready(Some(event)) => {
+                    found = Some((i, event));
+                    break;
+                }
+                Poll::Ready(None) => ended = true,
+                Poll::Pending => {}
+            }
+        }
+        let next = found.map(|(i, event)| {
+            self.start = i + 1;
+            let a = &self.agents[i];
+            (a.run.clone(), a.name.clone(), event)
+        });
+        if ended {
+            self.agents
+                .retain(|a| !(a.events.is_closed() && a.events.is_empty()));
+        }
+        match next {
+            Some(next) => Poll::Ready(next),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn returned(id: u64) -> AgentEvent {
+        AgentEvent::Returned {
+            id,
+            value: serde_json::Value::Null,
+        }
+    }
+
+    fn agent(name: &str) -> (Events, tokio::sync::mpsc::UnboundedSender<AgentEvent>) {
+        let (tx, events) = unbounded_channel();
+        let run = "r".to_string();
+        let name = name.to_string();
+        (Events { run, name, events }, tx)
+    }
+
+    #[tokio::test]
+    async fn a_chatty_agent_does_not_hold_up_another_agents_events() {
+        let mut all = AgentEvents::default();
+        let (chatty, chatty_tx) = agent("chatty");
+        let (quiet, quiet_tx) = agent("quiet");
+        all.add(chatty);
+        all.add(quiet);
+        for id in 0..100 {
+            chatty_tx.send(returned(id)).unwrap();
+        }
+        quiet_tx.send(returned(7)).unwrap();
+        let first_two = [all.next().await.1, all.next().await.1];
+        assert!(first_two.contains(&"quiet".to_string()), "{first_two:?}");
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_events_ended_is_forgotten_after_its_last_event() {
+        let mut all = AgentEvents::default();
+        let (gone, gone_tx) = agent("gone");
+        all.add(gone);
+        gone_tx.send(returned(1)).unwrap();
+        drop(gone_tx);
+        let (run, name, event) = all.next().await;
+        assert_eq!((run.as_str(), name.as_str()), ("r", "gone"));
+        assert!(matches!(event, AgentEvent::Returned { id: 1, .. }));
+        let more = tokio::time::timeout(std::time::Duration::from_millis(50), all.next()).await;
+        assert!(more.is_err(), "an ended agent has no more events");
+        assert!(all.is_empty());
     }
 }

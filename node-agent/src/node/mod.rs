@@ -213,11 +213,6 @@ enum Internal {
         /// The load was this node's own, restoring an agent after a restart.
         restored: bool,
     },
-    Event {
-        run: String,
-        name: String,
-        event: AgentEvent,
-    },
     Unloaded {
         run: String,
         name: String,
@@ -300,6 +295,7 @@ pub async fn run(
     ));
     let mut tick = tokio::time::interval(node.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut agent_events = agents::AgentEvents::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -307,7 +303,14 @@ pub async fn run(
                 Some(call) => node.on_call(call).await,
                 None => break,
             },
-            Some(msg) = internal_rx.recv() => node.on_internal(msg).await,
+            (run, name, event) = agent_events.next(), if !agent_events.is_empty() => {
+                node.on_agent_event(&run, &name, event).await
+            }
+            Some(msg) = internal_rx.recv() => {
+                if let Some(events) = node.on_internal(msg).await {
+                    agent_events.add(events);
+                }
+            }
             _ = tick.tick() => node.check_dead_man().await,
             _ = &mut shutdown => break,
         }
