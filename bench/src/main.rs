@@ -125,7 +125,8 @@ struct Cli {
     /// temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Keep the work directory (records, consoles, node states) and print where it is.
+    /// Keep the work directory (records, consoles, node states) and print where it is
+    /// (kept anyway when a measurement failed).
     #[arg(long)]
     keep: bool,
 }
@@ -328,9 +329,15 @@ async fn bench(cli: Cli) -> Result<bool> {
     std::fs::write(&cli.out, serde_json::to_string_pretty(&figures)? + "\n")
         .with_context(|| format!("writing {}", cli.out.display()))?;
     eprintln!("magi-bench: figures written to {}", cli.out.display());
-    if cli.keep {
+    // A measurement that failed leaves its records and consoles for the diagnosis.
+    if cli.keep || !complete {
         let kept = work.keep();
-        eprintln!("magi-bench: work directory kept: {}", kept.display());
+        let why = if cli.keep {
+            ""
+        } else {
+            " (a measurement failed)"
+        };
+        eprintln!("magi-bench: work directory kept{why}: {}", kept.display());
     }
     Ok(complete)
 }
