@@ -465,8 +465,9 @@ impl<'a> Driver<'a> {
 
     /// Tells the nodes this run is alive (their dead-man switch): one `runAlive` per group
     /// (a node with agents of this run is in a group) that had no call delivered within the
-    /// last `period` and has had none going out for longer (see `Sender::called_within`; any call of the run tells its nodes as much: at N = 1000 the skipped
-    /// `runAlive`s were 500 deliveries a second of the round trip's broker time), published
+    /// last `period` nor one going out for less than that (`Sender::called_within`; any
+    /// call of the run tells its nodes as much: at N = 1000 the skipped `runAlive`s were
+    /// 500 deliveries a second of the round trip's broker time), published
     /// from a task of its own so that the loop goes on taking triggers in while the broker
     /// confirms. One message per node, awaited here, held the loop up at N = 1000 and made
     /// the round trip's tail (docs/benchmarks.md). A group with no member yet (before setup)
