@@ -103,14 +103,14 @@ impl Node {
                 };
                 if restored {
                     tracing::info!(node = %self.config.name, run, agent = name, "agent restored after the node's restart");
-                    return Some(events);
+                } else {
+                    self.trigger(
+                        &run,
+                        magi_proto::AGENT_LOAD_DONE,
+                        obj(json!({"agent": name})),
+                    )
+                    .await;
                 }
-                self.trigger(
-                    &run,
-                    magi_proto::AGENT_LOAD_DONE,
-                    obj(json!({"agent": name})),
-                )
-                .await;
                 return Some(events);
             }
             Internal::LoadFailed {
