@@ -257,6 +257,9 @@ impl Engine {
         args: &Object,
         counts: bool,
     ) -> Vec<Output> {
+        if event == magi_proto::NODE_LEFT_RUN && !args.contains_key("agent") {
+            return self.nodes_left(now, nodes, args);
+        }
         let mut out = Vec::new();
         let args = implicit_ret_val(args);
         if matches!(self.phase, Phase::Setup | Phase::User) && self.options.abort_on_failure {
@@ -269,6 +272,24 @@ impl Engine {
             self.cache.insert(event, nodes, &args, replace);
         }
         self.pump(now, &mut out);
+        out
+    }
+
+    /// Nodes that left the run by themselves, their dead-man switch having fired
+    /// (`NodeLeftRun`): lost to the run, as a node that stopped answering is.
+    fn nodes_left(&mut self, now: u64, nodes: &[String], args: &Object) -> Vec<Output> {
+        let silent = args
+            .get("silent")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && (0.0..1e9).contains(s));
+        let why = match silent {
+            Some(s) => format!("its dead-man switch heard nothing from this run for {s:.1} s; it stopped the run's agents and left its groups"),
+            None => "its dead-man switch fired; it stopped the run's agents and left its groups".into(),
+        };
+        let mut out = Vec::new();
+        for node in nodes {
+            out.extend(self.on_node_lost(now, node, &why));
+        }
         out
     }
 

@@ -831,6 +831,52 @@ fn a_lost_node_ends_the_run_and_teardown_does_not_wait_for_it() {
 }
 
 #[test]
+fn a_node_whose_dead_man_fired_is_lost_at_once_and_teardown_does_not_wait_for_it() {
+    let streams = vec![("a", vec![wait(vec![after(60_000, None)])])];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    h.now = 31_000;
+    // It left its groups: teardown's calls no longer reach it.
+    h.silent.push("s2".into());
+    h.trigger("NodeLeftRun", "s2", json!({"silent": 30.4, "limit": 30.0}));
+    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
+        panic!("{:?}", h.outcome)
+    };
+    assert_eq!(*kind, FailureKind::Node);
+    assert!(
+        message.contains("node s2 lost")
+            && message.contains("dead-man switch heard nothing from this run for 30.4 s"),
+        "{message}"
+    );
+    assert!(
+        h.lines
+            .iter()
+            .any(|l| l.stream == "exit" && l.tag == Tag::Done),
+        "teardown completed without s2"
+    );
+}
+
+#[test]
+fn node_left_run_from_an_agent_or_a_stranger_loses_no_node() {
+    let streams = vec![("a", vec![wait(vec![after(1000, None)])])];
+    let mut h = Harness::new(
+        procedure(&one_server(), &agents(), streams, &["a"]),
+        Options::default(),
+    );
+    // An agent's trigger carries its name; a node outside the procedure is nobody here.
+    h.trigger(
+        "NodeLeftRun",
+        "s2",
+        json!({"agent": "server", "silent": 1.0}),
+    );
+    h.trigger("NodeLeftRun", "elsewhere", json!({"silent": 1.0}));
+    h.advance_to(1000);
+    assert_eq!(h.outcome, Some(Outcome::Success));
+}
+
+#[test]
 fn an_interrupt_tears_down_and_reports_interrupted() {
     let streams = vec![("a", vec![wait(vec![after(60_000, None)])])];
     let mut h = Harness::new(

@@ -11,7 +11,7 @@ use support::next_trigger;
 use magi_bus::memory::MemoryBus;
 use magi_bus::{Bus, Inbound};
 use magi_node::NodeConfig;
-use magi_proto::Call;
+use magi_proto::{Call, Trigger};
 use serde_json::json;
 
 fn call(run: &str, method: &str, args: serde_json::Value) -> Call {
@@ -36,6 +36,16 @@ async fn agents_left_after(
     detach: bool,
     silence: Duration,
 ) -> Vec<String> {
+    silent_for(run, alive_ms, detach, silence).await.0
+}
+
+/// As [`agents_left_after`], with the triggers the run received during the silence.
+async fn silent_for(
+    run: &str,
+    alive_ms: Option<u64>,
+    detach: bool,
+    silence: Duration,
+) -> (Vec<String>, Vec<Trigger>) {
     let bus = MemoryBus::new();
     let mut orch = bus.open_run(run).await.expect("open run");
     let link = bus.attach_node("n1").await.expect("attach");
@@ -67,35 +77,96 @@ async fn agents_left_after(
     }
     // The latest announcement says which agents still run.
     let mut agents = Vec::new();
+    let mut triggers = Vec::new();
     let until = tokio::time::Instant::now() + silence;
     while let Ok(Some(msg)) = tokio::time::timeout_at(until, orch.inbound.recv()).await {
-        if let Inbound::Node(status) = msg {
-            agents = status
-                .runs
-                .iter()
-                .filter(|r| r.run == run)
-                .flat_map(|r| r.agents.clone())
-                .collect();
+        match msg {
+            Inbound::Node(status) => {
+                agents = status
+                    .runs
+                    .iter()
+                    .filter(|r| r.run == run)
+                    .flat_map(|r| r.agents.clone())
+                    .collect();
+            }
+            Inbound::Trigger(t) => triggers.push(t),
+            _ => {}
         }
     }
     let _ = stop_tx.send(());
     let _ = node.await;
-    agents
+    (agents, triggers)
+}
+
+fn left_run(triggers: &[Trigger]) -> Vec<&Trigger> {
+    triggers
+        .iter()
+        .filter(|t| t.event == magi_proto::NODE_LEFT_RUN)
+        .collect()
 }
 
 #[tokio::test]
-async fn a_silent_orchestrators_agents_are_stopped_after_the_dead_man_interval() {
-    let silence = Duration::from_millis(2500);
-    assert!(agents_left_after("r-silent", None, false, silence)
-        .await
-        .is_empty());
+async fn a_silent_orchestrators_agents_are_stopped_after_the_dead_man_interval_and_the_run_told() {
+    let (agents, triggers) = silent_for("r-silent", None, false, Duration::from_millis(2500)).await;
+    assert!(agents.is_empty(), "{agents:?}");
+    // The run, if only slow, learns that the node left it, and why.
+    let left = left_run(&triggers);
+    assert_eq!(left.len(), 1, "{triggers:?}");
+    assert_eq!(left[0].nodes, ["n1"]);
+    let arg = |k: &str| left[0].args.get(k).and_then(|v| v.as_f64());
+    assert_eq!(arg("limit"), Some(0.8));
+    assert!(arg("silent").is_some_and(|s| s > 0.8), "{:?}", left[0].args);
 }
 
 #[tokio::test]
 async fn a_detached_run_keeps_its_agents() {
-    assert_eq!(
-        agents_left_after("r-kept", None, true, Duration::from_millis(2500)).await,
-        vec!["a".to_string()]
+    let (agents, triggers) = silent_for("r-kept", None, true, Duration::from_millis(2500)).await;
+    assert_eq!(agents, vec!["a".to_string()]);
+    assert!(left_run(&triggers).is_empty(), "{triggers:?}");
+}
+
+#[tokio::test]
+async fn an_agent_cannot_say_its_node_left_the_run() {
+    let bus = MemoryBus::new();
+    let mut orch = bus.open_run("r-forge").await.expect("open run");
+    let link = bus.attach_node("n1").await.expect("attach");
+    let state = tempfile::tempdir().expect("temp dir");
+    let config = NodeConfig::new("n1", state.path().to_path_buf());
+    tokio::spawn(magi_node::run(link, config, std::future::pending()));
+    let testagent = Path::new(env!("CARGO_MANIFEST_DIR")).join("testagent");
+    let load = json!({"name": "a", "path": testagent, "execargs": {}});
+    orch.port
+        .publish_nodes(&["n1".into()], call("r-forge", "loadAgent", load))
+        .await
+        .expect("load");
+    assert_eq!(next_trigger(&mut orch).await.event, "AgentLoadDone");
+    let mut emit = call(
+        "r-forge",
+        "emit",
+        json!({"event": magi_proto::NODE_LEFT_RUN, "silent": 99}),
+    );
+    emit.dock = "a".into();
+    emit.seq = 2;
+    emit.trigger = Some("emitted".into());
+    orch.port
+        .publish_nodes(&["n1".into()], emit)
+        .await
+        .expect("emit");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t: &Trigger| t.event == "emitted") {
+        seen.push(next_trigger(&mut orch).await);
+    }
+    assert!(left_run(&seen).is_empty(), "{seen:?}");
+    let warning = seen
+        .iter()
+        .find(|t| t.event == magi_proto::RUNTIME_EXCEPTION)
+        .unwrap_or_else(|| panic!("no warning: {seen:?}"));
+    assert_eq!(warning.args["type"], "MagiWarning");
+    assert!(
+        warning.args["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NodeLeftRun")),
+        "{warning:?}"
     );
 }
 

@@ -19,6 +19,10 @@ pub const AGENT_LOAD_DONE: &str = "AgentLoadDone";
 pub const AGENT_UNLOAD_DONE: &str = "AgentUnloadDone";
 /// Node agent → orchestrator: something failed (a method raised, an agent crashed, a load failed).
 pub const RUNTIME_EXCEPTION: &str = "RuntimeException";
+/// Node agent → orchestrator (MAGI-rs's own, not the original's): the node stopped the
+/// run's agents and left its groups by itself, its dead-man switch having heard nothing
+/// from the run for `silent` seconds (more than its limit, `limit`). Agents cannot send it.
+pub const NODE_LEFT_RUN: &str = "NodeLeftRun";
 
 /// Node-agent methods.
 pub mod method {

@@ -169,6 +169,12 @@ impl Node {
             AgentEvent::Failed { id: None, error } => {
                 self.exception(run, name, "unknown", &error, None).await
             }
+            AgentEvent::Trigger { event, .. } if event == magi_proto::NODE_LEFT_RUN => {
+                // Only the node agent itself may say the node left the run.
+                let error = format!("a trigger named {event} is the node agent's own: dropped");
+                self.exception(run, name, "unknown", &error, Some("MagiWarning"))
+                    .await
+            }
             AgentEvent::Trigger { event, args } => {
                 self.trigger(run, &event, with_agent(args)).await
             }

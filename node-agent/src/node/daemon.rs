@@ -253,20 +253,25 @@ impl Node {
         let Some(limit) = self.config.dead_man else {
             return;
         };
-        let dead: Vec<(String, Duration)> = self
+        let dead: Vec<(String, Duration, Duration)> = self
             .runs
             .iter()
-            .map(|(r, s)| (r, s, s.dead_man(limit)))
-            .filter(|(_, s, limit)| {
-                !s.detached
-                    && !s.agents.is_empty()
-                    && s.last_seen.is_some_and(|t| t.elapsed() > *limit)
+            .filter(|(_, s)| !s.detached && !s.agents.is_empty())
+            .filter_map(|(r, s)| {
+                let silent = s.last_seen?.elapsed();
+                let limit = s.dead_man(limit);
+                (silent > limit).then(|| (r.clone(), silent, limit))
             })
-            .map(|(r, _, limit)| (r.clone(), limit))
             .collect();
-        for (run, limit) in dead {
+        for (run, silent, limit) in dead {
             tracing::warn!(node = %self.config.name, run, "the orchestrator of run {run} has been silent for more than {limit:?}: stopping its agents");
             self.end_run(&run).await;
+            // Said to the run, which may only be slow (a call going out to 10,000 nodes
+            // for a minute): it learns at once that this node left, instead of from a wait
+            // that times out and a teardown that waits for answers that cannot come.
+            let args = json!({"silent": silent.as_secs_f64(), "limit": limit.as_secs_f64()});
+            self.trigger(&run, magi_proto::NODE_LEFT_RUN, obj(args))
+                .await;
         }
     }
 }

@@ -210,9 +210,9 @@ async fn a_killed_node_agent_is_reported_lost_by_name_and_the_run_exits_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_tells_its_nodes_it_is_alive_as_often_as_alive_every_says() {
     // A node whose dead man is 3 s, and a procedure quiet for 6 s between two calls: told
-    // every second, the node keeps the agent; never told, it stops it and leaves its
-    // groups, the second call reaches no node (exit 3), and teardown, whose calls reach no
-    // node either, does not wait for answers that cannot come (it once waited 200 s).
+    // every second, the node keeps the agent; never told, it stops it, leaves its groups
+    // and says so: the run names it lost at once (exit 3), before its second call, and
+    // teardown does not wait for answers that cannot come (it once waited 200 s).
     let mut w = World::new().await;
     w.start_node("n1", &["--dead-man-secs", "3"]);
     let aal = w.write(
@@ -230,15 +230,26 @@ async fn the_run_tells_its_nodes_it_is_alive_as_often_as_alive_every_says() {
     .finish(Duration::from_secs(60))
     .await;
     assert_eq!(told.code, Some(0), "{}", told.show());
+    let untold = format!("untold-{}", tag());
     let never = Running::start(
-        w.run_cmd(&aal, &format!("untold-{}", tag()), &["--alive-every", "0"]),
+        w.run_cmd(&aal, &untold, &["--alive-every", "0"]),
         w.dir.path(),
         "untold",
     )
     .finish(Duration::from_secs(30))
     .await;
     assert_eq!(never.code, Some(3), "{}", never.show());
-    assert!(never.stdout.contains("reached no node"), "{}", never.show());
+    assert!(
+        never.stdout.lines().any(|l| l.contains("node n1 lost")
+            && l.contains("dead-man switch heard nothing from this run")),
+        "{}",
+        never.show()
+    );
+    let calls: Vec<Value> = events_of(&w.records().join(&untold))
+        .into_iter()
+        .filter(|e| e["dir"] == "sent" && e["body"]["call"]["method"] == "ret")
+        .collect();
+    assert_eq!(calls.len(), 1, "the second call went out: {calls:?}");
     assert!(
         w.nodes[0].log_text().contains("has been silent"),
         "{}",
