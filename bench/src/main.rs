@@ -153,14 +153,15 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("MAGI_BENCH_BLOCKING")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        builder.max_blocking_threads(n);
+    // A fleet process's runtime is the one `magi-node` picks for as many node agents
+    // (the bare consumers' fleet too, so that both sides of a ratio run alike).
+    let runtime = match &cli.internal {
+        Some(Internal::Fleet(args)) => magi_node::runtime_for(args.nodes),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
-    let runtime = builder.enable_all().build().expect("tokio runtime");
+    .expect("tokio runtime");
     let code = runtime.block_on(async move {
         match cli.internal {
             Some(Internal::Fleet(args)) => match fleet::serve(*args).await {

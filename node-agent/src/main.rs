@@ -37,10 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match magi_node::runtime_for(settings.names.len()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("magi-node: cannot start the runtime: {e}");
