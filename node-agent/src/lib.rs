@@ -35,10 +35,10 @@ pub use node::{run, NodeConfig, Policy};
 /// The runtime for a process hosting `nodes` node agents. One node agent is one
 /// dispatcher, whose work is sequential: a current-thread runtime runs it without waking
 /// another worker thread at every hop (delivery, agent, trigger), which on two cores took
-/// about a tenth off a one-node round trip (`docs/benchmarks.md`). Many node agents get
-/// tokio's multi-thread runtime, which spreads them over the cores. Either way decoding
-/// archives goes to blocking threads, heartbeats to a thread of their own
-/// (`node::run`), and lapin's socket to its own thread.
+/// about 6 % off a one-node round trip (`docs/benchmarks.md`). Many node agents get
+/// tokio's multi-thread runtime, which spreads them over the cores, and their heartbeats a
+/// thread of their own (`node::run`). Either way decoding archives goes to blocking
+/// threads and lapin's socket to its own thread.
 pub fn runtime_for(nodes: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = match nodes {
         0 | 1 => tokio::runtime::Builder::new_current_thread(),
