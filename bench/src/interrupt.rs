@@ -8,6 +8,9 @@ use magi_testkit::{vhost_of, TestBroker};
 
 use crate::permissions;
 
+/// How long an interrupted benchmark spends deleting what it declared.
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
 /// Set once Ctrl-C or SIGTERM has come: the signal's task is cleaning the broker up.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -41,9 +44,24 @@ pub fn watch_signals(prefix: String, url: String) {
         let kit = TestBroker {
             vhost: vhost_of(&url),
             url,
-            prefix,
+            prefix: prefix.clone(),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(20), kit.cleanup()).await;
+        // 10,000 node queues on a busy broker took longer than 20 s to delete, and the
+        // benchmark left them without a word.
+        match tokio::time::timeout(CLEANUP_WAIT, kit.cleanup()).await {
+            Ok(Ok(left)) if left.is_empty() => {}
+            Ok(Ok(left)) => eprintln!(
+                "magi-bench: {} left on the broker; `magi-bench cleanup {prefix}` deletes them",
+                left.len()
+            ),
+            Ok(Err(e)) => eprintln!(
+                "magi-bench: cleanup failed ({e}); `magi-bench cleanup {prefix}` deletes what is left"
+            ),
+            Err(_) => eprintln!(
+                "magi-bench: cleanup not done after {} s; `magi-bench cleanup {prefix}` deletes what is left",
+                CLEANUP_WAIT.as_secs()
+            ),
+        }
         let _ = tokio::task::spawn_blocking(permissions::remove_live).await;
         std::process::exit(130);
     });
