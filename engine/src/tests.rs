@@ -817,17 +817,25 @@ fn a_lost_node_ends_the_run_and_teardown_does_not_wait_for_it() {
     h.silent.push("s2".into());
     let out = h.engine.on_node_lost(h.now, "s2", "no heartbeat for 6 s");
     h.absorb(out);
+    let message = node_failure_after_teardown(&h);
+    assert!(message.contains("s2"));
+}
+
+/// The run failed for a node, and its teardown completed (without the silent nodes):
+/// the failure's message.
+fn node_failure_after_teardown(h: &Harness) -> &str {
     let Some(Outcome::Failed { kind, message }) = &h.outcome else {
         panic!("{:?}", h.outcome)
     };
     assert_eq!(*kind, FailureKind::Node);
-    assert!(message.contains("s2"));
     assert!(
         h.lines
             .iter()
             .any(|l| l.stream == "exit" && l.tag == Tag::Done),
-        "teardown completed without s2"
+        "teardown completed without {:?}",
+        h.silent
     );
+    message
 }
 
 #[test]
@@ -841,20 +849,11 @@ fn a_node_whose_dead_man_fired_is_lost_at_once_and_teardown_does_not_wait_for_it
     // It left its groups: teardown's calls no longer reach it.
     h.silent.push("s2".into());
     h.trigger("NodeLeftRun", "s2", json!({"silent": 30.4, "limit": 30.0}));
-    let Some(Outcome::Failed { kind, message }) = &h.outcome else {
-        panic!("{:?}", h.outcome)
-    };
-    assert_eq!(*kind, FailureKind::Node);
+    let message = node_failure_after_teardown(&h);
     assert!(
         message.contains("node s2 lost")
             && message.contains("dead-man switch heard nothing from this run for 30.4 s"),
         "{message}"
-    );
-    assert!(
-        h.lines
-            .iter()
-            .any(|l| l.stream == "exit" && l.tag == Tag::Done),
-        "teardown completed without s2"
     );
 }
 
